@@ -1,0 +1,159 @@
+"""The ``dripline`` command: serve, work, apply sequences, manage keys and DKIM, run the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from api.auth import Role, create_key
+from sequences import migrate, registry
+from sequences.db import make_engine
+from sequences.definition import DefinitionError, parse_definition
+from sequences.mail.dkim import dns_txt_record
+from sequences.mail.signers import load_or_create_key
+from sequences.settings import Settings
+
+app = typer.Typer(help="Dripline: AI-agent email sequences.", no_args_is_help=True)
+keys = typer.Typer(help="API keys.", no_args_is_help=True)
+dkim = typer.Typer(help="DKIM signing keys.", no_args_is_help=True)
+db = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(keys, name="keys")
+app.add_typer(dkim, name="dkim")
+app.add_typer(db, name="db")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    worker: Annotated[bool, typer.Option(help="Also run a worker in this process.")] = True,
+) -> None:
+    """Run the HTTP API (and a worker); unset services start embedded."""
+    from api.server import serve_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve_forever(Settings(), host=host, port=port, with_worker=worker))
+
+
+@app.command("worker")
+def run_worker() -> None:
+    """Run a worker against REDIS_URL and DATABASE_URL (scale out with more of these)."""
+    from sequences.worker import build_worker
+
+    settings = Settings()
+    if not settings.redis_url:
+        raise _fail("REDIS_URL is not set: a separate worker needs the shared Redis (or use `dripline serve`)")
+    if not settings.smtp_host:
+        raise _fail("SMTP_HOST is not set: a separate worker needs a relay (or use `dripline serve`)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    worker = build_worker(settings, redis_url=settings.redis_url, smtp=(settings.smtp_host, settings.smtp_port))
+    asyncio.run(worker.async_run())
+
+
+@app.command()
+def apply(path: Path) -> None:
+    """Validate a sequence file and apply it; a changed sequence gets a new version."""
+    try:
+        source = path.read_bytes()
+    except OSError as error:
+        raise _fail(f"{path}: {error.strerror}") from None
+    try:
+        defn = parse_definition(source)
+    except DefinitionError as error:
+        for item in error.errors:
+            typer.secho(f"{path}: {item.path}: {item.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+
+    async def run() -> registry.Applied:
+        engine = make_engine(Settings().resolved_database_url)
+        try:
+            await migrate.upgrade(engine)
+            async with engine.begin() as conn:
+                return await registry.apply(conn, defn, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+
+    _ensure_data_dir()
+    applied = asyncio.run(run())
+    state = "new version" if applied.created else "unchanged"
+    typer.echo(f"{applied.key}: version {applied.version} ({state})")
+
+
+@keys.command("create")
+def keys_create(
+    name: str,
+    role: Annotated[Role, typer.Option(help="admin, enroll or reviewer.")] = Role.admin,
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+
+    async def run() -> str:
+        engine = make_engine(Settings().resolved_database_url)
+        try:
+            await migrate.upgrade(engine)
+            async with engine.begin() as conn:
+                return await create_key(conn, name, role, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+
+    _ensure_data_dir()
+    typer.echo(asyncio.run(run()))
+
+
+@dkim.command("keygen")
+def dkim_keygen(
+    domain: Annotated[str, typer.Option(help="The signing domain (d=).")],
+    selector: Annotated[str | None, typer.Option(help="The selector (s=); DKIM_SELECTOR by default.")] = None,
+) -> None:
+    """Create the RSA-2048 signing key (if missing) and print the DNS TXT record to publish."""
+    settings = Settings()
+    path = settings.dkim_key_path
+    existed = path.exists()
+    pem = load_or_create_key(path)
+    typer.echo(f"# key: {path} ({'existing' if existed else 'new'})", err=True)
+    typer.echo(dns_txt_record(pem, selector or settings.dkim_selector, domain))
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending schema migrations."""
+
+    async def run() -> None:
+        engine = make_engine(Settings().resolved_database_url)
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    _ensure_data_dir()
+    asyncio.run(run())
+    typer.echo("database is at the newest schema")
+
+
+@app.command()
+def demo(
+    contacts: Annotated[int, typer.Option(min=3, max=500)] = 20,
+    day_seconds: Annotated[float, typer.Option(help="Real seconds per sequence day.")] = 6.0,
+) -> None:
+    """Run the example sequence end to end on embedded services and an accelerated clock."""
+    from api.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    raise typer.Exit(code=asyncio.run(run_demo(contacts=contacts, day_seconds=day_seconds)))
+
+
+def _ensure_data_dir() -> None:
+    settings = Settings()
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+

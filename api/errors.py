@@ -1,0 +1,61 @@
+"""One JSON error shape for every failure: {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from sequences.definition import DefinitionError
+from sequences.errors import DriplineError
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status)
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``("body", "contact", "email")`` -> ``contact.email``; the transport part is dropped."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        parts = parts[1:] or parts
+    return ".".join(parts)
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [{"path": field_path(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+    first = details[0] if details else {"path": "body", "message": "invalid request"}
+    return error_response(422, "invalid_request", f"{first['path']}: {first['message']}", details)
+
+
+async def _definition(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DefinitionError)
+    details = [{"path": e.path, "message": e.message} for e in exc.errors]
+    first = details[0] if details else {"path": "body", "message": str(exc)}
+    return error_response(422, "invalid_sequence", f"{first['path']}: {first['message']}", details)
+
+
+async def _dripline(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DriplineError)
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+    response = error_response(exc.status_code, code.get(exc.status_code, "http_error"), str(exc.detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(DefinitionError, _definition)
+    app.add_exception_handler(DriplineError, _dripline)
+    app.add_exception_handler(HTTPException, _http)

@@ -1,0 +1,145 @@
+"""Enrollments: enroll (idempotent, exclusive), bulk, read with the timeline, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Response
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.deps import ConnDep, DepsDep, Enroller, Reader
+from api.schemas import BulkEnrollmentIn, ContactIn, EnrollmentIn
+from sequences import contacts, lifecycle, registry
+from sequences.deps import Deps
+from sequences.engagement import load as load_engagement
+from sequences.enrollments import Enrolled, enroll
+from sequences.errors import Conflict, DriplineError, NotFound
+from sequences.models import Contact, Enrollment, EnrollmentStatus, RunState, Sequence, StepRun, TimelineEntry
+from sequences.registry import Pinned
+
+router = APIRouter(prefix="/v1/enrollments", tags=["enrollments"])
+ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
+CONTACTS = Contact.__table__  # type: ignore[attr-defined]
+SEQUENCES = Sequence.__table__  # type: ignore[attr-defined]
+RUNS = StepRun.__table__  # type: ignore[attr-defined]
+TIMELINE = TimelineEntry.__table__  # type: ignore[attr-defined]
+
+
+async def _pinned(conn: AsyncConnection, key: str) -> Pinned:
+    pinned = await registry.current(conn, key)
+    if pinned is None:
+        raise NotFound("unknown_sequence", f"sequence: no sequence '{key}'", [{"path": "sequence", "message": "unknown"}])
+    return pinned
+
+
+async def _enroll_one(
+    conn: AsyncConnection, deps: Deps, pinned: Pinned, contact: ContactIn, key: str | None, request_hash: str | None
+) -> Enrolled:
+    now = deps.clock.now()
+    ref = await contacts.upsert(conn, str(contact.email), now=now, timezone=contact.timezone, attributes=contact.attributes)
+    return await enroll(conn, deps, pinned, ref.id, ref.email_key, now=now, idempotency_key=key, request_hash=request_hash)
+
+
+@router.post("", status_code=201)
+async def create_enrollment(
+    body: EnrollmentIn,
+    response: Response,
+    deps: DepsDep,
+    principal: Enroller,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Enroll a contact; the same Idempotency-Key returns the same enrollment; a clash is 409."""
+    scoped = f"{principal.key_id}:{idempotency_key}" if idempotency_key else None
+    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    async with deps.engine.begin() as conn:
+        pinned = await _pinned(conn, body.sequence)
+        enrolled = await _enroll_one(conn, deps, pinned, body.contact, scoped, request_hash)
+    await deps.waker.wake_at(enrolled.wake)
+    if enrolled.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    async with deps.engine.connect() as conn:
+        return await describe(conn, enrolled.id)
+
+
+@router.post("/bulk", status_code=207)
+async def bulk_enroll(body: BulkEnrollmentIn, deps: DepsDep, _: Enroller) -> dict[str, Any]:
+    """Enroll many contacts; each result says created or why not, and one failure spoils none."""
+    results: list[dict[str, Any]] = []
+    async with deps.engine.connect() as conn:
+        pinned = await _pinned(conn, body.sequence)
+    for index, contact in enumerate(body.contacts):
+        try:
+            async with deps.engine.begin() as conn:
+                enrolled = await _enroll_one(conn, deps, pinned, contact, None, None)
+        except DriplineError as error:
+            results.append({"index": index, "email": str(contact.email), "status": error.status,
+                            "error": {"code": error.code, "message": error.message, "details": error.details}})
+            continue
+        await deps.waker.wake_at(enrolled.wake)
+        results.append({"index": index, "email": str(contact.email), "status": 201, "id": enrolled.id})
+    created = sum(1 for r in results if r["status"] == 201)
+    return {"created": created, "failed": len(results) - created, "results": results}
+
+
+@router.get("/{enrollment_id}")
+async def get_enrollment(enrollment_id: str, conn: ConnDep, _: Reader) -> dict[str, Any]:
+    """Status, pinned version, current step, next run, timeline and engagement."""
+    return await describe(conn, enrollment_id)
+
+
+@router.post("/{enrollment_id}/cancel")
+async def cancel_enrollment(enrollment_id: str, conn: ConnDep, deps: DepsDep, _: Enroller) -> dict[str, Any]:
+    """Cancel an active enrollment; its pending steps are cancelled at once."""
+    status = (await conn.execute(select(ENROLLMENTS.c.status).where(ENROLLMENTS.c.id == enrollment_id))).scalar_one_or_none()
+    if status is None:
+        raise NotFound("unknown_enrollment", f"no enrollment '{enrollment_id}'")
+    if status != EnrollmentStatus.active:
+        raise Conflict("not_active", f"the enrollment is already {status}")
+    await lifecycle.end(conn, [enrollment_id], status=EnrollmentStatus.cancelled, reason="cancelled by API", now=deps.clock.now())
+    return await describe(conn, enrollment_id)
+
+
+async def describe(conn: AsyncConnection, enrollment_id: str) -> dict[str, Any]:
+    row = (
+        await conn.execute(
+            select(ENROLLMENTS, SEQUENCES.c.key.label("sequence"), CONTACTS.c.email)
+            .join(SEQUENCES, SEQUENCES.c.id == ENROLLMENTS.c.sequence_id)
+            .join(CONTACTS, CONTACTS.c.id == ENROLLMENTS.c.contact_id)
+            .where(ENROLLMENTS.c.id == enrollment_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("unknown_enrollment", f"no enrollment '{enrollment_id}'")
+    next_run = (
+        await conn.execute(
+            select(RUNS.c.step_id, RUNS.c.due_at)
+            .where(RUNS.c.enrollment_id == enrollment_id, RUNS.c.state.in_([RunState.due, RunState.claimed]))
+            .order_by(RUNS.c.due_at)
+            .limit(1)
+        )
+    ).first()
+    entries = await conn.execute(
+        select(TIMELINE.c.at, TIMELINE.c.kind, TIMELINE.c.step_id, TIMELINE.c.detail)
+        .where(TIMELINE.c.enrollment_id == enrollment_id)
+        .order_by(TIMELINE.c.id)
+    )
+    signals = await load_engagement(conn, enrollment_id, row.contact_id, row.created_at)
+    return {
+        "id": row.id,
+        "sequence": row.sequence,
+        "version": row.version,
+        "email": row.email,
+        "status": row.status,
+        "exit_reason": row.exit_reason,
+        "current_step": row.position,
+        "next_run": {"step": next_run.step_id, "due_at": next_run.due_at.isoformat()} if next_run else None,
+        "created_at": row.created_at.isoformat(),
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        "engagement": {"score": signals.score, "by_step": signals.summary()},
+        "timeline": [
+            {"at": e.at.isoformat(), "kind": e.kind, "step": e.step_id, **(e.detail or {})} for e in entries
+        ],
+    }

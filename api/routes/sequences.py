@@ -1,0 +1,97 @@
+"""Sequences: apply a YAML or JSON definition (a new version when it changed), list, read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import func, select
+
+from api.deps import Admin, ConnDep, DepsDep, Reader
+from sequences import registry
+from sequences.definition import DefinitionError, FieldError, parse_definition
+from sequences.errors import NotFound
+from sequences.models import Enrollment, Message, Sequence, SequenceVersion
+
+router = APIRouter(prefix="/v1/sequences", tags=["sequences"])
+SEQUENCES = Sequence.__table__  # type: ignore[attr-defined]
+VERSIONS = SequenceVersion.__table__  # type: ignore[attr-defined]
+ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
+MESSAGES = Message.__table__  # type: ignore[attr-defined]
+
+
+@router.put(
+    "/{key}",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}}, "application/json": {}},
+        }
+    },
+)
+async def apply_sequence(key: str, request: Request, response: Response, conn: ConnDep, deps: DepsDep, _: Admin) -> dict[str, Any]:
+    """Apply a sequence definition (YAML or JSON); 201 with a new version, 200 when unchanged."""
+    defn = parse_definition(await request.body())
+    if defn.key != key:
+        raise DefinitionError([FieldError("key", f"the body's key '{defn.key}' differs from the URL's '{key}'")])
+    applied = await registry.apply(conn, defn, deps.clock.now())
+    if not applied.created:
+        response.status_code = 200
+    return {"key": applied.key, "version": applied.version, "created": applied.created}
+
+
+@router.get("")
+async def list_sequences(conn: ConnDep, _: Reader) -> dict[str, Any]:
+    """All sequences with their current version and active enrollments."""
+    active = (
+        select(ENROLLMENTS.c.sequence_id, func.count().label("active"))
+        .where(ENROLLMENTS.c.status == "active")
+        .group_by(ENROLLMENTS.c.sequence_id)
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(SEQUENCES.c.key, SEQUENCES.c.name, SEQUENCES.c.current_version, SEQUENCES.c.updated_at, active.c.active)
+        .outerjoin(active, active.c.sequence_id == SEQUENCES.c.id)
+        .order_by(SEQUENCES.c.key)
+    )
+    return {
+        "sequences": [
+            {"key": r.key, "name": r.name, "version": r.current_version,
+             "updated_at": r.updated_at.isoformat(), "active_enrollments": r.active or 0}
+            for r in rows
+        ]
+    }
+
+
+@router.get("/{key}")
+async def get_sequence(key: str, conn: ConnDep, _: Reader) -> dict[str, Any]:
+    """The current definition, its versions, and per-step send statistics."""
+    pinned = await registry.current(conn, key)
+    if pinned is None:
+        raise NotFound("unknown_sequence", f"no sequence '{key}'")
+    versions = await conn.execute(
+        select(VERSIONS.c.version, VERSIONS.c.checksum, VERSIONS.c.created_at)
+        .where(VERSIONS.c.sequence_id == pinned.sequence_id)
+        .order_by(VERSIONS.c.version)
+    )
+    return {
+        "key": key,
+        "version": pinned.version,
+        "definition": pinned.definition.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "versions": [{"version": v.version, "checksum": v.checksum, "created_at": v.created_at.isoformat()} for v in versions],
+        "steps": await _step_stats(conn, pinned.sequence_id),
+    }
+
+
+async def _step_stats(conn: ConnDep, sequence_id: int) -> dict[str, dict[str, int]]:
+    rows = await conn.execute(
+        select(MESSAGES.c.step_id, MESSAGES.c.state, func.count().label("n"))
+        .join(ENROLLMENTS, ENROLLMENTS.c.id == MESSAGES.c.enrollment_id)
+        .where(ENROLLMENTS.c.sequence_id == sequence_id)
+        .group_by(MESSAGES.c.step_id, MESSAGES.c.state)
+    )
+    stats: dict[str, dict[str, int]] = {}
+    for r in rows:
+        stats.setdefault(r.step_id, {})[r.state] = r.n
+    return stats

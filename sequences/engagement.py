@@ -1,0 +1,76 @@
+"""What a contact did so far in one enrollment: the helpers branch conditions call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sequences.models import Event, Message
+
+EVENTS = Event.__table__  # type: ignore[attr-defined]
+MESSAGES = Message.__table__  # type: ignore[attr-defined]
+
+# Clicks and replies are deliberate; opens are fetched by privacy proxies, so they weigh little.
+SCORE_WEIGHTS = {"clicked": 3.0, "replied": 5.0, "converted": 8.0, "opened": 0.5}
+
+
+@dataclass
+class Engagement:
+    """Human engagement per step: bot clicks are already filtered out."""
+
+    by_step: dict[str, set[str]] = field(default_factory=dict)
+    types: list[str] = field(default_factory=list)
+    last_event: dict[str, Any] = field(default_factory=dict)
+
+    def did(self, event_type: str, step: str | None = None) -> bool:
+        if step is None:
+            return event_type in self.types
+        return event_type in self.by_step.get(step, set())
+
+    @property
+    def score(self) -> float:
+        return sum(SCORE_WEIGHTS.get(t, 0.0) for t in self.types)
+
+    def helpers(self) -> dict[str, Callable[..., bool] | float | list[str]]:
+        return {
+            "opened": lambda step=None: self.did("opened", step),
+            "clicked": lambda step=None: self.did("clicked", step),
+            "replied": lambda step=None: self.did("replied", step),
+            "converted": lambda: self.did("converted"),
+            "score": self.score,
+            "events": list(self.types),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {step: sorted(kinds) for step, kinds in self.by_step.items()}
+
+
+async def load(
+    conn: AsyncConnection, enrollment_id: str, contact_id: int, since: datetime
+) -> Engagement:
+    """This enrollment's events, plus the contact's events that name no enrollment (a
+    conversion posted by a CRM) since it started."""
+    contact_level = and_(
+        EVENTS.c.enrollment_id.is_(None),
+        EVENTS.c.contact_id == contact_id,
+        EVENTS.c.received_at >= since,
+    )
+    rows = await conn.execute(
+        select(EVENTS.c.type, EVENTS.c.properties, MESSAGES.c.step_id)
+        .outerjoin(MESSAGES, MESSAGES.c.id == EVENTS.c.message_pk)
+        .where(or_(EVENTS.c.enrollment_id == enrollment_id, contact_level))
+        .where(EVENTS.c.is_bot.is_(False))
+        .order_by(EVENTS.c.occurred_at, EVENTS.c.id)
+    )
+    engagement = Engagement()
+    for row in rows:
+        engagement.types.append(row.type)
+        if row.step_id is not None:
+            engagement.by_step.setdefault(row.step_id, set()).add(row.type)
+        engagement.last_event = {"type": row.type, "properties": row.properties or {}}
+    return engagement

@@ -1,0 +1,80 @@
+"""Ending enrollments and suppressing addresses: each takes effect at once, pending rows included."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sequences import outbox, timeline
+from sequences.models import Contact, Enrollment, EnrollmentStatus, Suppression
+
+ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
+CONTACTS = Contact.__table__  # type: ignore[attr-defined]
+SUPPRESSIONS = Suppression.__table__  # type: ignore[attr-defined]
+
+# These always end every sequence for the address, whatever exit_on says.
+SUPPRESSING_EVENTS = {"unsubscribed": "unsubscribed", "complained": "complaint"}
+
+
+async def end(
+    conn: AsyncConnection,
+    enrollment_ids: list[str],
+    *,
+    status: EnrollmentStatus,
+    reason: str | None,
+    now: datetime,
+    step_id: str | None = None,
+) -> list[str]:
+    """Move active enrollments to a final status; returns those that were still active."""
+    if not enrollment_ids:
+        return []
+    rows = await conn.execute(
+        update(ENROLLMENTS)
+        .where(ENROLLMENTS.c.id.in_(enrollment_ids), ENROLLMENTS.c.status == EnrollmentStatus.active)
+        .values(status=status, exit_reason=reason, finished_at=now, updated_at=now)
+        .returning(ENROLLMENTS.c.id)
+    )
+    ended = [r.id for r in rows]
+    await outbox.cancel_pending(conn, ended)
+    kind = "completed" if status == EnrollmentStatus.completed else str(status)
+    await timeline.record(
+        conn, [timeline.entry(e, now, kind, step_id, reason=reason) for e in ended]
+    )
+    return ended
+
+
+async def active_for_contact(conn: AsyncConnection, contact_id: int) -> list[str]:
+    rows = await conn.execute(
+        select(ENROLLMENTS.c.id).where(
+            ENROLLMENTS.c.contact_id == contact_id, ENROLLMENTS.c.status == EnrollmentStatus.active
+        )
+    )
+    return [r.id for r in rows]
+
+
+async def suppress(
+    conn: AsyncConnection,
+    contact_id: int,
+    email_key: str,
+    *,
+    reason: str,
+    now: datetime,
+    detail: str | None = None,
+) -> list[str]:
+    """Stop every sequence for this address, now and for future enrollments."""
+    values = {"email_key": email_key, "reason": reason, "detail": detail, "created_at": now}
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(insert(SUPPRESSIONS).values(**values).on_conflict_do_nothing())
+    active = await active_for_contact(conn, contact_id)
+    return await end(conn, active, status=EnrollmentStatus.exited, reason=reason, now=now)
+
+
+async def is_suppressed(conn: AsyncConnection, email_key: str) -> str | None:
+    row = await conn.execute(
+        select(SUPPRESSIONS.c.reason).where(SUPPRESSIONS.c.email_key == email_key)
+    )
+    return row.scalar_one_or_none()

@@ -1,0 +1,221 @@
+"""SMTP submission through a small pool of persistent aiosmtplib connections."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiosmtplib
+
+__all__ = [
+    "Mailer",
+    "PermanentSendError",
+    "SendError",
+    "SmtpMailer",
+    "TemporarySendError",
+]
+
+logger = logging.getLogger(__name__)
+
+# Replies that mean the server is closing the session: the connection is useless afterwards.
+_CLOSING_CODES = frozenset({421})
+
+
+class SendError(Exception):
+    """A message was not accepted.
+
+    ``stage`` says where: "connect" (connect/EHLO/STARTTLS/AUTH), "mail" (sender refused),
+    "rcpt" (recipient refused) or "data" (message refused). Only "rcpt" and "data" say anything
+    about the recipient; a "connect" failure is always temporary so that a broken relay
+    configuration can never be mistaken for a hard bounce.
+    """
+
+    def __init__(self, code: int | None, message: str, *, stage: str = "unknown") -> None:
+        super().__init__(f"{code} {message}" if code is not None else message)
+        self.code = code
+        self.message = message
+        self.stage = stage
+
+
+class TemporarySendError(SendError):
+    """4xx reply, connection failure or timeout: try again later."""
+
+
+class PermanentSendError(SendError):
+    """5xx reply: retrying the same message will not help."""
+
+
+class Mailer(Protocol):
+    async def send(self, sender: str, recipient: str, data: bytes) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class _Connection:
+    client: aiosmtplib.SMTP
+    last_used: float
+    sent: int = 0
+
+
+class SmtpMailer:
+    """A Mailer over up to ``pool_size`` persistent SMTP connections, opened lazily.
+
+    Idle connections are reused most-recently-used first. One that has been idle longer
+    than ``idle_check_seconds`` is probed with NOOP before use, because retrying a send on a
+    connection the server silently dropped could deliver the message twice.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 25,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        use_tls: bool = False,
+        timeout: float = 30.0,
+        pool_size: int = 8,
+        local_hostname: str | None = None,
+        idle_check_seconds: float = 10.0,
+        max_messages_per_connection: int = 500,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self._host = host
+        self._port = port
+        self._username = username
+        self._password = password
+        self._starttls = starttls
+        self._use_tls = use_tls
+        self._timeout = timeout
+        self._local_hostname = local_hostname
+        self._idle_check_seconds = idle_check_seconds
+        self._max_messages = max_messages_per_connection
+        self._slots = asyncio.Semaphore(pool_size)
+        self._idle: deque[_Connection] = deque()
+        self._closed = False
+        self._retiring: set[asyncio.Task[None]] = set()
+        # Connections opened so far; lets tests and metrics see that the pool is reused.
+        self.connections_opened = 0
+
+    async def send(self, sender: str, recipient: str, data: bytes) -> str:
+        """Submit ``data`` for one recipient; returns the server's reply to DATA."""
+        if self._closed:
+            raise RuntimeError("SmtpMailer is closed")
+        async with self._slots:
+            conn = await self._checkout()
+            keep = False
+            try:
+                _, reply = await conn.client.sendmail(sender, [recipient], data)
+                keep = True
+                return reply
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                refused = exc.recipients[0] if exc.recipients else None
+                code = refused.code if refused is not None else None
+                keep = conn.client.is_connected and code not in _CLOSING_CODES
+                raise _classify(code, refused.message if refused else str(exc), "rcpt") from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                keep = conn.client.is_connected and exc.code not in _CLOSING_CODES
+                raise _classify(exc.code, exc.message, _stage_of(exc)) from exc
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                raise TemporarySendError(None, str(exc) or type(exc).__name__) from exc
+            finally:
+                # Synchronous on purpose: an await here could be cancelled after a successful
+                # send and turn a delivered message into an unknown outcome.
+                self._checkin(conn, keep)
+
+    async def close(self) -> None:
+        """Quit every idle connection; connections in use are closed when they come back."""
+        self._closed = True
+        while self._idle:
+            await _quit_quietly(self._idle.pop().client)
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    async def _checkout(self) -> _Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if time.monotonic() - conn.last_used < self._idle_check_seconds:
+                return conn
+            if await _still_alive(conn.client):
+                return conn
+            logger.info("discarding stale SMTP connection to %s:%s", self._host, self._port)
+            await _quit_quietly(conn.client)
+        return await self._connect()
+
+    def _checkin(self, conn: _Connection, keep: bool) -> None:
+        conn.sent += 1
+        conn.last_used = time.monotonic()
+        if not keep:
+            # After an error the session state is unknown; drop it without a QUIT.
+            conn.client.close()
+        elif not self._closed and conn.sent < self._max_messages:
+            self._idle.append(conn)
+        else:
+            task = asyncio.create_task(_quit_quietly(conn.client))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _connect(self) -> _Connection:
+        client = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            username=self._username,
+            password=self._password,
+            use_tls=self._use_tls,
+            start_tls=self._starttls,
+            timeout=self._timeout,
+            local_hostname=self._local_hostname,
+        )
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPResponseException as exc:
+            # Even a 5xx greeting or AUTH failure is our relay's problem, not the recipient's.
+            raise TemporarySendError(exc.code, exc.message, stage="connect") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            message = str(exc) or type(exc).__name__
+            raise TemporarySendError(None, message, stage="connect") from exc
+        self.connections_opened += 1
+        logger.debug("opened SMTP connection to %s:%s", self._host, self._port)
+        return _Connection(client=client, last_used=time.monotonic())
+
+
+def _classify(code: int | None, message: str, stage: str) -> SendError:
+    if code is not None and 500 <= code < 600:
+        return PermanentSendError(code, message, stage=stage)
+    return TemporarySendError(code, message, stage=stage)
+
+
+def _stage_of(exc: aiosmtplib.SMTPResponseException) -> str:
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return "mail"
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+        return "rcpt"
+    if isinstance(exc, aiosmtplib.SMTPDataError):
+        return "data"
+    return "unknown"
+
+
+async def _still_alive(client: aiosmtplib.SMTP) -> bool:
+    if not client.is_connected:
+        return False
+    try:
+        await client.noop()
+    except (aiosmtplib.SMTPException, OSError):
+        return False
+    return True
+
+
+async def _quit_quietly(client: aiosmtplib.SMTP) -> None:
+    if not client.is_connected:
+        return
+    try:
+        await asyncio.wait_for(client.quit(), timeout=2.0)
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        client.close()

@@ -1,0 +1,209 @@
+"""The data model. The database is the source of truth for every contact's progress."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from sequences.db import JsonType, UTCDateTime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+
+class EnrollmentStatus(StrEnum):
+    active = "active"
+    completed = "completed"
+    exited = "exited"
+    cancelled = "cancelled"
+
+
+class RunState(StrEnum):
+    due = "due"
+    claimed = "claimed"
+    done = "done"
+    cancelled = "cancelled"
+
+
+class MessageState(StrEnum):
+    sending = "sending"  # committed before the SMTP call: found again after a crash -> unknown
+    sent = "sent"
+    retrying = "retrying"  # a 4xx: known not delivered, safe to send again
+    bounced = "bounced"
+    failed = "failed"
+    unknown = "unknown"  # the process died mid-send; never resent blindly
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contacts"
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320)
+    email_key: str = Field(max_length=320, unique=True)  # lower-cased: unique case-insensitively
+    timezone: str | None = Field(default=None, max_length=64)
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JsonType))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Sequence(SQLModel, table=True):
+    __tablename__ = "sequences"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=63, unique=True)
+    name: str = Field(max_length=200)
+    current_version: int = 1
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class SequenceVersion(SQLModel, table=True):
+    __tablename__ = "sequence_versions"
+    __table_args__ = (UniqueConstraint("sequence_id", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    sequence_id: int = Field(foreign_key="sequences.id", index=True)
+    version: int
+    checksum: str = Field(max_length=64)
+    definition: dict[str, Any] = Field(sa_column=Column(JsonType, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Enrollment(SQLModel, table=True):
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        # One active enrollment per contact per exclusive group (or per sequence without one).
+        Index(
+            "uq_enrollments_active_lock",
+            "contact_id",
+            "active_lock",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+    id: str = Field(primary_key=True, max_length=32)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    sequence_id: int = Field(foreign_key="sequences.id", index=True)
+    version_id: int = Field(foreign_key="sequence_versions.id")
+    version: int
+    status: str = Field(default=EnrollmentStatus.active, max_length=16, index=True)
+    position: str | None = Field(default=None, max_length=63)
+    active_lock: str = Field(max_length=200)
+    exit_reason: str | None = Field(default=None, max_length=200)
+    idempotency_key: str | None = Field(default=None, max_length=300, unique=True)
+    request_hash: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+
+
+class StepRun(SQLModel, table=True):
+    """The outbox: "step X of enrollment E is due at T". Claimed atomically, then acted on."""
+
+    __tablename__ = "step_runs"
+    __table_args__ = (Index("ix_step_runs_state_due", "state", "due_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: str = Field(foreign_key="enrollments.id", index=True, max_length=32)
+    step_id: str = Field(max_length=63)
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    state: str = Field(default=RunState.due, max_length=16)
+    attempts: int = 0
+    claim_token: str | None = Field(default=None, max_length=32)
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    woken_by: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "messages"
+    id: str = Field(primary_key=True, max_length=32)
+    step_run_id: int = Field(foreign_key="step_runs.id", unique=True)  # one send per outbox row
+    enrollment_id: str = Field(foreign_key="enrollments.id", index=True, max_length=32)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    step_id: str = Field(max_length=63)
+    variant: str | None = Field(default=None, max_length=63)
+    message_id: str = Field(max_length=255, unique=True)
+    token: str = Field(max_length=64, unique=True)
+    to_addr: str = Field(max_length=320)
+    subject: str = Field(max_length=998)
+    text_body: str
+    html_body: str
+    copy_source: str = Field(max_length=64)
+    state: str = Field(default=MessageState.sending, max_length=16)
+    attempts: int = 0
+    last_reply: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+
+
+class Link(SQLModel, table=True):
+    """Click tracking redirects only to URLs stored here, never to one taken from the request."""
+
+    __tablename__ = "links"
+    id: int | None = Field(default=None, primary_key=True)
+    message_pk: str = Field(foreign_key="messages.id", index=True, max_length=32)
+    token: str = Field(max_length=64, unique=True)
+    url: str = Field(max_length=2000)
+
+
+class Event(SQLModel, table=True):
+    __tablename__ = "events"
+    id: int | None = Field(default=None, primary_key=True)
+    event_key: str = Field(max_length=300, unique=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    enrollment_id: str | None = Field(default=None, index=True, max_length=32)
+    message_pk: str | None = Field(default=None, max_length=32)
+    type: str = Field(max_length=64)
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JsonType))
+    is_bot: bool = False
+    verified: bool = True  # opens are never verified: privacy proxies fetch every pixel
+    source: str = Field(default="api", max_length=32)
+
+
+class TimelineEntry(SQLModel, table=True):
+    __tablename__ = "timeline"
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: str = Field(index=True, max_length=32)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    kind: str = Field(max_length=32)
+    step_id: str | None = Field(default=None, max_length=63)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JsonType))
+
+
+class Suppression(SQLModel, table=True):
+    __tablename__ = "suppressions"
+    id: int | None = Field(default=None, primary_key=True)
+    email_key: str = Field(max_length=320, unique=True)
+    reason: str = Field(max_length=32)
+    detail: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    prefix: str = Field(max_length=16)
+    key_hash: str = Field(max_length=64, unique=True)
+    role: str = Field(max_length=16)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+
+
+class Meta(SQLModel, table=True):
+    """Process-shared facts, such as the accelerated clock's anchor."""
+
+    __tablename__ = "meta"
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=1000)

@@ -1,0 +1,161 @@
+"""Outbox rows: scheduled, claimed atomically, finished under the claim that took them.
+
+A claim is one conditional UPDATE ... RETURNING (with FOR UPDATE SKIP LOCKED on PostgreSQL, which
+SQLite lacks and does not need: it has one writer at a time). Every later write about a claimed
+row is conditional on its claim token, so a worker whose lease expired cannot act twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sequences.models import RunState, StepRun
+
+RUNS = StepRun.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Claim:
+    run_id: int
+    token: str
+    enrollment_id: str
+    step_id: str
+    attempts: int
+    woken_by: str | None
+
+
+async def claim_due(
+    conn: AsyncConnection, *, now: datetime, lease: timedelta, limit: int
+) -> list[Claim]:
+    due = (
+        select(RUNS.c.id)
+        .where(RUNS.c.state == RunState.due, RUNS.c.due_at <= now)
+        .order_by(RUNS.c.due_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    token = secrets.token_hex(8)
+    stmt = (
+        update(RUNS)
+        .where(RUNS.c.id.in_(due.scalar_subquery()), RUNS.c.state == RunState.due)
+        .values(
+            state=RunState.claimed,
+            claim_token=token,
+            claimed_until=now + lease,
+            attempts=RUNS.c.attempts + 1,
+        )
+        .returning(
+            RUNS.c.id, RUNS.c.enrollment_id, RUNS.c.step_id, RUNS.c.attempts, RUNS.c.woken_by
+        )
+    )
+    rows = (await conn.execute(stmt)).all()
+    return [Claim(r.id, token, r.enrollment_id, r.step_id, r.attempts, r.woken_by) for r in rows]
+
+
+async def schedule(
+    conn: AsyncConnection, enrollment_id: str, step_id: str, due_at: datetime, now: datetime
+) -> None:
+    await conn.execute(
+        insert(RUNS).values(
+            enrollment_id=enrollment_id,
+            step_id=step_id,
+            due_at=due_at,
+            state=RunState.due,
+            attempts=0,
+            created_at=now,
+        )
+    )
+
+
+async def finish(conn: AsyncConnection, claim: Claim, state: RunState = RunState.done) -> bool:
+    """Close a claimed row; False when the claim was lost (lease expired, row cancelled)."""
+    result = await conn.execute(
+        update(RUNS)
+        .where(_held(claim))
+        .values(state=state, claim_token=None, claimed_until=None)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+async def release(conn: AsyncConnection, claim: Claim, due_at: datetime) -> bool:
+    """Give a claimed row back, due again at ``due_at`` (outside the window, a 4xx retry)."""
+    result = await conn.execute(
+        update(RUNS)
+        .where(_held(claim))
+        .values(state=RunState.due, due_at=due_at, claim_token=None, claimed_until=None)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def _held(claim: Claim) -> object:
+    return and_(
+        RUNS.c.id == claim.run_id,
+        RUNS.c.state == RunState.claimed,
+        RUNS.c.claim_token == claim.token,
+    )
+
+
+async def expire_claims(conn: AsyncConnection, now: datetime) -> int:
+    """Claims whose lease ran out (a killed worker) become due again."""
+    result = await conn.execute(
+        update(RUNS)
+        .where(RUNS.c.state == RunState.claimed, RUNS.c.claimed_until < now)
+        .values(state=RunState.due, claim_token=None, claimed_until=None)
+    )
+    return result.rowcount  # type: ignore[attr-defined, no-any-return]
+
+
+async def cancel_pending(conn: AsyncConnection, enrollment_ids: list[str]) -> None:
+    """Exit criteria act at once: nothing pending for these enrollments may run."""
+    if enrollment_ids:
+        await conn.execute(
+            update(RUNS)
+            .where(
+                RUNS.c.enrollment_id.in_(enrollment_ids),
+                RUNS.c.state.in_([RunState.due, RunState.claimed]),
+            )
+            .values(state=RunState.cancelled, claim_token=None, claimed_until=None)
+        )
+
+
+async def overdue(conn: AsyncConnection, now: datetime, limit: int = 1000) -> list[datetime]:
+    rows = await conn.execute(
+        select(RUNS.c.due_at)
+        .where(RUNS.c.state == RunState.due, RUNS.c.due_at <= now)
+        .order_by(RUNS.c.due_at)
+        .limit(limit)
+    )
+    return [r.due_at for r in rows]
+
+
+async def wake_waits(
+    conn: AsyncConnection, enrollment_ids: list[str], step_ids: dict[str, str], now: datetime,
+    event_type: str,
+) -> list[str]:
+    """Wake pending wait rows at once; returns the enrollments woken."""
+    woken: list[str] = []
+    for enrollment_id in enrollment_ids:
+        result = await conn.execute(
+            update(RUNS)
+            .where(
+                RUNS.c.enrollment_id == enrollment_id,
+                RUNS.c.step_id == step_ids[enrollment_id],
+                RUNS.c.state == RunState.due,
+            )
+            .values(due_at=now, woken_by=event_type)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            woken.append(enrollment_id)
+    return woken
+
+
+async def extend(conn: AsyncConnection, claim: Claim, until: datetime) -> bool:
+    """Renew the lease before a side effect; False means the claim is no longer ours."""
+    result = await conn.execute(update(RUNS).where(_held(claim)).values(claimed_until=until))
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]

@@ -1,0 +1,113 @@
+"""Sequence definitions in the database: apply makes a version when the content changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sequences.definition import SequenceDefinition, definition_checksum, parse_definition
+from sequences.models import Sequence, SequenceVersion
+
+SEQUENCES = Sequence.__table__  # type: ignore[attr-defined]
+VERSIONS = SequenceVersion.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Applied:
+    key: str
+    version: int
+    version_id: int
+    created: bool  # a new version was made (False: identical to the current one)
+
+
+@dataclass(frozen=True)
+class Pinned:
+    sequence_id: int
+    version_id: int
+    version: int
+    definition: SequenceDefinition
+
+
+async def apply(conn: AsyncConnection, defn: SequenceDefinition, now: datetime) -> Applied:
+    checksum = definition_checksum(defn)
+    document = defn.model_dump(mode="json", by_alias=True, exclude_none=True)
+    current = (
+        await conn.execute(
+            select(SEQUENCES.c.id, VERSIONS.c.id.label("vid"), VERSIONS.c.version, VERSIONS.c.checksum)
+            .join(VERSIONS, VERSIONS.c.sequence_id == SEQUENCES.c.id)
+            .where(SEQUENCES.c.key == defn.key, VERSIONS.c.version == SEQUENCES.c.current_version)
+        )
+    ).first()
+    if current is not None and current.checksum == checksum:
+        return Applied(defn.key, current.version, current.vid, created=False)
+    if current is None:
+        seq_id = (
+            await conn.execute(
+                insert(SEQUENCES)
+                .values(key=defn.key, name=defn.name, current_version=1, created_at=now, updated_at=now)
+                .returning(SEQUENCES.c.id)
+            )
+        ).scalar_one()
+        version = 1
+    else:
+        seq_id, version = current.id, current.version + 1
+        await conn.execute(
+            update(SEQUENCES)
+            .where(SEQUENCES.c.id == seq_id)
+            .values(name=defn.name, current_version=version, updated_at=now)
+        )
+    vid = (
+        await conn.execute(
+            insert(VERSIONS)
+            .values(sequence_id=seq_id, version=version, checksum=checksum, definition=document, created_at=now)
+            .returning(VERSIONS.c.id)
+        )
+    ).scalar_one()
+    return Applied(defn.key, version, vid, created=True)
+
+
+async def current(conn: AsyncConnection, key: str) -> Pinned | None:
+    row = (
+        await conn.execute(
+            select(SEQUENCES.c.id, VERSIONS.c.id.label("vid"), VERSIONS.c.version)
+            .join(VERSIONS, VERSIONS.c.sequence_id == SEQUENCES.c.id)
+            .where(SEQUENCES.c.key == key, VERSIONS.c.version == SEQUENCES.c.current_version)
+        )
+    ).first()
+    if row is None:
+        return None
+    return Pinned(row.id, row.vid, row.version, await load_version(conn, row.vid))
+
+
+async def load_version(conn: AsyncConnection, version_id: int) -> SequenceDefinition:
+    """Versions never change once written, so their parsed form is cached per process."""
+    cached = _CACHE.get(version_id)
+    if cached is not None:
+        return cached
+    document = (
+        await conn.execute(select(VERSIONS.c.definition).where(VERSIONS.c.id == version_id))
+    ).scalar_one()
+    defn = parse_definition(document)
+    _CACHE[version_id] = defn
+    return defn
+
+
+_CACHE: dict[int, SequenceDefinition] = {}
+
+
+async def all_current(conn: AsyncConnection) -> list[Pinned]:
+    rows = await conn.execute(
+        select(SEQUENCES.c.id, VERSIONS.c.id.label("vid"), VERSIONS.c.version)
+        .join(VERSIONS, VERSIONS.c.sequence_id == SEQUENCES.c.id)
+        .where(VERSIONS.c.version == SEQUENCES.c.current_version)
+    )
+    return [Pinned(r.id, r.vid, r.version, await load_version(conn, r.vid)) for r in rows.all()]
+
+
+def summary(defn: SequenceDefinition) -> dict[str, Any]:
+    return {"key": defn.key, "name": defn.name, "steps": [s.id for s in defn.steps]}
+

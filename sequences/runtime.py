@@ -1,0 +1,93 @@
+"""Building a process's dependencies from settings: for the API, the worker and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agents.composer import OfflineComposer
+from sequences import migrate
+from sequences.clock import Clock, SequenceTime, SystemClock
+from sequences.db import make_engine
+from sequences.deps import Deps
+from sequences.mail.ratelimit import RateLimiter
+from sequences.mail.render import LayoutRenderer
+from sequences.mail.signers import Signers, load_or_create_key
+from sequences.mail.smtp import SmtpMailer
+from sequences.models import Meta
+from sequences.queue import QUEUE_NAME, ArqWaker
+from sequences.settings import Settings
+
+META = Meta.__table__  # type: ignore[attr-defined]
+
+
+async def clock_anchor(engine: AsyncEngine, day_seconds: float, now: datetime) -> SequenceTime:
+    """All processes share one accelerated timeline, anchored in the database."""
+    speed_key, anchor_key = "clock_day_seconds", "clock_anchor"
+    async with engine.begin() as conn:
+        rows = dict((await conn.execute(select(META.c.key, META.c.value))).tuples().all())
+        if rows.get(speed_key) == repr(day_seconds) and anchor_key in rows:
+            return SequenceTime.from_day_seconds(datetime.fromisoformat(rows[anchor_key]), day_seconds)
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        for key, value in ((speed_key, repr(day_seconds)), (anchor_key, now.isoformat())):
+            stmt = insert(META).values(key=key, value=value)
+            await conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+    return SequenceTime.from_day_seconds(now, day_seconds)
+
+
+def arq_settings(redis_url: str) -> RedisSettings:
+    return RedisSettings.from_dsn(redis_url)
+
+
+async def arq_pool(redis_url: str) -> ArqRedis:
+    return await create_pool(arq_settings(redis_url), default_queue_name=QUEUE_NAME)
+
+
+@asynccontextmanager
+async def open_deps(
+    settings: Settings,
+    *,
+    redis_url: str,
+    smtp: tuple[str, int] | None = None,
+    clock: Clock | None = None,
+    run_migrations: bool = True,
+) -> AsyncIterator[Deps]:
+    """Everything one process needs, closed again on exit. ``smtp`` makes it able to send."""
+    clock = clock or SystemClock()
+    engine = make_engine(settings.resolved_database_url)
+    if settings.resolved_database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if run_migrations:
+        await migrate.upgrade(engine)
+    pool = await arq_pool(redis_url)
+    deps = Deps(
+        settings=settings,
+        engine=engine,
+        redis=pool,
+        clock=clock,
+        seqtime=await clock_anchor(engine, settings.day_seconds, clock.now()),
+        waker=ArqWaker(pool),
+        writer=OfflineComposer(),
+        renderer=LayoutRenderer(),
+    )
+    if smtp is not None:
+        deps.mailer = SmtpMailer(
+            smtp[0], smtp[1], pool_size=settings.smtp_pool_size, username=settings.smtp_username,
+            password=settings.smtp_password, starttls=settings.smtp_starttls, timeout=settings.smtp_timeout,
+        )
+        deps.signers = Signers(load_or_create_key(settings.dkim_key_path), settings.dkim_selector, settings.dkim_domain)
+        deps.limiter = RateLimiter(pool, f"dripline:rate:{smtp[0]}:{smtp[1]}", settings.smtp_rate_per_second)
+    try:
+        yield deps
+    finally:
+        if deps.mailer is not None:
+            await deps.mailer.close()
+        await pool.aclose()
+        await engine.dispose()

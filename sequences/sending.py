@@ -1,0 +1,342 @@
+"""The email step: compose, render, record, then send exactly once (or mark it unknown).
+
+The message row is committed in state ``sending`` before the SMTP call. Finding a row still in
+that state later means a process died between the relay and the record: the message may or may
+not have left, so it becomes ``unknown`` and is never resent blindly.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agents.copy import CopyRequest, Cta, Draft, Fallback
+from sequences import engagement, lifecycle, outbox, timeline
+from sequences.definition import EmailStep
+from sequences.deps import Deps
+from sequences.flow import RunContext, advance, stable_pick
+from sequences.mail.mime import OutgoingEmail, build_message, make_message_id
+from sequences.mail.render import EmailCopy
+from sequences.mail.smtp import PermanentSendError, TemporarySendError
+from sequences.models import EnrollmentStatus, Link, Message, MessageState, RunState, new_id
+from sequences.pacing import deferral
+from sequences.sandbox import render_template
+
+log = logging.getLogger(__name__)
+
+MESSAGES = Message.__table__  # type: ignore[attr-defined]
+LINKS = Link.__table__  # type: ignore[attr-defined]
+DONE_STATES = {MessageState.sent, MessageState.unknown, MessageState.bounced, MessageState.failed}
+
+
+@dataclass
+class Outgoing:
+    """A message as stored: enough to rebuild the exact bytes for a retry."""
+
+    id: str
+    message_id: str
+    token: str
+    to_addr: str
+    subject: str
+    text_body: str
+    html_body: str
+    created_at: datetime
+    attempts: int = 0
+    links: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def send_step(deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep) -> None:
+    now = deps.clock.now()
+    async with deps.engine.begin() as conn:
+        existing = await _existing(conn, claim.run_id)
+        if existing is None and await _held_back(conn, deps, claim, ctx, step, now):
+            return
+    if existing is not None and existing[1] != MessageState.retrying:
+        await _after_crash(deps, claim, ctx, step, existing)
+        return
+    message = existing[0] if existing else await _create(deps, claim, ctx, step, now)
+    if message is not None:
+        await _deliver(deps, claim, ctx, step, message)
+
+
+async def _existing(conn: AsyncConnection, run_id: int) -> tuple[Outgoing, str] | None:
+    row = (await conn.execute(select(MESSAGES).where(MESSAGES.c.step_run_id == run_id))).first()
+    if row is None:
+        return None
+    message = Outgoing(
+        id=row.id,
+        message_id=row.message_id,
+        token=row.token,
+        to_addr=row.to_addr,
+        subject=row.subject,
+        text_body=row.text_body,
+        html_body=row.html_body,
+        created_at=row.created_at,
+        attempts=row.attempts,
+    )
+    return message, row.state
+
+
+async def _held_back(
+    conn: AsyncConnection,
+    deps: Deps,
+    claim: outbox.Claim,
+    ctx: RunContext,
+    step: EmailStep,
+    now: datetime,
+) -> bool:
+    """Suppressed addresses exit; sends outside the window or over the cap wait for later."""
+    reason = await lifecycle.is_suppressed(conn, ctx.email_key)
+    if reason is not None:
+        await outbox.finish(conn, claim, RunState.cancelled)
+        await lifecycle.end(
+            conn, [ctx.enrollment_id], status=EnrollmentStatus.exited,
+            reason=f"suppressed ({reason})", now=now, step_id=step.id,
+        )
+        return True
+    later, why = await deferral(conn, deps, ctx, now)
+    if later is None:
+        return False
+    if await outbox.release(conn, claim, later):
+        entry = timeline.entry(ctx.enrollment_id, now, "deferred", step.id, until=later.isoformat(), reason=why)
+        await timeline.record(conn, [entry])
+    await deps.waker.wake_at([later])
+    return True
+
+
+async def _after_crash(
+    deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, existing: tuple[Outgoing, str]
+) -> None:
+    message, state = existing
+    now = deps.clock.now()
+    async with deps.engine.begin() as conn:
+        if state == MessageState.sending:
+            await _set_state(conn, message.id, MessageState.unknown, "process died during the send")
+            log.warning("message outcome unknown; not resending", extra={"message": message.id})
+        due = await advance(conn, deps, claim, ctx, step.id, message=message.id, outcome=_outcome(state))
+    await deps.waker.wake_at([d for d in due if d > now])
+
+
+def _outcome(state: str) -> str:
+    return MessageState.unknown if state == MessageState.sending else state
+
+
+async def _create(
+    deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, now: datetime
+) -> Outgoing | None:
+    async with deps.engine.connect() as conn:
+        signals = await engagement.load(conn, ctx.enrollment_id, ctx.contact_id, ctx.started_at)
+    variant, request = copy_request(ctx, step, signals.summary())
+    draft = await deps.writer.write(request)
+    message = _render(deps, ctx, step, draft, now)
+    async with deps.engine.begin() as conn:
+        if not await outbox.extend(conn, claim, now + timedelta(seconds=deps.settings.claim_lease_seconds)):
+            return None  # the claim lapsed while drafting: another worker owns the row now
+        await conn.execute(insert(MESSAGES).values(**_message_row(message, claim, ctx, step, variant, draft)))
+        if message.links:
+            await conn.execute(insert(LINKS), message.links)
+        entry = timeline.entry(
+            ctx.enrollment_id, now, "drafted", step.id, message=message.id,
+            variant=variant, model=draft.model, rationale=draft.rationale,
+        )
+        await timeline.record(conn, [entry])
+    return message
+
+
+def copy_request(
+    ctx: RunContext, step: EmailStep, summary: dict[str, Any]
+) -> tuple[str | None, CopyRequest]:
+    spec = step.email
+    fallback_spec = spec.fallback
+    variant_id: str | None = None
+    angle: str | None = None
+    if spec.variants:
+        ids = [v.id or f"v{i + 1}" for i, v in enumerate(spec.variants)]
+        variant_id = stable_pick(ctx.enrollment_id, step.id, ids)
+        chosen = spec.variants[ids.index(variant_id)]
+        angle = chosen.angle
+        fallback_spec = chosen.fallback or fallback_spec
+    context = {"contact": ctx.contact_view(), "sender": _sender_view(ctx), "step": {"id": step.id}}
+    fallback = Fallback(
+        subject=render_template(fallback_spec.subject, context),
+        preheader=render_template(fallback_spec.preheader, context),
+        body=render_template(fallback_spec.body, context),
+    )
+    cta = Cta(spec.cta.text, str(spec.cta.url)) if spec.cta else None
+    request = CopyRequest(
+        sequence_key=ctx.sequence_key,
+        step_id=step.id,
+        brief=spec.brief,
+        fallback=fallback,
+        contact=ctx.contact_view(),
+        cta=cta,
+        variant=variant_id,
+        angle=angle,
+        allowed_links=tuple(str(u) for u in spec.links),
+        engagement=summary,
+    )
+    return variant_id, request
+
+
+def _sender_view(ctx: RunContext) -> dict[str, str]:
+    name, address = parseaddr(ctx.definition.sender.from_)
+    return {"name": name or address, "email": address}
+
+
+def _render(deps: Deps, ctx: RunContext, step: EmailStep, draft: Draft, now: datetime) -> Outgoing:
+    base = deps.settings.public_url.rstrip("/")
+    message_pk = new_id("msg")
+    token = secrets.token_urlsafe(16)
+    links: list[dict[str, Any]] = []
+
+    def track(url: str) -> str:
+        link_token = secrets.token_urlsafe(12)
+        links.append({"message_pk": message_pk, "token": link_token, "url": url})
+        return f"{base}/t/c/{link_token}"
+
+    sender = _sender_view(ctx)
+    rendered = deps.renderer.render(
+        step.email.layout or ctx.definition.layout,
+        EmailCopy(
+            subject=draft.subject,
+            preheader=draft.preheader,
+            paragraphs=draft.paragraphs,
+            cta_text=draft.cta_text,
+            cta_url=draft.cta_url,
+        ),
+        unsubscribe_url=f"{base}/u/{token}",
+        pixel_url=f"{base}/t/o/{token}",
+        sender_line=f"{sender['name']} · {sender['email']}",
+        link_rewriter=track,
+    )
+    domain = sender["email"].rpartition("@")[2] or "dripline.local"
+    return Outgoing(
+        id=message_pk,
+        message_id=make_message_id(deps.settings.dkim_domain or domain),
+        token=token,
+        to_addr=ctx.email,
+        subject=draft.subject,
+        text_body=rendered.text,
+        html_body=rendered.html,
+        created_at=now,
+        links=links,
+    )
+
+
+def _message_row(
+    message: Outgoing, claim: outbox.Claim, ctx: RunContext, step: EmailStep, variant: str | None, draft: Draft
+) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "step_run_id": claim.run_id,
+        "enrollment_id": ctx.enrollment_id,
+        "contact_id": ctx.contact_id,
+        "step_id": step.id,
+        "variant": variant,
+        "message_id": message.message_id,
+        "token": message.token,
+        "to_addr": message.to_addr,
+        "subject": message.subject,
+        "text_body": message.text_body,
+        "html_body": message.html_body,
+        "copy_source": draft.model,
+        "state": MessageState.sending,
+        "attempts": 0,
+        "created_at": message.created_at,
+    }
+
+
+def message_bytes(deps: Deps, ctx: RunContext, message: Outgoing) -> bytes:
+    sender = ctx.definition.sender
+    data = build_message(
+        OutgoingEmail(
+            from_addr=sender.from_,
+            to_addr=message.to_addr,
+            subject=message.subject,
+            text=message.text_body,
+            html=message.html_body,
+            message_id=message.message_id,
+            unsubscribe_url=f"{deps.settings.public_url.rstrip('/')}/u/{message.token}",
+            reply_to=sender.reply_to,
+            date=message.created_at,
+        )
+    )
+    signer = deps.signers.for_address(sender.from_) if deps.signers else None
+    return signer.sign(data) if signer else data
+
+
+async def _deliver(
+    deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, message: Outgoing
+) -> None:
+    assert deps.mailer is not None, "a worker that sends needs a mailer"
+    data = message_bytes(deps, ctx, message)
+    if deps.limiter is not None:
+        await deps.limiter.acquire()
+    _, from_addr = parseaddr(ctx.definition.sender.from_)
+    try:
+        reply = await deps.mailer.send(from_addr, message.to_addr, data)
+    except TemporarySendError as error:
+        await _retry_later(deps, claim, ctx, step, message, error)
+        return
+    except PermanentSendError as error:
+        await _bounced(deps, claim, ctx, step, message, error)
+        return
+    now = deps.clock.now()
+    async with deps.engine.begin() as conn:
+        await conn.execute(
+            update(MESSAGES)
+            .where(MESSAGES.c.id == message.id)
+            .values(state=MessageState.sent, sent_at=now, last_reply=reply[:1000], attempts=message.attempts + 1)
+        )
+        due = await advance(conn, deps, claim, ctx, step.id, message=message.id, outcome="sent")
+    await deps.waker.wake_at([d for d in due if d > now])
+
+
+async def _retry_later(
+    deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, message: Outgoing, error: TemporarySendError
+) -> None:
+    now = deps.clock.now()
+    attempts = message.attempts + 1
+    give_up = attempts >= deps.settings.max_send_attempts
+    state = MessageState.failed if give_up else MessageState.retrying
+    delay = timedelta(seconds=min(deps.settings.retry_base_seconds * 2 ** (attempts - 1), 3600))
+    async with deps.engine.begin() as conn:
+        await conn.execute(
+            update(MESSAGES).where(MESSAGES.c.id == message.id)
+            .values(state=state, attempts=attempts, last_reply=str(error)[:1000])
+        )
+        kind = "send_failed" if give_up else "send_retry"
+        entry = timeline.entry(ctx.enrollment_id, now, kind, step.id, message=message.id, reply=str(error), attempt=attempts)
+        await timeline.record(conn, [entry])
+        if give_up:
+            await outbox.finish(conn, claim, RunState.done)
+            await lifecycle.end(conn, [ctx.enrollment_id], status=EnrollmentStatus.exited, reason="send failed", now=now, step_id=step.id)
+        else:
+            await outbox.release(conn, claim, now + delay)
+    if not give_up:
+        await deps.waker.wake_at([now + delay])
+
+
+async def _bounced(
+    deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, message: Outgoing, error: PermanentSendError
+) -> None:
+    from sequences.feedback import record_bounce  # feedback imports flow; keep the graph acyclic
+
+    now = deps.clock.now()
+    async with deps.engine.begin() as conn:
+        await _set_state(conn, message.id, MessageState.bounced, str(error))
+        await outbox.finish(conn, claim, RunState.done)
+        await record_bounce(conn, ctx.contact_id, ctx.email_key, ctx.enrollment_id, message.id, str(error), now)
+
+
+async def _set_state(conn: AsyncConnection, message_pk: str, state: str, reply: str) -> None:
+    await conn.execute(
+        update(MESSAGES).where(MESSAGES.c.id == message_pk).values(state=state, last_reply=reply[:1000])
+    )

@@ -1,0 +1,70 @@
+"""The arq worker: wake jobs run due outbox rows; a sweeper cron keeps the database honest.
+
+Jobs carry no data: the database is the truth. A flushed Redis loses only wake-ups, and the
+sweeper re-creates them from overdue rows; a killed worker's claims expire and are re-run.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from typing import Any
+
+from arq import cron
+from arq.worker import Worker, func
+
+from sequences import outbox
+from sequences.deps import Deps
+from sequences.queue import QUEUE_NAME, WAKE_JOB
+from sequences.runner import run_due
+from sequences.runtime import arq_settings, open_deps
+from sequences.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def wake(ctx: dict[str, Any]) -> int:
+    """Run every due row; called at the due time of a bucket of rows, or by the sweeper."""
+    deps: Deps = ctx["deps"]
+    return await run_due(deps)
+
+
+async def sweep(ctx: dict[str, Any]) -> None:
+    deps: Deps = ctx["deps"]
+    now = deps.clock.now()
+    async with deps.engine.begin() as conn:
+        expired = await outbox.expire_claims(conn, now)
+        overdue = await outbox.overdue(conn, now, limit=1)
+    if expired:
+        log.warning("expired stale claims", extra={"count": expired})
+    if overdue:
+        await deps.waker.wake_at([now])
+
+
+def build_worker(settings: Settings, *, redis_url: str, smtp: tuple[str, int], burst: bool = False) -> Worker:
+    async def startup(ctx: dict[str, Any]) -> None:
+        stack = AsyncExitStack()
+        ctx["stack"] = stack
+        ctx["deps"] = await stack.enter_async_context(open_deps(settings, redis_url=redis_url, smtp=smtp))
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        stack: AsyncExitStack | None = ctx.get("stack")
+        if stack is not None:
+            await stack.aclose()
+
+    every = max(1, round(settings.sweep_interval_seconds))
+    return Worker(
+        functions=[func(wake, name=WAKE_JOB)],
+        cron_jobs=[cron(sweep, second=set(range(0, 60, every)), run_at_startup=True, unique=True)],
+        queue_name=QUEUE_NAME,
+        redis_settings=arq_settings(redis_url),
+        on_startup=startup,
+        on_shutdown=shutdown,
+        keep_result=0,  # a kept result would make arq refuse the next wake with the same id
+        max_jobs=4,
+        job_timeout=max(60, round(settings.claim_lease_seconds * 2)),
+        poll_delay=0.05,
+        burst=burst,
+        handle_signals=False,
+    )
+

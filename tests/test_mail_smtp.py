@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import dkim
+import pytest
+
+from sequences.mail.capture import CaptureServer, RejectRule, SinkServer
+from sequences.mail.dkim import DkimSigner, dns_txt_record, generate_private_key_pem
+from sequences.mail.mime import OutgoingEmail, build_message, make_message_id
+from sequences.mail.smtp import PermanentSendError, SmtpMailer, TemporarySendError
+
+SENDER = "team@acme.test"
+RULES = (
+    RejectRule(r"@bounce\.test$", 550, "5.1.1 No such user"),
+    RejectRule(r"^flaky@", 451, "4.7.1 Try again later", times=1),
+)
+
+
+def message(to: str, subject: str = "Hello") -> tuple[str, bytes]:
+    message_id = make_message_id("acme.test")
+    data = build_message(
+        OutgoingEmail(
+            from_addr=f"Acme <{SENDER}>",
+            to_addr=to,
+            subject=subject,
+            text="Hi.\n",
+            html="<p>Hi.</p>",
+            message_id=message_id,
+            unsubscribe_url="https://acme.test/u/t",
+        )
+    )
+    return message_id, data
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> Iterator[CaptureServer]:
+    with CaptureServer(tmp_path / "inbox", rules=RULES) as server:
+        yield server
+
+
+@pytest.fixture
+async def mailer(capture: CaptureServer) -> AsyncIterator[SmtpMailer]:
+    client = SmtpMailer(capture.host, capture.port, pool_size=4, timeout=5, local_hostname="t")
+    yield client
+    await client.close()
+
+
+async def test_send_and_read_back(capture: CaptureServer, mailer: SmtpMailer) -> None:
+    message_id, data = message("Zoë <zoe@example.test>", subject="Grüße")
+    reply = await mailer.send(SENDER, "zoe@example.test", data)
+
+    assert reply.startswith("OK queued as ")
+    [captured] = capture.messages()
+    assert captured.message_id == message_id
+    assert captured.to == "zoe@example.test"
+    assert captured.subject == "Grüße"
+    assert captured.raw == data
+    assert captured.path.name.endswith(".eml")
+    assert capture.count_by_message_id() == {message_id: 1}
+
+
+async def test_dkim_signature_survives_the_relay(
+    capture: CaptureServer, mailer: SmtpMailer
+) -> None:
+    pem = generate_private_key_pem()
+    record = dns_txt_record(pem, "dripline", "acme.test")
+    txt = "".join(re.findall(r'"([^"]*)"', record)).encode()
+    _, data = message("zoe@example.test")
+    await mailer.send(
+        SENDER, "zoe@example.test", DkimSigner(pem, "acme.test", "dripline").sign(data)
+    )
+    [captured] = capture.messages()
+    assert dkim.verify(captured.raw, dnsfunc=lambda name, timeout=5: txt)
+
+
+async def test_hard_bounce_is_permanent(capture: CaptureServer, mailer: SmtpMailer) -> None:
+    _, data = message("nobody@bounce.test")
+    with pytest.raises(PermanentSendError) as caught:
+        await mailer.send(SENDER, "nobody@bounce.test", data)
+    assert caught.value.code == 550
+    assert caught.value.stage == "rcpt"
+    assert "No such user" in caught.value.message
+    assert capture.messages() == []
+    # aiosmtplib RSETs after a refusal, so the connection stays in the pool.
+    await mailer.send(SENDER, "zoe@example.test", message("zoe@example.test")[1])
+    assert mailer.connections_opened == 1
+
+
+async def test_tempfail_then_success(capture: CaptureServer, mailer: SmtpMailer) -> None:
+    message_id, data = message("flaky@example.test")
+    with pytest.raises(TemporarySendError) as caught:
+        await mailer.send(SENDER, "flaky@example.test", data)
+    assert caught.value.code == 451
+    await mailer.send(SENDER, "flaky@example.test", data)
+    assert capture.count_by_message_id() == {message_id: 1}
+
+
+async def test_pool_reuses_connections(capture: CaptureServer, mailer: SmtpMailer) -> None:
+    batch = [message(f"user{i}@example.test") for i in range(50)]
+    await asyncio.gather(
+        *(mailer.send(SENDER, f"user{i}@example.test", d) for i, (_, d) in enumerate(batch))
+    )
+    counts = capture.count_by_message_id()
+    assert counts == {message_id: 1 for message_id, _ in batch}
+    assert 1 <= mailer.connections_opened <= 4
+
+
+async def test_server_down_is_temporary() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mailer = SmtpMailer("127.0.0.1", port, timeout=2)
+    with pytest.raises(TemporarySendError) as caught:
+        await mailer.send(SENDER, "zoe@example.test", message("zoe@example.test")[1])
+    assert caught.value.stage == "connect"
+    assert caught.value.code is None
+    await mailer.close()
+
+
+async def test_reconnects_after_server_restart(tmp_path: Path) -> None:
+    server = CaptureServer(tmp_path / "inbox")
+    server.start()
+    mailer = SmtpMailer(server.host, server.port, pool_size=1, idle_check_seconds=0)
+    try:
+        await mailer.send(SENDER, "a@example.test", message("a@example.test")[1])
+        server.stop()
+        restarted = CaptureServer(tmp_path / "inbox", port=server.port)
+        restarted.start()
+        try:
+            # The pooled connection is dead; the NOOP probe notices and a new one is opened.
+            await mailer.send(SENDER, "b@example.test", message("b@example.test")[1])
+        finally:
+            restarted.stop()
+        assert mailer.connections_opened == 2
+        assert [m.to for m in restarted.messages()] == ["a@example.test", "b@example.test"]
+    finally:
+        await mailer.close()
+
+
+async def test_closed_mailer_refuses_to_send(mailer: SmtpMailer) -> None:
+    await mailer.close()
+    with pytest.raises(RuntimeError):
+        await mailer.send(SENDER, "zoe@example.test", b"x")
+
+
+async def test_sink_counts_without_storing() -> None:
+    with SinkServer() as sink:
+        mailer = SmtpMailer(sink.host, sink.port, pool_size=2)
+        _, data = message("zoe@example.test")
+        await asyncio.gather(*(mailer.send(SENDER, "zoe@example.test", data) for _ in range(10)))
+        await mailer.close()
+        assert sink.count == 10
