@@ -37,7 +37,7 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret:
             raise HTTPException(401, "missing bearer API key", headers={"WWW-Authenticate": "Bearer"})
-        async with deps.engine.connect() as conn:
+        async with deps.reader.connect() as conn:
             principal = await authenticate(conn, secret.strip())
         if principal is None:
             raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
+READ_ONLY_OPTION = "dripline_read_only"
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
 
@@ -61,4 +62,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    deferred = connection.get_execution_options().get(READ_ONLY_OPTION)
+    connection.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
+
+
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool for reads only: on SQLite they begin DEFERRED and never wait for writers."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})

@@ -21,6 +21,7 @@ from sequences.settings import Settings
 class Deps:
     settings: Settings
     engine: AsyncEngine
+    reader: AsyncEngine  # the same pool, for read-only work (see sequences.db.read_only)
     redis: Redis
     clock: Clock
     seqtime: SequenceTime

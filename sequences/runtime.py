@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from agents.composer import OfflineComposer
 from sequences import migrate
 from sequences.clock import Clock, SequenceTime, SystemClock
-from sequences.db import make_engine
+from sequences.db import make_engine, read_only
 from sequences.deps import Deps
 from sequences.mail.ratelimit import RateLimiter
 from sequences.mail.render import LayoutRenderer
@@ -32,7 +32,7 @@ async def clock_anchor(engine: AsyncEngine, day_seconds: float, now: datetime) -
     """All processes share one accelerated timeline, anchored in the database."""
     speed_key, anchor_key = "clock_day_seconds", "clock_anchor"
     async with engine.begin() as conn:
-        rows = dict((await conn.execute(select(META.c.key, META.c.value))).tuples().all())
+        rows = {r.key: r.value for r in await conn.execute(select(META.c.key, META.c.value))}
         if rows.get(speed_key) == repr(day_seconds) and anchor_key in rows:
             return SequenceTime.from_day_seconds(datetime.fromisoformat(rows[anchor_key]), day_seconds)
         insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -70,6 +70,7 @@ async def open_deps(
     deps = Deps(
         settings=settings,
         engine=engine,
+        reader=read_only(engine),
         redis=pool,
         clock=clock,
         seqtime=await clock_anchor(engine, settings.day_seconds, clock.now()),

@@ -360,12 +360,12 @@ def _post_order(node: nodes.Node) -> Iterator[nodes.Node]:
 
 
 def _check_ast(env: _BoundedEnvironment, ast: nodes.Template, allowed: frozenset[str]) -> None:
-    for node in _post_order(ast):
-        problem = _node_problem(env, node)
-        if problem is not None:
-            raise UnsafeTemplateError(problem)
-    with _parsing():
-        unknown = sorted(meta.find_undeclared_variables(ast) - allowed)
+    with _parsing():  # a deeply nested expression can exhaust the stack here too
+        problems = (_node_problem(env, node) for node in _post_order(ast))
+        problem = next(filter(None, problems), None)
+        unknown = sorted(meta.find_undeclared_variables(ast) - allowed) if problem is None else []
+    if problem is not None:
+        raise UnsafeTemplateError(problem)
     if unknown:
         names = ", ".join(sorted(allowed))
         raise UnsafeTemplateError(f"unknown name {unknown[0]!r}: only {names} can be used here")

@@ -131,7 +131,7 @@ def _outcome(state: str) -> str:
 async def _create(
     deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, now: datetime
 ) -> Outgoing | None:
-    async with deps.engine.connect() as conn:
+    async with deps.reader.connect() as conn:
         signals = await engagement.load(conn, ctx.enrollment_id, ctx.contact_id, ctx.started_at)
     variant, request = copy_request(ctx, step, signals.summary())
     draft = await deps.writer.write(request)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import random
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -133,6 +134,14 @@ def test_relaxed_body_matches_dkimpy(body: bytes) -> None:
     assert _relaxed_body(body) == Relaxed.canonicalize_body(body)
 
 
+def test_relaxed_body_matches_dkimpy_on_random_bodies() -> None:
+    pieces = [b" ", b"  ", b"\t", b"\r\n", b"\r\n\r\n", b"a", b"bc", b"\r", b"=20"]
+    rng = random.Random(6376)
+    for _ in range(500):
+        body = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert _relaxed_body(body) == Relaxed.canonicalize_body(body), body
+
+
 def test_dns_record_parses(private_key_pem: bytes) -> None:
     record = dns_txt_record(private_key_pem, SELECTOR, DOMAIN)
     match = re.fullmatch(r"(\S+) IN TXT ((?:\"[^\"]*\" ?)+)", record)
@@ -155,3 +164,9 @@ def test_rejects_non_rsa_key() -> None:
     )
     with pytest.raises(ValueError, match="RSA"):
         DkimSigner(pem, DOMAIN, SELECTOR)
+
+
+@pytest.mark.parametrize(("domain", "selector"), [("acme.test; x=y", "s"), ("acme.test", "a b")])
+def test_rejects_bad_domain_or_selector(private_key_pem: bytes, domain: str, selector: str) -> None:
+    with pytest.raises(ValueError, match="invalid DKIM"):
+        DkimSigner(private_key_pem, domain, selector)

@@ -60,7 +60,7 @@ async def create_enrollment(
     if enrolled.replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    async with deps.engine.connect() as conn:
+    async with deps.reader.connect() as conn:
         return await describe(conn, enrolled.id)
 
 
@@ -68,7 +68,7 @@ async def create_enrollment(
 async def bulk_enroll(body: BulkEnrollmentIn, deps: DepsDep, _: Enroller) -> dict[str, Any]:
     """Enroll many contacts; each result says created or why not, and one failure spoils none."""
     results: list[dict[str, Any]] = []
-    async with deps.engine.connect() as conn:
+    async with deps.reader.connect() as conn:
         pinned = await _pinned(conn, body.sequence)
     for index, contact in enumerate(body.contacts):
         try:

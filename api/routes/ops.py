@@ -23,7 +23,7 @@ async def healthz(deps: DepsDep, response: Response) -> dict[str, Any]:
     """Database and Redis reachability."""
     checks: dict[str, str] = {}
     try:
-        async with deps.engine.connect() as conn:
+        async with deps.reader.connect() as conn:
             await conn.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as error:
@@ -46,7 +46,7 @@ async def metrics(deps: DepsDep) -> Response:
     runs = Gauge("dripline_outbox_rows", "Outbox rows by state", ["state"], registry=registry)
     overdue = Gauge("dripline_outbox_overdue", "Due rows whose time has passed", registry=registry)
     enrollments = Gauge("dripline_enrollments", "Enrollments by status", ["status"], registry=registry)
-    async with deps.engine.connect() as conn:
+    async with deps.reader.connect() as conn:
         for state, n in await conn.execute(select(MESSAGES.c.state, func.count()).group_by(MESSAGES.c.state)):
             messages.labels(state).set(n)
         for state, n in await conn.execute(select(RUNS.c.state, func.count()).group_by(RUNS.c.state)):

@@ -96,7 +96,7 @@ def _bot_reason(request: Request, sent_at: datetime | None, now: datetime, windo
 @router.get("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
 async def unsubscribe_page(token: str, deps: DepsDep) -> HTMLResponse:
     """A confirmation page; fetching it changes nothing (link scanners fetch it too)."""
-    async with deps.engine.connect() as conn:
+    async with deps.reader.connect() as conn:
         found = await _message(conn, token)
     if found is None:
         return HTMLResponse(_page("Link not found", "This unsubscribe link is not valid."), status_code=404)

@@ -40,8 +40,10 @@ SIGNED_HEADERS: tuple[str, ...] = (
 
 _CRLF = b"\r\n"
 _WSP_RUN = re.compile(rb"[\t ]+")
-_TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
+# Only runs that canonicalisation changes: matching every single space costs ~3x more.
+_WSP_TO_COLLAPSE = re.compile(rb"\t[\t ]*| [\t ]+")
 _LINE_BREAK = re.compile(rb"\r?\n")
+_DNS_NAME_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 _TXT_CHUNK = 255
 _B_FOLD = 70
 _MIN_KEY_BITS = 1024
@@ -85,6 +87,10 @@ class DkimSigner:
         headers: Sequence[str] = SIGNED_HEADERS,
     ) -> None:
         self._key = _load_rsa_key(private_key_pem)
+        for label, value in (("domain", domain), ("selector", selector)):
+            # These go verbatim into the header; a ";" or space would corrupt the tag list.
+            if not _DNS_NAME_RE.match(value):
+                raise ValueError(f"invalid DKIM {label}: {value!r}")
         self._domain = domain
         self._selector = selector
         self._headers = tuple(h.lower() for h in headers)
@@ -132,7 +138,7 @@ def _load_rsa_key(private_key_pem: bytes) -> rsa.RSAPrivateKey:
 
 def _normalise_line_endings(message: bytes) -> bytes:
     # SMTP transmits CRLF; hashing anything else would not match what the receiver sees.
-    if b"\n" not in message.replace(_CRLF, b""):
+    if message.count(b"\n") == message.count(_CRLF):
         return message
     return _LINE_BREAK.sub(_CRLF, message)
 
@@ -176,8 +182,9 @@ def _relaxed_header(name: bytes, value: bytes) -> bytes:
 
 
 def _relaxed_body(body: bytes) -> bytes:
-    # Same step order as dkimpy (the verifier we test against) and RFC 6376 3.4.4.
-    body = _WSP_RUN.sub(b" ", _TRAILING_WSP.sub(_CRLF, body))
+    # RFC 6376 3.4.4 strips trailing WSP, then collapses runs; collapsing first leaves at most
+    # one trailing space per line, which a plain replace removes at C speed. Same result.
+    body = _WSP_TO_COLLAPSE.sub(b" ", body).replace(b" \r\n", _CRLF)
     end = len(body)
     while body.endswith(_CRLF, 0, end):
         end -= 2

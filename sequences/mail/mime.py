@@ -1,11 +1,11 @@
 """RFC 5322 message building for outgoing sequence mail.
 
-The bytes are assembled directly instead of through ``email.message.EmailMessage``:
-with ``email.policy.SMTP`` that path measured ~2.7 ms per two-part message here, against the
-0.3 ms budget (this runs ~1000x/s); the direct builder measures ~0.03 ms. Everything emitted is
-7-bit ASCII with CRLF line endings (7bit or quoted-printable bodies, RFC 2047
-headers), so no relay
-needs 8BITMIME or SMTPUTF8 and no line comes near the 998-octet limit.
+The bytes are assembled directly instead of through ``email.message.EmailMessage``: with
+``email.policy.SMTP`` that path measured ~2.7 ms per two-part message here, against a 0.3 ms
+budget (this runs ~1000x/s); the direct builder takes ~0.06 ms (7bit) to ~0.13 ms
+(quoted-printable) for a 10 KB MJML email. Everything emitted is 7-bit ASCII with CRLF line
+endings (7bit or quoted-printable bodies, RFC 2047 headers), so no relay needs 8BITMIME or
+SMTPUTF8 and no line comes near the 998-octet limit.
 """
 
 from __future__ import annotations

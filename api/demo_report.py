@@ -1,0 +1,60 @@
+"""The demo's closing table: per step, what was sent, clicked, converted and where people left."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from sqlalchemy import select
+
+from sequences import registry
+from sequences.db import make_engine
+from sequences.models import Enrollment, Event, Message, TimelineEntry
+from sequences.settings import Settings
+
+ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
+MESSAGES = Message.__table__  # type: ignore[attr-defined]
+EVENTS = Event.__table__  # type: ignore[attr-defined]
+TIMELINE = TimelineEntry.__table__  # type: ignore[attr-defined]
+
+
+async def step_table(settings: Settings, key: str) -> tuple[list[str], dict[str, Counter[str]], Counter[str]]:
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with engine.connect() as conn:
+            pinned = await registry.current(conn, key)
+            assert pinned is not None
+            table: dict[str, Counter[str]] = defaultdict(Counter)
+            for row in await conn.execute(select(MESSAGES.c.step_id, MESSAGES.c.state)):
+                table[row.step_id][row.state] += 1
+            clicks = await conn.execute(
+                select(MESSAGES.c.step_id, EVENTS.c.enrollment_id, EVENTS.c.is_bot)
+                .join(MESSAGES, MESSAGES.c.id == EVENTS.c.message_pk)
+                .where(EVENTS.c.type == "clicked").distinct()
+            )
+            for row in clicks:
+                table[row.step_id]["bot clicks" if row.is_bot else "clicked"] += 1
+            outcomes: Counter[str] = Counter()
+            ends = await conn.execute(
+                select(ENROLLMENTS.c.id, ENROLLMENTS.c.status, ENROLLMENTS.c.exit_reason, ENROLLMENTS.c.position)
+            )
+            for row in ends:
+                table[row.position or "-"]["exited here"] += 1
+                outcomes[f"{row.status}: {row.exit_reason}"] += 1
+                if row.exit_reason == "exit_on: converted":
+                    table[row.position or "-"]["converted"] += 1
+        return [s.id for s in pinned.definition.steps], table, outcomes
+    finally:
+        await engine.dispose()
+
+
+async def print_summary(settings: Settings, key: str) -> None:
+    steps, table, outcomes = await step_table(settings, key)
+    columns = ["sent", "bounced", "clicked", "bot clicks", "converted", "exited here"]
+    print(f"\n{'step':<18}" + "".join(f"{c:>13}" for c in columns))
+    print("-" * (18 + 13 * len(columns)))
+    for step in steps:
+        counts = table.get(step, Counter())
+        print(f"{step:<18}" + "".join(f"{counts.get(c, 0):>13}" for c in columns))
+    print("\nHow enrollments ended:")
+    for outcome, n in outcomes.most_common():
+        print(f"  {n:>3}  {outcome}")

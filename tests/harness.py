@@ -1,0 +1,110 @@
+"""A running Dripline for tests: the real app over ASGI, a real arq worker, real SMTP capture."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from arq.worker import Worker
+
+from api.app import create_app
+from api.auth import Role, create_key
+from sequences.deps import Deps
+from sequences.mail.capture import CaptureServer, CapturedMessage
+from sequences.settings import Settings
+from sequences.worker import build_worker
+
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
+
+
+@dataclass
+class Stack:
+    client: httpx.AsyncClient
+    deps: Deps
+    capture: CaptureServer
+    admin_key: str
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.admin_key}"}
+
+    async def key(self, role: Role) -> str:
+        async with self.deps.engine.begin() as conn:
+            return await create_key(conn, f"test-{role}", role, datetime.now(UTC))
+
+    async def apply(self, key: str, yaml_text: str) -> httpx.Response:
+        return await self.client.put(
+            f"/v1/sequences/{key}", content=yaml_text, headers={**self.auth(), "Content-Type": "application/yaml"}
+        )
+
+    async def enroll(self, sequence: str, email: str, **contact: Any) -> httpx.Response:
+        body = {"sequence": sequence, "contact": {"email": email, **contact}}
+        return await self.client.post("/v1/enrollments", json=body, headers=self.auth())
+
+    async def enrollment(self, enrollment_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/v1/enrollments/{enrollment_id}", headers=self.auth())
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def mail_to(self, address: str) -> list[CapturedMessage]:
+        return [m for m in self.capture.messages() if address in m.to]
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.1
+) -> Any:
+    """Poll until ``check`` returns something truthy; fail with the last value after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    settings: Settings, redis_url: str, capture: CaptureServer, *, worker: bool = True
+) -> AsyncIterator[Stack]:
+    app = create_app(settings, redis_url=redis_url)
+    async with app.router.lifespan_context(app):
+        deps: Deps = app.state.deps
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dripline.test") as client:
+            async with deps.engine.begin() as conn:
+                admin = await create_key(conn, "test-admin", Role.admin, datetime.now(UTC))
+            runner: Worker | None = None
+            task: asyncio.Task[None] | None = None
+            if worker:
+                runner = build_worker(settings, redis_url=redis_url, smtp=(capture.host, capture.port))
+                task = asyncio.create_task(runner.async_run())
+            try:
+                yield Stack(client, deps, capture, admin)
+            finally:
+                if runner is not None and task is not None:
+                    await runner.close()
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "DRIPLINE_DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": database_url,
+        "DRIPLINE_DAY_SECONDS": 1.0,
+        "DRIPLINE_PUBLIC_URL": "http://dripline.test",
+        "DKIM_DOMAIN": "acme.test",
+        "DRIPLINE_RETRY_BASE_SECONDS": 0.2,
+        "DRIPLINE_BOT_CLICK_SECONDS": 0.0,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)

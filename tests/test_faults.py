@@ -1,0 +1,139 @@
+"""Crashes and lost queues: a SIGKILLed worker and a flushed Redis leave nobody stuck, nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from harness import Stack, eventually, make_settings, running_stack
+from sequences.mail.capture import CaptureServer
+from sequences.models import Enrollment, Message, StepRun
+
+SEQUENCE = """
+key: faults
+name: Faults
+sender: {from: "Ops <ops@acme.test>"}
+steps:
+  - id: first
+    email: {brief: First, fallback: {subject: "First for {{ contact.email }}", body: "One."}}
+  - id: pause
+    wait: {for: 1d}
+  - id: second
+    email: {brief: Second, fallback: {subject: "Second for {{ contact.email }}", body: "Two."}}
+"""
+CONTACTS = 40
+
+
+class WorkerProcess:
+    """``dripline worker`` as a real subprocess, as it runs in production."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        dripline = str(Path(sys.executable).parent / "dripline")
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([dripline, "worker"], env=self.env, stdout=out, stderr=out)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def worker_env(tmp_path: Path, capture: CaptureServer, redis_db: str) -> Iterator[dict[str, str]]:
+    yield {
+        **os.environ,
+        "REDIS_URL": redis_db,
+        "SMTP_HOST": capture.host,
+        "SMTP_PORT": str(capture.port),
+        "DRIPLINE_DATA_DIR": str(tmp_path / "data"),
+        "DRIPLINE_DAY_SECONDS": "1",
+        "DRIPLINE_CLAIM_LEASE_SECONDS": "2",
+        "DRIPLINE_PUBLIC_URL": "http://dripline.test",
+        "DKIM_DOMAIN": "acme.test",
+    }
+
+
+async def _enroll_all(stack: Stack) -> None:
+    assert (await stack.apply("faults", SEQUENCE)).status_code == 201
+    for n in range(CONTACTS):
+        response = await stack.enroll("faults", f"lead{n}@example.com")
+        assert response.status_code == 201, response.text
+
+
+async def _finished(stack: Stack) -> bool:
+    enrollments = Enrollment.__table__  # type: ignore[attr-defined]
+    async with stack.deps.reader.connect() as conn:
+        active = await conn.scalar(select(func.count()).where(enrollments.c.status == "active"))
+    return active == 0
+
+
+async def _assert_clean_finish(stack: Stack, capture: CaptureServer) -> None:
+    await eventually(lambda: _finished(stack), timeout=60, interval=0.5)
+    counts = capture.count_by_message_id()
+    assert counts, "nothing was sent"
+    assert max(counts.values()) == 1, "a message reached the SMTP server twice"
+    runs = StepRun.__table__  # type: ignore[attr-defined]
+    messages = Message.__table__  # type: ignore[attr-defined]
+    async with stack.deps.reader.connect() as conn:
+        pending = await conn.scalar(select(func.count()).where(runs.c.state.in_(["due", "claimed"])))
+        states = dict((await conn.execute(select(messages.c.state, func.count()).group_by(messages.c.state))).tuples().all())
+    assert pending == 0
+    assert set(states) <= {"sent", "unknown"}
+    # Every message recorded as sent reached the server exactly once.
+    assert states.get("sent", 0) <= len(counts)
+    assert states.get("sent", 0) + states.get("unknown", 0) == 2 * CONTACTS
+
+
+async def test_sigkill_mid_run(database_url: str, capture: CaptureServer, tmp_path: Path, worker_env: dict[str, str], redis_db: str) -> None:
+    settings = make_settings(tmp_path, database_url, DRIPLINE_CLAIM_LEASE_SECONDS=2)
+    worker = WorkerProcess({**worker_env, "DATABASE_URL": database_url}, tmp_path / "worker.log")
+    async with running_stack(settings, redis_db, capture, worker=False) as stack:
+        await _enroll_all(stack)
+        try:
+            worker.start()
+            await eventually(lambda: _count_at_least(capture, 10), timeout=30)
+            worker.kill()
+            worker.start()
+            await _assert_clean_finish(stack, capture)
+        finally:
+            worker.stop()
+
+
+async def test_redis_flushed_mid_run(database_url: str, capture: CaptureServer, tmp_path: Path, worker_env: dict[str, str], redis_db: str) -> None:
+    settings = make_settings(tmp_path, database_url)
+    worker = WorkerProcess({**worker_env, "DATABASE_URL": database_url}, tmp_path / "worker.log")
+    async with running_stack(settings, redis_db, capture, worker=False) as stack:
+        await _enroll_all(stack)
+        try:
+            worker.start()
+            await eventually(lambda: _count_at_least(capture, CONTACTS), timeout=30)
+            redis.Redis.from_url(redis_db).flushdb()  # every deferred wake-up for the waits is gone
+            await _assert_clean_finish(stack, capture)
+        finally:
+            worker.stop()
+
+
+async def _count_at_least(capture: CaptureServer, n: int) -> bool:
+    return len(capture.messages()) >= n
