@@ -56,8 +56,17 @@ def run_worker() -> None:
     if not settings.smtp_host:
         raise _fail("SMTP_HOST is not set: a separate worker needs a relay (or use `dripline serve`)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    worker = build_worker(settings, redis_url=settings.redis_url, smtp=(settings.smtp_host, settings.smtp_port))
-    asyncio.run(worker.async_run())
+    redis_url, smtp = settings.redis_url, (settings.smtp_host, settings.smtp_port)
+
+    async def main() -> None:
+        # arq binds the worker to the loop it is built in, so build it inside the running loop.
+        worker = build_worker(settings, redis_url=redis_url, smtp=smtp, handle_signals=True)
+        try:
+            await worker.async_run()
+        finally:
+            await worker.close()
+
+    asyncio.run(main())
 
 
 @app.command()

@@ -119,7 +119,7 @@ async def _after_crash(
     async with deps.engine.begin() as conn:
         if state == MessageState.sending:
             await _set_state(conn, message.id, MessageState.unknown, "process died during the send")
-            log.warning("message outcome unknown; not resending", extra={"message": message.id})
+            log.warning("message outcome unknown; not resending", extra={"message_pk": message.id})
         due = await advance(conn, deps, claim, ctx, step.id, message=message.id, outcome=_outcome(state))
     await deps.waker.wake_at([d for d in due if d > now])
 

@@ -41,7 +41,14 @@ async def sweep(ctx: dict[str, Any]) -> None:
         await deps.waker.wake_at([now])
 
 
-def build_worker(settings: Settings, *, redis_url: str, smtp: tuple[str, int], burst: bool = False) -> Worker:
+def build_worker(
+    settings: Settings,
+    *,
+    redis_url: str,
+    smtp: tuple[str, int],
+    burst: bool = False,
+    handle_signals: bool = False,
+) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         stack = AsyncExitStack()
         ctx["stack"] = stack
@@ -65,6 +72,6 @@ def build_worker(settings: Settings, *, redis_url: str, smtp: tuple[str, int], b
         job_timeout=max(60, round(settings.claim_lease_seconds * 2)),
         poll_delay=0.05,
         burst=burst,
-        handle_signals=False,
+        handle_signals=handle_signals,
     )
 

@@ -124,9 +124,12 @@ def test_empty_exit_reads_like_an_empty_mapping() -> None:
 
 
 def test_invalid_yaml_reports_body_and_line() -> None:
+    [error] = refusal("key: mini\n  name: bad indent\n")
+    assert error == FieldError(
+        "body", "invalid YAML at line 2, column 7: mapping values are not allowed in this context"
+    )
     [error] = refusal("key: mini\nname: Mini\nsteps: [\n  - id: a\n")
-    assert error.path == "body"
-    assert "line 4" in error.message or "line 5" in error.message
+    assert (error.path, error.message.startswith("invalid YAML at line 4")) == ("body", True)
 
 
 def test_duplicate_yaml_keys_are_refused() -> None:
