@@ -72,7 +72,9 @@ class BodyLimit:
             await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
-        response = errors.error_response(413, "body_too_large", f"the body is larger than {self.max_bytes} bytes")
+        response = errors.error_response(
+            413, "body_too_large", f"the body is larger than {self.max_bytes} bytes"
+        )
         await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})
 

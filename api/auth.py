@@ -11,9 +11,8 @@ from enum import StrEnum
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.models import ApiKey
+from sequences.models import API_KEYS
 
-API_KEYS = ApiKey.__table__  # type: ignore[attr-defined]
 KEY_PREFIX = "dl_"
 
 

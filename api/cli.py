@@ -52,9 +52,14 @@ def run_worker() -> None:
 
     settings = Settings()
     if not settings.redis_url:
-        raise _fail("REDIS_URL is not set: a separate worker needs the shared Redis (or use `dripline serve`)")
+        raise _fail(
+            "REDIS_URL is not set: a separate worker needs the shared Redis "
+            "(or use `dripline serve`)"
+        )
     if not settings.smtp_host:
-        raise _fail("SMTP_HOST is not set: a separate worker needs a relay (or use `dripline serve`)")
+        raise _fail(
+            "SMTP_HOST is not set: a separate worker needs a relay (or use `dripline serve`)"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     redis_url, smtp = settings.redis_url, (settings.smtp_host, settings.smtp_port)
 
@@ -121,7 +126,9 @@ def keys_create(
 @dkim.command("keygen")
 def dkim_keygen(
     domain: Annotated[str, typer.Option(help="The signing domain (d=).")],
-    selector: Annotated[str | None, typer.Option(help="The selector (s=); DKIM_SELECTOR by default.")] = None,
+    selector: Annotated[
+        str | None, typer.Option(help="The selector (s=); DKIM_SELECTOR by default.")
+    ] = None,
 ) -> None:
     """Create the RSA-2048 signing key (if missing) and print the DNS TXT record to publish."""
     settings = Settings()
@@ -164,5 +171,3 @@ def _ensure_data_dir() -> None:
     settings = Settings()
     if not settings.database_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-
-

@@ -25,11 +25,13 @@ from api.server import running
 from sequences import migrate
 from sequences.db import make_engine
 from sequences.mail.capture import RejectRule
-from sequences.models import Enrollment, Link, Message
+from sequences.models import ENROLLMENTS, LINKS, MESSAGES
 from sequences.settings import Settings
 
 DEMO_DIR = Path(".dripline-demo")
-BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari/605.1.15"
+BROWSER = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari/605.1.15"
+)
 PEOPLE = [
     ("Ada", "Lovelace", "Analytical Engines", "Europe/London"),
     ("Grace", "Hopper", "Cobol Works", "America/New_York"),
@@ -42,9 +44,6 @@ PEOPLE = [
     ("Noah", "Schmidt", "Rhein GmbH", "Europe/Berlin"),
     ("Zoë", "Martin", "Lumière", "Europe/Paris"),
 ]
-ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
-MESSAGES = Message.__table__  # type: ignore[attr-defined]
-LINKS = Link.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -63,12 +62,20 @@ def _contacts(n: int) -> list[dict[str, Any]]:
     for i in range(n):
         first, last, company, zone = PEOPLE[i % len(PEOPLE)]
         domain = "bounce.test" if i == n - 1 else "example.com"
-        people.append({
-            "email": f"{first.lower()}.{last.lower()}{i}@{domain}".replace("ö", "o").replace("ë", "e").replace("í", "i"),
-            "timezone": zone,
-            "attributes": {"first_name": first, "last_name": last, "company": company,
-                           "plan": "enterprise" if i % 5 == 4 else "team"},
-        })
+        people.append(
+            {
+                "email": f"{first.lower()}.{last.lower()}{i}@{domain}".replace("ö", "o")
+                .replace("ë", "e")
+                .replace("í", "i"),
+                "timezone": zone,
+                "attributes": {
+                    "first_name": first,
+                    "last_name": last,
+                    "company": company,
+                    "plan": "enterprise" if i % 5 == 4 else "team",
+                },
+            }
+        )
     return people
 
 
@@ -92,17 +99,29 @@ def _free_port() -> int:
 async def run_demo(*, contacts: int, day_seconds: float) -> int:
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     port = _free_port()
-    settings = Settings.model_validate({
-        "DRIPLINE_DATA_DIR": str(DEMO_DIR), "DATABASE_URL": None, "REDIS_URL": None, "SMTP_HOST": None,
-        "DRIPLINE_DAY_SECONDS": day_seconds, "DRIPLINE_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "DRIPLINE_BOT_CLICK_SECONDS": 1.0, "DRIPLINE_SWEEP_SECONDS": 1.0,
-    })
+    settings = Settings.model_validate(
+        {
+            "DRIPLINE_DATA_DIR": str(DEMO_DIR),
+            "DATABASE_URL": None,
+            "REDIS_URL": None,
+            "SMTP_HOST": None,
+            "DRIPLINE_DAY_SECONDS": day_seconds,
+            "DRIPLINE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "DRIPLINE_BOT_CLICK_SECONDS": 1.0,
+            "DRIPLINE_SWEEP_SECONDS": 1.0,
+        }
+    )
     key = await _admin_key(settings)
     bounce = RejectRule(r"@bounce\.test>?$", 550, "5.1.1 No such mailbox")
-    print(f"Dripline demo: {contacts} contacts, one sequence day = {day_seconds:g} s, embedded services")
+    print(
+        f"Dripline demo: {contacts} contacts, one sequence day = {day_seconds:g} s, "
+        "embedded services"
+    )
     async with running(settings, host="127.0.0.1", port=port, rules=(bounce,)) as run:
         base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as client:
             started = time.monotonic()
             people = await _setup(client, contacts)
             plan = _plan(people)
@@ -110,7 +129,10 @@ async def run_demo(*, contacts: int, day_seconds: float) -> int:
         inbox = run.endpoints.inbox
     await print_summary(settings, "trial-onboarding")
     count = len(list(inbox.glob("*.eml"))) if inbox else 0
-    print(f"\nCaptured emails: {count} in {inbox.resolve() if inbox else '-'} (open any .eml in a mail client)")
+    print(
+        f"\nCaptured emails: {count} in {inbox.resolve() if inbox else '-'} "
+        "(open any .eml in a mail client)"
+    )
     print(f"Finished in {time.monotonic() - started:.1f} s; no process is left running.")
     return 0 if finished else 1
 
@@ -128,14 +150,22 @@ async def _admin_key(settings: Settings) -> str:
 
 async def _setup(client: httpx.AsyncClient, n: int) -> list[dict[str, Any]]:
     document = (files("sequences") / "examples" / "trial-onboarding.yaml").read_text()
-    applied = await client.put("/v1/sequences/trial-onboarding", content=document,
-                               headers={"Content-Type": "application/yaml"})
+    applied = await client.put(
+        "/v1/sequences/trial-onboarding",
+        content=document,
+        headers={"Content-Type": "application/yaml"},
+    )
     applied.raise_for_status()
     print(f"Applied sequence trial-onboarding, version {applied.json()['version']}")
     people = _contacts(n)
-    response = await client.post("/v1/enrollments/bulk", json={"sequence": "trial-onboarding", "contacts": people})
+    response = await client.post(
+        "/v1/enrollments/bulk", json={"sequence": "trial-onboarding", "contacts": people}
+    )
     response.raise_for_status()
-    print(f"Enrolled {response.json()['created']} contacts (one at bounce.test, whose server answers 550)")
+    print(
+        f"Enrolled {response.json()['created']} contacts "
+        "(one at bounce.test, whose server answers 550)"
+    )
     return people
 
 
@@ -146,18 +176,29 @@ async def _drive(client: httpx.AsyncClient, settings: Settings, plan: Plan, star
     try:
         while time.monotonic() - started < 180:
             async with engine.connect() as conn:
-                sent = (await conn.execute(
-                    select(MESSAGES.c.to_addr, MESSAGES.c.step_id, MESSAGES.c.token, MESSAGES.c.sent_at, LINKS.c.token.label("link"))
-                    .outerjoin(LINKS, LINKS.c.message_pk == MESSAGES.c.id)
-                    .where(MESSAGES.c.state == "sent")
-                )).all()
+                sent = (
+                    await conn.execute(
+                        select(
+                            MESSAGES.c.to_addr,
+                            MESSAGES.c.step_id,
+                            MESSAGES.c.token,
+                            MESSAGES.c.sent_at,
+                            LINKS.c.token.label("link"),
+                        )
+                        .outerjoin(LINKS, LINKS.c.message_pk == MESSAGES.c.id)
+                        .where(MESSAGES.c.state == "sent")
+                    )
+                ).all()
                 statuses = [r.status for r in await conn.execute(select(ENROLLMENTS.c.status))]
             for row in sent:
                 await _react(client, plan, row)
             active = statuses.count("active")
             if time.monotonic() - last_report > 5:
                 last_report = time.monotonic()
-                print(f"  {time.monotonic() - started:5.1f} s: {len(sent)} emails sent, {active} enrollments active")
+                print(
+                    f"  {time.monotonic() - started:5.1f} s: {len(sent)} emails sent, "
+                    f"{active} enrollments active"
+                )
             if active == 0:
                 return True
             await asyncio.sleep(0.5)
@@ -173,11 +214,24 @@ async def _react(client: httpx.AsyncClient, plan: Plan, row: Any) -> None:
         return  # people read mail a moment after it arrives (instant clicks are scanners)
     plan.done.add((email, step))
     if email == plan.unsubscriber:
-        await client.post(f"/u/{row.token}", content="List-Unsubscribe=One-Click",
-                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+        await client.post(
+            f"/u/{row.token}",
+            content="List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
     elif email in plan.clickers and row.link:
         await client.get(f"/t/c/{row.link}", headers={"User-Agent": BROWSER})
         if email == plan.converter and step == "power-tips":
-            await client.post("/v1/events", json={"events": [
-                {"id": f"demo-conversion-{email}", "type": "converted", "email": email,
-                 "properties": {"plan": "team", "source": "demo"}}]})
+            await client.post(
+                "/v1/events",
+                json={
+                    "events": [
+                        {
+                            "id": f"demo-conversion-{email}",
+                            "type": "converted",
+                            "email": email,
+                            "properties": {"plan": "team", "source": "demo"},
+                        }
+                    ]
+                },
+            )

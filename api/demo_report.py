@@ -8,16 +8,13 @@ from sqlalchemy import select
 
 from sequences import registry
 from sequences.db import make_engine
-from sequences.models import Enrollment, Event, Message, TimelineEntry
+from sequences.models import ENROLLMENTS, EVENTS, MESSAGES
 from sequences.settings import Settings
 
-ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
-MESSAGES = Message.__table__  # type: ignore[attr-defined]
-EVENTS = Event.__table__  # type: ignore[attr-defined]
-TIMELINE = TimelineEntry.__table__  # type: ignore[attr-defined]
 
-
-async def step_table(settings: Settings, key: str) -> tuple[list[str], dict[str, Counter[str]], Counter[str]]:
+async def step_table(
+    settings: Settings, key: str
+) -> tuple[list[str], dict[str, Counter[str]], Counter[str]]:
     engine = make_engine(settings.resolved_database_url)
     try:
         async with engine.connect() as conn:
@@ -29,19 +26,25 @@ async def step_table(settings: Settings, key: str) -> tuple[list[str], dict[str,
             clicks = await conn.execute(
                 select(MESSAGES.c.step_id, EVENTS.c.enrollment_id, EVENTS.c.is_bot)
                 .join(MESSAGES, MESSAGES.c.id == EVENTS.c.message_pk)
-                .where(EVENTS.c.type == "clicked").distinct()
+                .where(EVENTS.c.type == "clicked")
+                .distinct()
             )
-            for row in clicks:
-                table[row.step_id]["bot clicks" if row.is_bot else "clicked"] += 1
+            for click in clicks:
+                table[click.step_id]["bot clicks" if click.is_bot else "clicked"] += 1
             outcomes: Counter[str] = Counter()
             ends = await conn.execute(
-                select(ENROLLMENTS.c.id, ENROLLMENTS.c.status, ENROLLMENTS.c.exit_reason, ENROLLMENTS.c.position)
+                select(
+                    ENROLLMENTS.c.id,
+                    ENROLLMENTS.c.status,
+                    ENROLLMENTS.c.exit_reason,
+                    ENROLLMENTS.c.position,
+                )
             )
-            for row in ends:
-                table[row.position or "-"]["exited here"] += 1
-                outcomes[f"{row.status}: {row.exit_reason}"] += 1
-                if row.exit_reason == "exit_on: converted":
-                    table[row.position or "-"]["converted"] += 1
+            for end in ends:
+                table[end.position or "-"]["exited here"] += 1
+                outcomes[f"{end.status}: {end.exit_reason}"] += 1
+                if end.exit_reason == "exit_on: converted":
+                    table[end.position or "-"]["converted"] += 1
         return [s.id for s in pinned.definition.steps], table, outcomes
     finally:
         await engine.dispose()

@@ -36,11 +36,15 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
         header = request.headers.get("authorization", "")
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret:
-            raise HTTPException(401, "missing bearer API key", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, "missing bearer API key", headers={"WWW-Authenticate": "Bearer"}
+            )
         async with deps.reader.connect() as conn:
             principal = await authenticate(conn, secret.strip())
         if principal is None:
-            raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+            )
         if principal.role not in allowed:
             raise HTTPException(403, f"the '{principal.role}' role may not do this")
         return principal

@@ -48,7 +48,9 @@ async def _dripline(_: Request, exc: Exception) -> JSONResponse:
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
-    response = error_response(exc.status_code, code.get(exc.status_code, "http_error"), str(exc.detail))
+    response = error_response(
+        exc.status_code, code.get(exc.status_code, "http_error"), str(exc.detail)
+    )
     if exc.headers:
         response.headers.update(exc.headers)
     return response

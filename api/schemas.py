@@ -15,8 +15,12 @@ class ContactIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr = Field(description="The contact's address; unique case-insensitively.")
-    timezone: str | None = Field(None, description="IANA zone, e.g. Europe/Paris; drives send windows.")
-    attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form data the copy and branches read.")
+    timezone: str | None = Field(
+        None, description="IANA zone, e.g. Europe/Paris; drives send windows."
+    )
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form data the copy and branches read."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -81,11 +85,15 @@ class BulkEnrollmentIn(BaseModel):
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = Field(None, max_length=200, description="Your event id; a repeated id is accepted once.")
+    id: str | None = Field(
+        None, max_length=200, description="Your event id; a repeated id is accepted once."
+    )
     type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")
     email: EmailStr | None = None
     contact_id: int | None = None
-    message_id: str | None = Field(None, max_length=255, description="Our Message-ID (or message id) it concerns.")
+    message_id: str | None = Field(
+        None, max_length=255, description="Our Message-ID (or message id) it concerns."
+    )
     occurred_at: datetime | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
 

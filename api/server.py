@@ -22,6 +22,7 @@ class Running:
     endpoints: Endpoints
     server: uvicorn.Server
     worker: Worker | None
+    serving: asyncio.Task[None]
 
 
 @contextlib.asynccontextmanager
@@ -38,7 +39,11 @@ async def running(
         app = create_app(settings, redis_url=endpoints.redis_url)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
         server = uvicorn.Server(config)
-        worker = build_worker(settings, redis_url=endpoints.redis_url, smtp=endpoints.smtp) if with_worker else None
+        worker = (
+            build_worker(settings, redis_url=endpoints.redis_url, smtp=endpoints.smtp)
+            if with_worker
+            else None
+        )
         tasks = [asyncio.create_task(server.serve())]
         if worker is not None:
             tasks.append(asyncio.create_task(worker.async_run()))
@@ -47,7 +52,7 @@ async def running(
                 if tasks[0].done():
                     tasks[0].result()
                 await asyncio.sleep(0.02)
-            yield Running(endpoints, server, worker)
+            yield Running(endpoints, server, worker, tasks[0])
         finally:
             server.should_exit = True
             if worker is not None:
@@ -60,7 +65,6 @@ async def running(
 async def serve_forever(settings: Settings, *, host: str, port: int, with_worker: bool) -> None:
     async with running(settings, host=host, port=port, with_worker=with_worker) as run:
         if run.endpoints.inbox is not None:
-            print(f"dev inbox (captured emails): {run.endpoints.inbox}")  # noqa: T201
-        print(f"Dripline API on http://{host}:{port}  (OpenAPI at /docs)")  # noqa: T201
-        while not run.server.should_exit:
-            await asyncio.sleep(0.5)
+            print(f"dev inbox (captured emails): {run.endpoints.inbox}")
+        print(f"Dripline API on http://{host}:{port}  (OpenAPI at /docs)")
+        await run.serving  # until Ctrl-C: uvicorn handles the signal and returns

@@ -11,9 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.models import Contact
-
-CONTACTS = Contact.__table__  # type: ignore[attr-defined]
+from sequences.models import CONTACTS
 
 
 @dataclass(frozen=True)
@@ -42,11 +40,19 @@ async def upsert(
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     await conn.execute(
         insert(CONTACTS)
-        .values(email=email.strip(), email_key=key, timezone=timezone, attributes=attributes or {},
-                created_at=now, updated_at=now)
+        .values(
+            email=email.strip(),
+            email_key=key,
+            timezone=timezone,
+            attributes=attributes or {},
+            created_at=now,
+            updated_at=now,
+        )
         .on_conflict_do_nothing(index_elements=["email_key"])
     )
-    query = select(CONTACTS.c.id, CONTACTS.c.attributes, CONTACTS.c.timezone).where(CONTACTS.c.email_key == key)
+    query = select(CONTACTS.c.id, CONTACTS.c.attributes, CONTACTS.c.timezone).where(
+        CONTACTS.c.email_key == key
+    )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     row = (await conn.execute(query)).one()
@@ -57,11 +63,15 @@ async def upsert(
     if timezone is not None and timezone != row.timezone:
         changes["timezone"] = timezone
     if changes:
-        await conn.execute(update(CONTACTS).where(CONTACTS.c.id == row.id).values(**changes, updated_at=now))
+        await conn.execute(
+            update(CONTACTS).where(CONTACTS.c.id == row.id).values(**changes, updated_at=now)
+        )
     return ContactRef(row.id, email.strip(), key)
 
 
-async def find(conn: AsyncConnection, *, email: str | None = None, contact_id: int | None = None) -> ContactRef | None:
+async def find(
+    conn: AsyncConnection, *, email: str | None = None, contact_id: int | None = None
+) -> ContactRef | None:
     query = select(CONTACTS.c.id, CONTACTS.c.email, CONTACTS.c.email_key)
     if email is not None:
         query = query.where(CONTACTS.c.email_key == email_key(email))

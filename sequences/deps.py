@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.copy import CopyWriter
 from sequences.clock import Clock, SequenceTime
-from sequences.mail.signers import Signers
 from sequences.mail.ratelimit import RateLimiter
 from sequences.mail.render import LayoutRenderer
+from sequences.mail.signers import Signers
 from sequences.mail.smtp import Mailer
 from sequences.queue import Waker
 from sequences.settings import Settings

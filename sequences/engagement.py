@@ -10,10 +10,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.models import Event, Message
-
-EVENTS = Event.__table__  # type: ignore[attr-defined]
-MESSAGES = Message.__table__  # type: ignore[attr-defined]
+from sequences.models import EVENTS, MESSAGES
 
 # Clicks and replies are deliberate; opens are fetched by privacy proxies, so they weigh little.
 SCORE_WEIGHTS = {"clicked": 3.0, "replied": 5.0, "converted": 8.0, "opened": 0.5}

@@ -13,10 +13,8 @@ from sequences import lifecycle, timeline
 from sequences.deps import Deps
 from sequences.errors import Conflict
 from sequences.flow import load_context, move_to
-from sequences.models import Enrollment, EnrollmentStatus, new_id
+from sequences.models import ENROLLMENTS, EnrollmentStatus, new_id
 from sequences.registry import Pinned
-
-ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -56,18 +54,26 @@ async def enroll(
         async with conn.begin_nested():
             await conn.execute(
                 insert(ENROLLMENTS).values(
-                    id=enrollment_id, contact_id=contact_id, sequence_id=pinned.sequence_id,
-                    version_id=pinned.version_id, version=pinned.version,
-                    status=EnrollmentStatus.active, active_lock=lock,
-                    idempotency_key=idempotency_key, request_hash=request_hash,
-                    created_at=now, updated_at=now,
+                    id=enrollment_id,
+                    contact_id=contact_id,
+                    sequence_id=pinned.sequence_id,
+                    version_id=pinned.version_id,
+                    version=pinned.version,
+                    status=EnrollmentStatus.active,
+                    active_lock=lock,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
     except IntegrityError:
         return await _clash(conn, contact_id, lock, idempotency_key, request_hash)
     ctx = await load_context(conn, enrollment_id)
     assert ctx is not None
-    entries = [timeline.entry(enrollment_id, now, "enrolled", None, version=pinned.version, source=source)]
+    entries = [
+        timeline.entry(enrollment_id, now, "enrolled", None, version=pinned.version, source=source)
+    ]
     first = pinned.definition.steps[0].id
     wake = await move_to(conn, deps, ctx, first, now, entries)
     return Enrolled(enrollment_id, False, wake)
@@ -76,7 +82,9 @@ async def enroll(
 async def _replay(conn: AsyncConnection, key: str, request_hash: str | None) -> Enrolled | None:
     row = (
         await conn.execute(
-            select(ENROLLMENTS.c.id, ENROLLMENTS.c.request_hash).where(ENROLLMENTS.c.idempotency_key == key)
+            select(ENROLLMENTS.c.id, ENROLLMENTS.c.request_hash).where(
+                ENROLLMENTS.c.idempotency_key == key
+            )
         )
     ).first()
     if row is None:
@@ -123,11 +131,13 @@ async def _check_reenroll(conn: AsyncConnection, pinned: Pinned, contact_id: int
         return
     row = (
         await conn.execute(
-            select(ENROLLMENTS.c.id).where(
+            select(ENROLLMENTS.c.id)
+            .where(
                 ENROLLMENTS.c.contact_id == contact_id,
                 ENROLLMENTS.c.sequence_id == pinned.sequence_id,
                 ENROLLMENTS.c.status != EnrollmentStatus.active,
-            ).limit(1)
+            )
+            .limit(1)
         )
     ).first()
     if row is not None:

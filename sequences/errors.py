@@ -10,7 +10,9 @@ class DriplineError(Exception):
 
     status = 400
 
-    def __init__(self, code: str, message: str, details: Any = None, *, status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, details: Any = None, *, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -26,7 +28,7 @@ class NotFound(DriplineError):
 
 
 class Conflict(DriplineError):
-    """Raise when the request clashes with the current state (an active enrollment, a reused key)."""
+    """Raise when the request clashes with the current state (an active enrollment...)."""
 
     status = 409
 

@@ -21,14 +21,24 @@ from sequences import lifecycle, outbox, registry, timeline
 from sequences.definition import WaitStep
 from sequences.deps import Deps
 from sequences.errors import Conflict
-from sequences.models import Enrollment, EnrollmentStatus, Event, Message
-
-EVENTS = Event.__table__  # type: ignore[attr-defined]
-ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
-MESSAGES = Message.__table__  # type: ignore[attr-defined]
+from sequences.models import (
+    ENROLLMENTS,
+    EVENTS,
+    MESSAGES,
+    EnrollmentStatus,
+)
 
 ENGAGEMENT_TYPES = frozenset(
-    {"delivered", "opened", "clicked", "replied", "converted", "unsubscribed", "bounced", "complained"}
+    {
+        "delivered",
+        "opened",
+        "clicked",
+        "replied",
+        "converted",
+        "unsubscribed",
+        "bounced",
+        "complained",
+    }
 )
 
 
@@ -56,7 +66,9 @@ class Outcome:
     wake: list[datetime] = field(default_factory=list)
 
 
-async def ingest(conn: AsyncConnection, deps: Deps, events: list[Incoming], now: datetime) -> Outcome:
+async def ingest(
+    conn: AsyncConnection, deps: Deps, events: list[Incoming], now: datetime
+) -> Outcome:
     outcome = Outcome()
     for event in events:
         if not await _store(conn, event, now):
@@ -74,14 +86,21 @@ async def _store(conn: AsyncConnection, event: Incoming, now: datetime) -> bool:
     result = await conn.execute(
         insert(EVENTS)
         .values(
-            event_key=key, contact_id=event.contact_id, enrollment_id=event.enrollment_id,
-            message_pk=event.message_pk, type=event.type, occurred_at=event.occurred_at,
-            received_at=now, properties=event.properties, is_bot=event.is_bot,
-            verified=event.verified, source=event.source,
+            event_key=key,
+            contact_id=event.contact_id,
+            enrollment_id=event.enrollment_id,
+            message_pk=event.message_pk,
+            type=event.type,
+            occurred_at=event.occurred_at,
+            received_at=now,
+            properties=event.properties,
+            is_bot=event.is_bot,
+            verified=event.verified,
+            source=event.source,
         )
         .on_conflict_do_nothing(index_elements=["event_key"])
     )
-    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+    return result.rowcount == 1
 
 
 async def _act(conn: AsyncConnection, deps: Deps, event: Incoming, now: datetime) -> list[datetime]:
@@ -89,7 +108,15 @@ async def _act(conn: AsyncConnection, deps: Deps, event: Incoming, now: datetime
     await timeline.record(
         conn,
         [
-            timeline.entry(e, now, "event", None, type=event.type, source=event.source, message=event.message_pk)
+            timeline.entry(
+                e,
+                now,
+                "event",
+                None,
+                type=event.type,
+                source=event.source,
+                message=event.message_pk,
+            )
             for e, _, _ in targets
         ],
     )
@@ -124,7 +151,11 @@ async def _concerned(conn: AsyncConnection, event: Incoming) -> list[tuple[str, 
 
 
 async def _exit_or_wake(
-    conn: AsyncConnection, deps: Deps, event: Incoming, targets: list[tuple[str, int, str | None]], now: datetime
+    conn: AsyncConnection,
+    deps: Deps,
+    event: Incoming,
+    targets: list[tuple[str, int, str | None]],
+    now: datetime,
 ) -> list[datetime]:
     exits: list[str] = []
     waits: dict[str, str] = {}
@@ -136,12 +167,16 @@ async def _exit_or_wake(
         step = defn.step(position) if position else None
         if isinstance(step, WaitStep) and event.type in step.wait.until:
             waits[enrollment_id] = step.id
-    await lifecycle.end(conn, exits, status=EnrollmentStatus.exited, reason=f"exit_on: {event.type}", now=now)
+    await lifecycle.end(
+        conn, exits, status=EnrollmentStatus.exited, reason=f"exit_on: {event.type}", now=now
+    )
     woken = await outbox.wake_waits(conn, list(waits), waits, now, event.type)
     return [now] if woken else []
 
 
-async def _entry_triggers(conn: AsyncConnection, deps: Deps, event: Incoming, now: datetime) -> list[datetime]:
+async def _entry_triggers(
+    conn: AsyncConnection, deps: Deps, event: Incoming, now: datetime
+) -> list[datetime]:
     from sequences.enrollments import enroll  # enrollments -> flow -> ...; imported late on purpose
 
     wake: list[datetime] = []
@@ -150,25 +185,49 @@ async def _entry_triggers(conn: AsyncConnection, deps: Deps, event: Incoming, no
         if entry is None or event.type not in entry.events:
             continue
         try:
-            enrolled = await enroll(conn, deps, pinned, event.contact_id, event.email_key, now=now, source=f"event:{event.type}")
+            enrolled = await enroll(
+                conn,
+                deps,
+                pinned,
+                event.contact_id,
+                event.email_key,
+                now=now,
+                source=f"event:{event.type}",
+            )
         except Conflict:
-            continue  # already in the group, suppressed, or reenroll: never — the trigger just passes
+            continue  # already in the group, suppressed, or reenroll: never: the trigger passes
         wake += enrolled.wake
     return wake
 
 
 async def record_bounce(
-    conn: AsyncConnection, contact_id: int, email_key: str, enrollment_id: str, message_pk: str, detail: str, now: datetime
+    conn: AsyncConnection,
+    contact_id: int,
+    email_key: str,
+    enrollment_id: str,
+    message_pk: str,
+    detail: str,
+    now: datetime,
 ) -> None:
     """A permanent SMTP failure: a bounce event, a suppression, every sequence exited."""
     event = Incoming(
-        type="bounced", contact_id=contact_id, email_key=email_key, occurred_at=now,
-        event_id=message_pk, message_pk=message_pk, enrollment_id=enrollment_id,
-        properties={"bounce_type": "hard", "reply": detail}, source="smtp",
+        type="bounced",
+        contact_id=contact_id,
+        email_key=email_key,
+        occurred_at=now,
+        event_id=message_pk,
+        message_pk=message_pk,
+        enrollment_id=enrollment_id,
+        properties={"bounce_type": "hard", "reply": detail},
+        source="smtp",
     )
     if await _store(conn, event, now):
-        await timeline.record(conn, [timeline.entry(enrollment_id, now, "bounced", None, reply=detail)])
-        await lifecycle.suppress(conn, contact_id, email_key, reason="hard_bounce", now=now, detail=detail)
+        await timeline.record(
+            conn, [timeline.entry(enrollment_id, now, "bounced", None, reply=detail)]
+        )
+        await lifecycle.suppress(
+            conn, contact_id, email_key, reason="hard_bounce", now=now, detail=detail
+        )
 
 
 async def message_by_header(conn: AsyncConnection, ref: str) -> tuple[str, str, int] | None:

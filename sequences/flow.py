@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -25,11 +25,9 @@ from sequences.definition import (
     WaitStep,
 )
 from sequences.deps import Deps
-from sequences.models import Contact, Enrollment, EnrollmentStatus
+from sequences.models import CONTACTS, ENROLLMENTS, EnrollmentStatus
 from sequences.sandbox import evaluate_condition
 
-ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
-CONTACTS = Contact.__table__  # type: ignore[attr-defined]
 MAX_HOPS = 100  # a goto loop with no email or wait in it must not spin forever
 
 
@@ -125,7 +123,11 @@ async def move_to(
         if target is None:
             await timeline.record(conn, entries)
             await lifecycle.end(
-                conn, [ctx.enrollment_id], status=EnrollmentStatus.completed, reason="end of sequence", now=now
+                conn,
+                [ctx.enrollment_id],
+                status=EnrollmentStatus.completed,
+                reason="end of sequence",
+                now=now,
             )
             return []
         step = defn.step(target)
@@ -133,7 +135,12 @@ async def move_to(
             await timeline.record(conn, entries)
             reason = step.exit.reason or f"exit step {step.id}"
             await lifecycle.end(
-                conn, [ctx.enrollment_id], status=EnrollmentStatus.exited, reason=reason, now=now, step_id=step.id
+                conn,
+                [ctx.enrollment_id],
+                status=EnrollmentStatus.exited,
+                reason=reason,
+                now=now,
+                step_id=step.id,
             )
             return []
         if isinstance(step, EmailStep | WaitStep):
@@ -141,10 +148,16 @@ async def move_to(
         if signals is None:
             signals = await engagement.load(conn, ctx.enrollment_id, ctx.contact_id, ctx.started_at)
         target, why = _decide(step, ctx, signals)
-        entries.append(timeline.entry(ctx.enrollment_id, now, "decision", step.id, goto=target, reason=why))
+        entries.append(
+            timeline.entry(ctx.enrollment_id, now, "decision", step.id, goto=target, reason=why)
+        )
     await timeline.record(conn, entries)
     await lifecycle.end(
-        conn, [ctx.enrollment_id], status=EnrollmentStatus.exited, reason="goto loop without a wait", now=now
+        conn,
+        [ctx.enrollment_id],
+        status=EnrollmentStatus.exited,
+        reason="goto loop without a wait",
+        now=now,
     )
     return []
 
@@ -184,12 +197,21 @@ async def _schedule(
     if isinstance(step, WaitStep):
         due = now + deps.seqtime.real_duration(step.wait.duration)
         entries.append(
-            timeline.entry(ctx.enrollment_id, now, "waiting", step.id, until=step.wait.until, wake_at=due.isoformat())
+            timeline.entry(
+                ctx.enrollment_id,
+                now,
+                "waiting",
+                step.id,
+                until=step.wait.until,
+                wake_at=due.isoformat(),
+            )
         )
     await outbox.schedule(conn, ctx.enrollment_id, step.id, due, now)
     await conn.execute(
         update(ENROLLMENTS)
-        .where(ENROLLMENTS.c.id == ctx.enrollment_id, ENROLLMENTS.c.status == EnrollmentStatus.active)
+        .where(
+            ENROLLMENTS.c.id == ctx.enrollment_id, ENROLLMENTS.c.status == EnrollmentStatus.active
+        )
         .values(position=step.id, updated_at=now)
     )
     await timeline.record(conn, entries)

@@ -1,4 +1,4 @@
-"""Ending enrollments and suppressing addresses: each takes effect at once, pending rows included."""
+"""Ending enrollments and suppressing addresses: at once, pending rows included."""
 
 from __future__ import annotations
 
@@ -10,11 +10,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences import outbox, timeline
-from sequences.models import Contact, Enrollment, EnrollmentStatus, Suppression
-
-ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
-CONTACTS = Contact.__table__  # type: ignore[attr-defined]
-SUPPRESSIONS = Suppression.__table__  # type: ignore[attr-defined]
+from sequences.models import ENROLLMENTS, SUPPRESSIONS, EnrollmentStatus
 
 # These always end every sequence for the address, whatever exit_on says.
 SUPPRESSING_EVENTS = {"unsubscribed": "unsubscribed", "complained": "complaint"}
@@ -34,7 +30,9 @@ async def end(
         return []
     rows = await conn.execute(
         update(ENROLLMENTS)
-        .where(ENROLLMENTS.c.id.in_(enrollment_ids), ENROLLMENTS.c.status == EnrollmentStatus.active)
+        .where(
+            ENROLLMENTS.c.id.in_(enrollment_ids), ENROLLMENTS.c.status == EnrollmentStatus.active
+        )
         .values(status=status, exit_reason=reason, finished_at=now, updated_at=now)
         .returning(ENROLLMENTS.c.id)
     )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Index, UniqueConstraint, text
+from sqlalchemy import Column, Index, Table, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from sequences.db import JsonType, UTCDateTime
@@ -19,7 +19,6 @@ def utcnow() -> datetime:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
-
 
 
 class EnrollmentStatus(StrEnum):
@@ -207,3 +206,23 @@ class Meta(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=1000)
+
+
+def _table(model: type[SQLModel]) -> Table:
+    """The Core table behind a model, for the set-based statements on hot paths."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+CONTACTS = _table(Contact)
+SEQUENCES = _table(Sequence)
+VERSIONS = _table(SequenceVersion)
+ENROLLMENTS = _table(Enrollment)
+RUNS = _table(StepRun)
+MESSAGES = _table(Message)
+LINKS = _table(Link)
+EVENTS = _table(Event)
+TIMELINE = _table(TimelineEntry)
+SUPPRESSIONS = _table(Suppression)
+API_KEYS = _table(ApiKey)
+META = _table(Meta)

@@ -11,12 +11,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import ColumnElement, and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.models import RunState, StepRun
-
-RUNS = StepRun.__table__  # type: ignore[attr-defined]
+from sequences.models import RUNS, RunState
 
 
 @dataclass(frozen=True)
@@ -76,11 +74,9 @@ async def schedule(
 async def finish(conn: AsyncConnection, claim: Claim, state: RunState = RunState.done) -> bool:
     """Close a claimed row; False when the claim was lost (lease expired, row cancelled)."""
     result = await conn.execute(
-        update(RUNS)
-        .where(_held(claim))
-        .values(state=state, claim_token=None, claimed_until=None)
+        update(RUNS).where(_held(claim)).values(state=state, claim_token=None, claimed_until=None)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+    return result.rowcount == 1
 
 
 async def release(conn: AsyncConnection, claim: Claim, due_at: datetime) -> bool:
@@ -90,10 +86,10 @@ async def release(conn: AsyncConnection, claim: Claim, due_at: datetime) -> bool
         .where(_held(claim))
         .values(state=RunState.due, due_at=due_at, claim_token=None, claimed_until=None)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+    return result.rowcount == 1
 
 
-def _held(claim: Claim) -> object:
+def _held(claim: Claim) -> ColumnElement[bool]:
     return and_(
         RUNS.c.id == claim.run_id,
         RUNS.c.state == RunState.claimed,
@@ -108,7 +104,7 @@ async def expire_claims(conn: AsyncConnection, now: datetime) -> int:
         .where(RUNS.c.state == RunState.claimed, RUNS.c.claimed_until < now)
         .values(state=RunState.due, claim_token=None, claimed_until=None)
     )
-    return result.rowcount  # type: ignore[attr-defined, no-any-return]
+    return result.rowcount
 
 
 async def cancel_pending(conn: AsyncConnection, enrollment_ids: list[str]) -> None:
@@ -135,7 +131,10 @@ async def overdue(conn: AsyncConnection, now: datetime, limit: int = 1000) -> li
 
 
 async def wake_waits(
-    conn: AsyncConnection, enrollment_ids: list[str], step_ids: dict[str, str], now: datetime,
+    conn: AsyncConnection,
+    enrollment_ids: list[str],
+    step_ids: dict[str, str],
+    now: datetime,
     event_type: str,
 ) -> list[str]:
     """Wake pending wait rows at once; returns the enrollments woken."""
@@ -150,7 +149,7 @@ async def wake_waits(
             )
             .values(due_at=now, woken_by=event_type)
         )
-        if result.rowcount:  # type: ignore[attr-defined]
+        if result.rowcount:
             woken.append(enrollment_id)
     return woken
 
@@ -158,4 +157,4 @@ async def wake_waits(
 async def extend(conn: AsyncConnection, claim: Claim, until: datetime) -> bool:
     """Renew the lease before a side effect; False means the claim is no longer ours."""
     result = await conn.execute(update(RUNS).where(_held(claim)).values(claimed_until=until))
-    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+    return result.rowcount == 1

@@ -9,10 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.deps import Deps
 from sequences.flow import RunContext
-from sequences.models import Message, MessageState
+from sequences.models import MESSAGES, MessageState
 from sequences.schedule import frequency_cap_release, next_allowed, window_from_spec
-
-MESSAGES = Message.__table__  # type: ignore[attr-defined]
 
 
 async def deferral(

@@ -51,4 +51,3 @@ class NullWaker:
 
     async def wake_at(self, due: Iterable[datetime]) -> None:
         return None
-

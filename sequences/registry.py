@@ -10,10 +10,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.definition import SequenceDefinition, definition_checksum, parse_definition
-from sequences.models import Sequence, SequenceVersion
-
-SEQUENCES = Sequence.__table__  # type: ignore[attr-defined]
-VERSIONS = SequenceVersion.__table__  # type: ignore[attr-defined]
+from sequences.models import SEQUENCES, VERSIONS
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,9 @@ async def apply(conn: AsyncConnection, defn: SequenceDefinition, now: datetime) 
     document = defn.model_dump(mode="json", by_alias=True, exclude_none=True)
     current = (
         await conn.execute(
-            select(SEQUENCES.c.id, VERSIONS.c.id.label("vid"), VERSIONS.c.version, VERSIONS.c.checksum)
+            select(
+                SEQUENCES.c.id, VERSIONS.c.id.label("vid"), VERSIONS.c.version, VERSIONS.c.checksum
+            )
             .join(VERSIONS, VERSIONS.c.sequence_id == SEQUENCES.c.id)
             .where(SEQUENCES.c.key == defn.key, VERSIONS.c.version == SEQUENCES.c.current_version)
         )
@@ -48,7 +47,9 @@ async def apply(conn: AsyncConnection, defn: SequenceDefinition, now: datetime) 
         seq_id = (
             await conn.execute(
                 insert(SEQUENCES)
-                .values(key=defn.key, name=defn.name, current_version=1, created_at=now, updated_at=now)
+                .values(
+                    key=defn.key, name=defn.name, current_version=1, created_at=now, updated_at=now
+                )
                 .returning(SEQUENCES.c.id)
             )
         ).scalar_one()
@@ -63,7 +64,13 @@ async def apply(conn: AsyncConnection, defn: SequenceDefinition, now: datetime) 
     vid = (
         await conn.execute(
             insert(VERSIONS)
-            .values(sequence_id=seq_id, version=version, checksum=checksum, definition=document, created_at=now)
+            .values(
+                sequence_id=seq_id,
+                version=version,
+                checksum=checksum,
+                definition=document,
+                created_at=now,
+            )
             .returning(VERSIONS.c.id)
         )
     ).scalar_one()
@@ -85,18 +92,20 @@ async def current(conn: AsyncConnection, key: str) -> Pinned | None:
 
 async def load_version(conn: AsyncConnection, version_id: int) -> SequenceDefinition:
     """Versions never change once written, so their parsed form is cached per process."""
-    cached = _CACHE.get(version_id)
+    key = (conn.engine.url.render_as_string(), version_id)
+    cached = _CACHE.get(key)
     if cached is not None:
         return cached
     document = (
         await conn.execute(select(VERSIONS.c.definition).where(VERSIONS.c.id == version_id))
     ).scalar_one()
     defn = parse_definition(document)
-    _CACHE[version_id] = defn
+    _CACHE[key] = defn
     return defn
 
 
-_CACHE: dict[int, SequenceDefinition] = {}
+# Keyed by database too: one process may talk to several (tests, a migration tool).
+_CACHE: dict[tuple[str, int], SequenceDefinition] = {}
 
 
 async def all_current(conn: AsyncConnection) -> list[Pinned]:
@@ -110,4 +119,3 @@ async def all_current(conn: AsyncConnection) -> list[Pinned]:
 
 def summary(defn: SequenceDefinition) -> dict[str, Any]:
     return {"key": defn.key, "name": defn.name, "steps": [s.id for s in defn.steps]}
-

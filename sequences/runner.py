@@ -61,5 +61,3 @@ async def run_one(deps: Deps, claim: outbox.Claim) -> None:
             due = await advance(conn, deps, claim, ctx, step.id, entered=True)
     # Rows due now are claimed by run_due's next round; only later ones need a wake-up job.
     await deps.waker.wake_at([d for d in due if d > now])
-
-

@@ -21,11 +21,9 @@ from sequences.mail.ratelimit import RateLimiter
 from sequences.mail.render import LayoutRenderer
 from sequences.mail.signers import Signers, load_or_create_key
 from sequences.mail.smtp import SmtpMailer
-from sequences.models import Meta
+from sequences.models import META
 from sequences.queue import QUEUE_NAME, ArqWaker
 from sequences.settings import Settings
-
-META = Meta.__table__  # type: ignore[attr-defined]
 
 
 async def clock_anchor(engine: AsyncEngine, day_seconds: float, now: datetime) -> SequenceTime:
@@ -34,11 +32,15 @@ async def clock_anchor(engine: AsyncEngine, day_seconds: float, now: datetime) -
     async with engine.begin() as conn:
         rows = {r.key: r.value for r in await conn.execute(select(META.c.key, META.c.value))}
         if rows.get(speed_key) == repr(day_seconds) and anchor_key in rows:
-            return SequenceTime.from_day_seconds(datetime.fromisoformat(rows[anchor_key]), day_seconds)
+            return SequenceTime.from_day_seconds(
+                datetime.fromisoformat(rows[anchor_key]), day_seconds
+            )
         insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         for key, value in ((speed_key, repr(day_seconds)), (anchor_key, now.isoformat())):
             stmt = insert(META).values(key=key, value=value)
-            await conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+            await conn.execute(
+                stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value})
+            )
     return SequenceTime.from_day_seconds(now, day_seconds)
 
 
@@ -80,11 +82,20 @@ async def open_deps(
     )
     if smtp is not None:
         deps.mailer = SmtpMailer(
-            smtp[0], smtp[1], pool_size=settings.smtp_pool_size, username=settings.smtp_username,
-            password=settings.smtp_password, starttls=settings.smtp_starttls, timeout=settings.smtp_timeout,
+            smtp[0],
+            smtp[1],
+            pool_size=settings.smtp_pool_size,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout,
         )
-        deps.signers = Signers(load_or_create_key(settings.dkim_key_path), settings.dkim_selector, settings.dkim_domain)
-        deps.limiter = RateLimiter(pool, f"dripline:rate:{smtp[0]}:{smtp[1]}", settings.smtp_rate_per_second)
+        deps.signers = Signers(
+            load_or_create_key(settings.dkim_key_path), settings.dkim_selector, settings.dkim_domain
+        )
+        deps.limiter = RateLimiter(
+            pool, f"dripline:rate:{smtp[0]}:{smtp[1]}", settings.smtp_rate_per_second
+        )
     try:
         yield deps
     finally:

@@ -25,14 +25,19 @@ from sequences.flow import RunContext, advance, stable_pick
 from sequences.mail.mime import OutgoingEmail, build_message, make_message_id
 from sequences.mail.render import EmailCopy
 from sequences.mail.smtp import PermanentSendError, TemporarySendError
-from sequences.models import EnrollmentStatus, Link, Message, MessageState, RunState, new_id
+from sequences.models import (
+    LINKS,
+    MESSAGES,
+    EnrollmentStatus,
+    MessageState,
+    RunState,
+    new_id,
+)
 from sequences.pacing import deferral
 from sequences.sandbox import render_template
 
 log = logging.getLogger(__name__)
 
-MESSAGES = Message.__table__  # type: ignore[attr-defined]
-LINKS = Link.__table__  # type: ignore[attr-defined]
 DONE_STATES = {MessageState.sent, MessageState.unknown, MessageState.bounced, MessageState.failed}
 
 
@@ -97,22 +102,32 @@ async def _held_back(
     if reason is not None:
         await outbox.finish(conn, claim, RunState.cancelled)
         await lifecycle.end(
-            conn, [ctx.enrollment_id], status=EnrollmentStatus.exited,
-            reason=f"suppressed ({reason})", now=now, step_id=step.id,
+            conn,
+            [ctx.enrollment_id],
+            status=EnrollmentStatus.exited,
+            reason=f"suppressed ({reason})",
+            now=now,
+            step_id=step.id,
         )
         return True
     later, why = await deferral(conn, deps, ctx, now)
     if later is None:
         return False
     if await outbox.release(conn, claim, later):
-        entry = timeline.entry(ctx.enrollment_id, now, "deferred", step.id, until=later.isoformat(), reason=why)
+        entry = timeline.entry(
+            ctx.enrollment_id, now, "deferred", step.id, until=later.isoformat(), reason=why
+        )
         await timeline.record(conn, [entry])
     await deps.waker.wake_at([later])
     return True
 
 
 async def _after_crash(
-    deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, existing: tuple[Outgoing, str]
+    deps: Deps,
+    claim: outbox.Claim,
+    ctx: RunContext,
+    step: EmailStep,
+    existing: tuple[Outgoing, str],
 ) -> None:
     message, state = existing
     now = deps.clock.now()
@@ -120,7 +135,9 @@ async def _after_crash(
         if state == MessageState.sending:
             await _set_state(conn, message.id, MessageState.unknown, "process died during the send")
             log.warning("message outcome unknown; not resending", extra={"message_pk": message.id})
-        due = await advance(conn, deps, claim, ctx, step.id, message=message.id, outcome=_outcome(state))
+        due = await advance(
+            conn, deps, claim, ctx, step.id, message=message.id, outcome=_outcome(state)
+        )
     await deps.waker.wake_at([d for d in due if d > now])
 
 
@@ -137,14 +154,24 @@ async def _create(
     draft = await deps.writer.write(request)
     message = _render(deps, ctx, step, draft, now)
     async with deps.engine.begin() as conn:
-        if not await outbox.extend(conn, claim, now + timedelta(seconds=deps.settings.claim_lease_seconds)):
+        if not await outbox.extend(
+            conn, claim, now + timedelta(seconds=deps.settings.claim_lease_seconds)
+        ):
             return None  # the claim lapsed while drafting: another worker owns the row now
-        await conn.execute(insert(MESSAGES).values(**_message_row(message, claim, ctx, step, variant, draft)))
+        await conn.execute(
+            insert(MESSAGES).values(**_message_row(message, claim, ctx, step, variant, draft))
+        )
         if message.links:
             await conn.execute(insert(LINKS), message.links)
         entry = timeline.entry(
-            ctx.enrollment_id, now, "drafted", step.id, message=message.id,
-            variant=variant, model=draft.model, rationale=draft.rationale,
+            ctx.enrollment_id,
+            now,
+            "drafted",
+            step.id,
+            message=message.id,
+            variant=variant,
+            model=draft.model,
+            rationale=draft.rationale,
         )
         await timeline.record(conn, [entry])
     return message
@@ -231,7 +258,12 @@ def _render(deps: Deps, ctx: RunContext, step: EmailStep, draft: Draft, now: dat
 
 
 def _message_row(
-    message: Outgoing, claim: outbox.Claim, ctx: RunContext, step: EmailStep, variant: str | None, draft: Draft
+    message: Outgoing,
+    claim: outbox.Claim,
+    ctx: RunContext,
+    step: EmailStep,
+    variant: str | None,
+    draft: Draft,
 ) -> dict[str, Any]:
     return {
         "id": message.id,
@@ -293,14 +325,24 @@ async def _deliver(
         await conn.execute(
             update(MESSAGES)
             .where(MESSAGES.c.id == message.id)
-            .values(state=MessageState.sent, sent_at=now, last_reply=reply[:1000], attempts=message.attempts + 1)
+            .values(
+                state=MessageState.sent,
+                sent_at=now,
+                last_reply=reply[:1000],
+                attempts=message.attempts + 1,
+            )
         )
         due = await advance(conn, deps, claim, ctx, step.id, message=message.id, outcome="sent")
     await deps.waker.wake_at([d for d in due if d > now])
 
 
 async def _retry_later(
-    deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, message: Outgoing, error: TemporarySendError
+    deps: Deps,
+    claim: outbox.Claim,
+    ctx: RunContext,
+    step: EmailStep,
+    message: Outgoing,
+    error: TemporarySendError,
 ) -> None:
     now = deps.clock.now()
     attempts = message.attempts + 1
@@ -309,15 +351,31 @@ async def _retry_later(
     delay = timedelta(seconds=min(deps.settings.retry_base_seconds * 2 ** (attempts - 1), 3600))
     async with deps.engine.begin() as conn:
         await conn.execute(
-            update(MESSAGES).where(MESSAGES.c.id == message.id)
+            update(MESSAGES)
+            .where(MESSAGES.c.id == message.id)
             .values(state=state, attempts=attempts, last_reply=str(error)[:1000])
         )
         kind = "send_failed" if give_up else "send_retry"
-        entry = timeline.entry(ctx.enrollment_id, now, kind, step.id, message=message.id, reply=str(error), attempt=attempts)
+        entry = timeline.entry(
+            ctx.enrollment_id,
+            now,
+            kind,
+            step.id,
+            message=message.id,
+            reply=str(error),
+            attempt=attempts,
+        )
         await timeline.record(conn, [entry])
         if give_up:
             await outbox.finish(conn, claim, RunState.done)
-            await lifecycle.end(conn, [ctx.enrollment_id], status=EnrollmentStatus.exited, reason="send failed", now=now, step_id=step.id)
+            await lifecycle.end(
+                conn,
+                [ctx.enrollment_id],
+                status=EnrollmentStatus.exited,
+                reason="send failed",
+                now=now,
+                step_id=step.id,
+            )
         else:
             await outbox.release(conn, claim, now + delay)
     if not give_up:
@@ -325,7 +383,12 @@ async def _retry_later(
 
 
 async def _bounced(
-    deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, message: Outgoing, error: PermanentSendError
+    deps: Deps,
+    claim: outbox.Claim,
+    ctx: RunContext,
+    step: EmailStep,
+    message: Outgoing,
+    error: PermanentSendError,
 ) -> None:
     from sequences.feedback import record_bounce  # feedback imports flow; keep the graph acyclic
 
@@ -333,10 +396,14 @@ async def _bounced(
     async with deps.engine.begin() as conn:
         await _set_state(conn, message.id, MessageState.bounced, str(error))
         await outbox.finish(conn, claim, RunState.done)
-        await record_bounce(conn, ctx.contact_id, ctx.email_key, ctx.enrollment_id, message.id, str(error), now)
+        await record_bounce(
+            conn, ctx.contact_id, ctx.email_key, ctx.enrollment_id, message.id, str(error), now
+        )
 
 
 async def _set_state(conn: AsyncConnection, message_pk: str, state: str, reply: str) -> None:
     await conn.execute(
-        update(MESSAGES).where(MESSAGES.c.id == message_pk).values(state=state, last_reply=reply[:1000])
+        update(MESSAGES)
+        .where(MESSAGES.c.id == message_pk)
+        .values(state=state, last_reply=reply[:1000])
     )

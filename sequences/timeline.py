@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.models import TimelineEntry
-
-TIMELINE = TimelineEntry.__table__  # type: ignore[attr-defined]
+from sequences.models import TIMELINE
 
 
 def entry(
@@ -30,6 +28,6 @@ def entry(
     }
 
 
-async def record(conn: AsyncConnection, entries: list[Mapping[str, Any]]) -> None:
+async def record(conn: AsyncConnection, entries: Sequence[Mapping[str, Any]]) -> None:
     if entries:
         await conn.execute(insert(TIMELINE), list(entries))

@@ -52,7 +52,9 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         stack = AsyncExitStack()
         ctx["stack"] = stack
-        ctx["deps"] = await stack.enter_async_context(open_deps(settings, redis_url=redis_url, smtp=smtp))
+        ctx["deps"] = await stack.enter_async_context(
+            open_deps(settings, redis_url=redis_url, smtp=smtp)
+        )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         stack: AsyncExitStack | None = ctx.get("stack")
@@ -74,4 +76,3 @@ def build_worker(
         burst=burst,
         handle_signals=handle_signals,
     )
-

@@ -7,8 +7,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ from arq.worker import Worker
 from api.app import create_app
 from api.auth import Role, create_key
 from sequences.deps import Deps
-from sequences.mail.capture import CaptureServer, CapturedMessage
+from sequences.mail.capture import CapturedMessage, CaptureServer
 from sequences.settings import Settings
 from sequences.worker import build_worker
 
@@ -40,7 +40,9 @@ class Stack:
 
     async def apply(self, key: str, yaml_text: str) -> httpx.Response:
         return await self.client.put(
-            f"/v1/sequences/{key}", content=yaml_text, headers={**self.auth(), "Content-Type": "application/yaml"}
+            f"/v1/sequences/{key}",
+            content=yaml_text,
+            headers={**self.auth(), "Content-Type": "application/yaml"},
         )
 
     async def enroll(self, sequence: str, email: str, **contact: Any) -> httpx.Response:
@@ -58,17 +60,17 @@ class Stack:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.1
+    check: Callable[[], Awaitable[Any]], *, within: float = 20.0, interval: float = 0.1
 ) -> Any:
     """Poll until ``check`` returns something truthy; fail with the last value after ``timeout``."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
         last = await check()
         if last:
             return last
         await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+    raise AssertionError(f"condition not met within {within}s; last value: {last!r}")
 
 
 @contextlib.asynccontextmanager
@@ -79,13 +81,17 @@ async def running_stack(
     async with app.router.lifespan_context(app):
         deps: Deps = app.state.deps
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://dripline.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://dripline.test"
+        ) as client:
             async with deps.engine.begin() as conn:
                 admin = await create_key(conn, "test-admin", Role.admin, datetime.now(UTC))
             runner: Worker | None = None
             task: asyncio.Task[None] | None = None
             if worker:
-                runner = build_worker(settings, redis_url=redis_url, smtp=(capture.host, capture.port))
+                runner = build_worker(
+                    settings, redis_url=redis_url, smtp=(capture.host, capture.port)
+                )
                 task = asyncio.create_task(runner.async_run())
             try:
                 yield Stack(client, deps, capture, admin)

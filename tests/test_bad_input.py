@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from harness import Stack, make_settings, running_stack
 from sqlalchemy import func, select
 
-from harness import Stack, make_settings, running_stack
 from sequences.mail.capture import CaptureServer
-from sequences.models import Contact, Enrollment, Sequence, SequenceVersion
+from sequences.models import CONTACTS, ENROLLMENTS, SEQUENCES, VERSIONS
 
 GOOD = """
 key: bad-input
@@ -26,13 +26,15 @@ steps:
 
 @pytest.fixture
 async def stack(tmp_path: Path, capture: CaptureServer, redis_db: str) -> AsyncIterator[Stack]:
-    settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", DRIPLINE_MAX_BODY_BYTES=200_000)
+    settings = make_settings(
+        tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", DRIPLINE_MAX_BODY_BYTES=200_000
+    )
     async with running_stack(settings, redis_db, capture, worker=False) as running:
         yield running
 
 
 async def _rows(stack: Stack) -> tuple[int, ...]:
-    tables = [t.__table__ for t in (Sequence, SequenceVersion, Contact, Enrollment)]  # type: ignore[attr-defined]
+    tables = [SEQUENCES, VERSIONS, CONTACTS, ENROLLMENTS]
     async with stack.deps.reader.connect() as conn:
         return tuple([await conn.scalar(select(func.count()).select_from(t)) or 0 for t in tables])
 
@@ -50,7 +52,11 @@ def _paths(body: dict[str, object]) -> list[str]:
         (GOOD.replace("wait: {for: 2d}", "goto: nowhere"), "steps.1.goto", "nowhere"),
         (GOOD.replace("for: 2d", "for: 2x"), "steps.1.wait.for", "duration"),
         (GOOD.replace("ops@acme.test", "ops@@acme"), "sender.from", "address"),
-        (GOOD.replace('subject: "Hello"', "subject: \"{{ ''.__class__.__mro__ }}\""), "steps.0.email.fallback.subject", "unsafe"),
+        (
+            GOOD.replace('subject: "Hello"', "subject: \"{{ ''.__class__.__mro__ }}\""),
+            "steps.0.email.fallback.subject",
+            "unsafe",
+        ),
     ],
 )
 async def test_bad_sequence_is_refused(stack: Stack, document: str, path: str, words: str) -> None:
@@ -100,7 +106,12 @@ async def test_key_mismatch_and_missing_auth(stack: Stack) -> None:
 
 async def test_bad_events_write_nothing(stack: Stack) -> None:
     before = await _rows(stack)
-    batch = {"events": [{"type": "converted", "email": "ok@example.com"}, {"type": "clicked", "contact_id": 999}]}
+    batch = {
+        "events": [
+            {"type": "converted", "email": "ok@example.com"},
+            {"type": "clicked", "contact_id": 999},
+        ]
+    }
     response = await stack.client.post("/v1/events", json=batch, headers=stack.auth())
     assert response.status_code == 422
     assert _paths(response.json()) == ["events.1.contact_id"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from harness import make_settings, running_stack
 from sqlalchemy import func, select
 
-from harness import make_settings, running_stack
 from sequences.mail.capture import CaptureServer
-from sequences.models import Enrollment
+from sequences.models import ENROLLMENTS
 
 SEQUENCE = """
 key: {key}
@@ -22,7 +22,9 @@ steps:
 """
 
 
-async def test_fifty_concurrent_enrollments(database_url: str, capture: CaptureServer, tmp_path: Path, redis_db: str) -> None:
+async def test_fifty_concurrent_enrollments(
+    database_url: str, capture: CaptureServer, tmp_path: Path, redis_db: str
+) -> None:
     settings = make_settings(tmp_path, database_url)
     async with running_stack(settings, redis_db, capture, worker=False) as stack:
         for key in ("group-a", "group-b"):
@@ -30,7 +32,10 @@ async def test_fifty_concurrent_enrollments(database_url: str, capture: CaptureS
 
         async def attempt(n: int) -> tuple[int, str | None]:
             headers = {**stack.auth(), "Idempotency-Key": f"k{n % 40}"}  # ten keys are sent twice
-            body = {"sequence": "group-a" if n % 2 else "group-b", "contact": {"email": "Sam@Example.com"}}
+            body = {
+                "sequence": "group-a" if n % 2 else "group-b",
+                "contact": {"email": "Sam@Example.com"},
+            }
             response = await stack.client.post("/v1/enrollments", json=body, headers=headers)
             return response.status_code, response.json().get("id")
 
@@ -40,10 +45,8 @@ async def test_fifty_concurrent_enrollments(database_url: str, capture: CaptureS
         assert set(statuses) <= {200, 201, 409}
         winner = next(eid for status, eid in results if status == 201)
         assert all(eid == winner for status, eid in results if status == 200)
-
-        enrollments = Enrollment.__table__  # type: ignore[attr-defined]
         async with stack.deps.reader.connect() as conn:
-            active = await conn.scalar(select(func.count()).where(enrollments.c.status == "active"))
+            active = await conn.scalar(select(func.count()).where(ENROLLMENTS.c.status == "active"))
         assert active == 1
         clash = next(r for r in results if r[0] == 409)
         assert clash[1] is None

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import dkim
 import pytest
-
 from harness import BROWSER_UA, Stack, eventually, make_settings, running_stack
+
 from sequences.mail.capture import CaptureServer
 from sequences.mail.dkim import dns_txt_record
 
@@ -27,7 +27,7 @@ steps:
       cta: {text: Open the quickstart, url: "https://acme.test/quickstart"}
       fallback:
         subject: "Welcome, {{ contact.first_name | default('there') }}"
-        body: "Hi {{ contact.first_name | default('there') }},\\n\\nThe quickstart takes five minutes."
+        body: "Hi {{ contact.first_name | default('there') }},\\n\\nThe quickstart takes 5 min."
   - id: pause
     wait: {for: 30d, until: [clicked]}
   - id: route
@@ -67,13 +67,19 @@ def dns_for(pem: bytes) -> object:
 
 @pytest.mark.parametrize("broker", ["redis", "valkey"])
 async def test_enroll_click_branch_convert(
-    broker: str, database_url: str, capture: CaptureServer, tmp_path: Path, request: pytest.FixtureRequest
+    broker: str,
+    database_url: str,
+    capture: CaptureServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     redis_url = request.getfixturevalue("redis_db" if broker == "redis" else "valkey_url")
     settings = make_settings(tmp_path, database_url)
     async with running_stack(settings, redis_url, capture) as stack:
         assert (await stack.apply("e2e-onboarding", SEQUENCE)).status_code == 201
-        enrolled = await stack.enroll("e2e-onboarding", "Ada@Example.com", attributes={"first_name": "Ada"})
+        enrolled = await stack.enroll(
+            "e2e-onboarding", "Ada@Example.com", attributes={"first_name": "Ada"}
+        )
         assert enrolled.status_code == 201, enrolled.text
         enrollment_id = enrolled.json()["id"]
 
@@ -89,7 +95,9 @@ async def test_enroll_click_branch_convert(
         assert b"list-unsubscribe-post" in signed.group(1).lower()
         assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
 
-        click_url = re.search(r"http://dripline\.test(/t/c/[\w-]+)", parsed.get_body(("plain",)).get_content())
+        click_url = re.search(
+            r"http://dripline\.test(/t/c/[\w-]+)", str(parsed.get_body(("plain",)))
+        )
         assert click_url is not None
         clicked = await stack.client.get(click_url.group(1), headers={"User-Agent": BROWSER_UA})
         assert clicked.status_code == 302

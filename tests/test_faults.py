@@ -1,4 +1,4 @@
-"""Crashes and lost queues: a SIGKILLed worker and a flushed Redis leave nobody stuck, nothing twice."""
+"""Crashes and lost queues: a SIGKILLed worker or a flushed Redis: nobody stuck, nothing twice."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from harness import Stack, eventually, make_settings, running_stack
 from sqlalchemy import func, select
 
-from harness import Stack, eventually, make_settings, running_stack
 from sequences.mail.capture import CaptureServer
-from sequences.models import Enrollment, Message, StepRun
+from sequences.models import ENROLLMENTS, MESSAGES, RUNS
 
 SEQUENCE = """
 key: faults
@@ -83,22 +83,22 @@ async def _enroll_all(stack: Stack) -> None:
 
 
 async def _finished(stack: Stack) -> bool:
-    enrollments = Enrollment.__table__  # type: ignore[attr-defined]
     async with stack.deps.reader.connect() as conn:
-        active = await conn.scalar(select(func.count()).where(enrollments.c.status == "active"))
+        active = await conn.scalar(select(func.count()).where(ENROLLMENTS.c.status == "active"))
     return active == 0
 
 
 async def _assert_clean_finish(stack: Stack, capture: CaptureServer) -> None:
-    await eventually(lambda: _finished(stack), timeout=60, interval=0.5)
+    await eventually(lambda: _finished(stack), within=60, interval=0.5)
     counts = capture.count_by_message_id()
     assert counts, "nothing was sent"
     assert max(counts.values()) == 1, "a message reached the SMTP server twice"
-    runs = StepRun.__table__  # type: ignore[attr-defined]
-    messages = Message.__table__  # type: ignore[attr-defined]
     async with stack.deps.reader.connect() as conn:
-        pending = await conn.scalar(select(func.count()).where(runs.c.state.in_(["due", "claimed"])))
-        states = dict((await conn.execute(select(messages.c.state, func.count()).group_by(messages.c.state))).tuples().all())
+        pending = await conn.scalar(
+            select(func.count()).where(RUNS.c.state.in_(["due", "claimed"]))
+        )
+        grouped = select(MESSAGES.c.state, func.count()).group_by(MESSAGES.c.state)
+        states: dict[str, int] = {state: n for state, n in await conn.execute(grouped)}
     assert pending == 0
     assert set(states) <= {"sent", "unknown"}
     # Every message recorded as sent reached the server exactly once.
@@ -106,14 +106,20 @@ async def _assert_clean_finish(stack: Stack, capture: CaptureServer) -> None:
     assert states.get("sent", 0) + states.get("unknown", 0) == 2 * CONTACTS
 
 
-async def test_sigkill_mid_run(database_url: str, capture: CaptureServer, tmp_path: Path, worker_env: dict[str, str], redis_db: str) -> None:
+async def test_sigkill_mid_run(
+    database_url: str,
+    capture: CaptureServer,
+    tmp_path: Path,
+    worker_env: dict[str, str],
+    redis_db: str,
+) -> None:
     settings = make_settings(tmp_path, database_url, DRIPLINE_CLAIM_LEASE_SECONDS=2)
     worker = WorkerProcess({**worker_env, "DATABASE_URL": database_url}, tmp_path / "worker.log")
     async with running_stack(settings, redis_db, capture, worker=False) as stack:
         await _enroll_all(stack)
         try:
             worker.start()
-            await eventually(lambda: _count_at_least(capture, 10), timeout=30)
+            await eventually(lambda: _count_at_least(capture, 10), within=30)
             worker.kill()
             worker.start()
             await _assert_clean_finish(stack, capture)
@@ -121,14 +127,20 @@ async def test_sigkill_mid_run(database_url: str, capture: CaptureServer, tmp_pa
             worker.stop()
 
 
-async def test_redis_flushed_mid_run(database_url: str, capture: CaptureServer, tmp_path: Path, worker_env: dict[str, str], redis_db: str) -> None:
+async def test_redis_flushed_mid_run(
+    database_url: str,
+    capture: CaptureServer,
+    tmp_path: Path,
+    worker_env: dict[str, str],
+    redis_db: str,
+) -> None:
     settings = make_settings(tmp_path, database_url)
     worker = WorkerProcess({**worker_env, "DATABASE_URL": database_url}, tmp_path / "worker.log")
     async with running_stack(settings, redis_db, capture, worker=False) as stack:
         await _enroll_all(stack)
         try:
             worker.start()
-            await eventually(lambda: _count_at_least(capture, CONTACTS), timeout=30)
+            await eventually(lambda: _count_at_least(capture, CONTACTS), within=30)
             redis.Redis.from_url(redis_db).flushdb()  # every deferred wake-up for the waits is gone
             await _assert_clean_finish(stack, capture)
         finally:

@@ -13,14 +13,15 @@ from api.schemas import ContactUpdate
 from sequences import contacts
 from sequences.engagement import SCORE_WEIGHTS
 from sequences.errors import Invalid, NotFound
-from sequences.models import Contact, Enrollment, Event, Sequence, Suppression
+from sequences.models import (
+    CONTACTS,
+    ENROLLMENTS,
+    EVENTS,
+    SEQUENCES,
+    SUPPRESSIONS,
+)
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
-CONTACTS = Contact.__table__  # type: ignore[attr-defined]
-ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
-SEQUENCES = Sequence.__table__  # type: ignore[attr-defined]
-EVENTS = Event.__table__  # type: ignore[attr-defined]
-SUPPRESSIONS = Suppression.__table__  # type: ignore[attr-defined]
 _EMAIL = TypeAdapter(EmailStr)
 
 
@@ -29,15 +30,23 @@ def checked_email(email: str) -> str:
         return str(_EMAIL.validate_python(email))
     except ValidationError as error:
         message = error.errors()[0]["msg"]
-        raise Invalid("invalid_email", f"email: {message}", [{"path": "email", "message": message}]) from None
+        raise Invalid(
+            "invalid_email", f"email: {message}", [{"path": "email", "message": message}]
+        ) from None
 
 
 @router.put("/{email}")
-async def put_contact(email: str, body: ContactUpdate, conn: ConnDep, deps: DepsDep, _: Enroller) -> dict[str, Any]:
+async def put_contact(
+    email: str, body: ContactUpdate, conn: ConnDep, deps: DepsDep, _: Enroller
+) -> dict[str, Any]:
     """Create or replace a contact's attributes and timezone; branches read the latest values."""
     ref = await contacts.upsert(
-        conn, checked_email(email), now=deps.clock.now(), timezone=body.timezone,
-        attributes=body.attributes, replace=True,
+        conn,
+        checked_email(email),
+        now=deps.clock.now(),
+        timezone=body.timezone,
+        attributes=body.attributes,
+        replace=True,
     )
     return await _contact(conn, ref.id)
 
@@ -54,16 +63,28 @@ async def get_contact(email: str, conn: ConnDep, _: Reader) -> dict[str, Any]:
 async def _contact(conn: ConnDep, contact_id: int) -> dict[str, Any]:
     row = (await conn.execute(select(CONTACTS).where(CONTACTS.c.id == contact_id))).one()
     enrollments = await conn.execute(
-        select(ENROLLMENTS.c.id, ENROLLMENTS.c.status, ENROLLMENTS.c.position, ENROLLMENTS.c.version, SEQUENCES.c.key)
+        select(
+            ENROLLMENTS.c.id,
+            ENROLLMENTS.c.status,
+            ENROLLMENTS.c.position,
+            ENROLLMENTS.c.version,
+            SEQUENCES.c.key,
+        )
         .join(SEQUENCES, SEQUENCES.c.id == ENROLLMENTS.c.sequence_id)
         .where(ENROLLMENTS.c.contact_id == contact_id)
         .order_by(ENROLLMENTS.c.created_at)
     )
     types = (
-        await conn.execute(select(EVENTS.c.type).where(EVENTS.c.contact_id == contact_id, EVENTS.c.is_bot.is_(False)))
+        await conn.execute(
+            select(EVENTS.c.type).where(
+                EVENTS.c.contact_id == contact_id, EVENTS.c.is_bot.is_(False)
+            )
+        )
     ).scalars()
     suppressed = (
-        await conn.execute(select(SUPPRESSIONS.c.reason).where(SUPPRESSIONS.c.email_key == row.email_key))
+        await conn.execute(
+            select(SUPPRESSIONS.c.reason).where(SUPPRESSIONS.c.email_key == row.email_key)
+        )
     ).scalar_one_or_none()
     return {
         "id": row.id,
@@ -73,7 +94,13 @@ async def _contact(conn: ConnDep, contact_id: int) -> dict[str, Any]:
         "score": sum(SCORE_WEIGHTS.get(t, 0.0) for t in types),
         "suppressed": suppressed,
         "enrollments": [
-            {"id": e.id, "sequence": e.key, "version": e.version, "status": e.status, "position": e.position}
+            {
+                "id": e.id,
+                "sequence": e.key,
+                "version": e.version,
+                "status": e.status,
+                "position": e.position,
+            }
             for e in enrollments
         ],
     }

@@ -16,30 +16,53 @@ from sequences.deps import Deps
 from sequences.engagement import load as load_engagement
 from sequences.enrollments import Enrolled, enroll
 from sequences.errors import Conflict, DriplineError, NotFound
-from sequences.models import Contact, Enrollment, EnrollmentStatus, RunState, Sequence, StepRun, TimelineEntry
+from sequences.models import (
+    CONTACTS,
+    ENROLLMENTS,
+    RUNS,
+    SEQUENCES,
+    TIMELINE,
+    EnrollmentStatus,
+    RunState,
+)
 from sequences.registry import Pinned
 
 router = APIRouter(prefix="/v1/enrollments", tags=["enrollments"])
-ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
-CONTACTS = Contact.__table__  # type: ignore[attr-defined]
-SEQUENCES = Sequence.__table__  # type: ignore[attr-defined]
-RUNS = StepRun.__table__  # type: ignore[attr-defined]
-TIMELINE = TimelineEntry.__table__  # type: ignore[attr-defined]
 
 
 async def _pinned(conn: AsyncConnection, key: str) -> Pinned:
     pinned = await registry.current(conn, key)
     if pinned is None:
-        raise NotFound("unknown_sequence", f"sequence: no sequence '{key}'", [{"path": "sequence", "message": "unknown"}])
+        raise NotFound(
+            "unknown_sequence",
+            f"sequence: no sequence '{key}'",
+            [{"path": "sequence", "message": "unknown"}],
+        )
     return pinned
 
 
 async def _enroll_one(
-    conn: AsyncConnection, deps: Deps, pinned: Pinned, contact: ContactIn, key: str | None, request_hash: str | None
+    conn: AsyncConnection,
+    deps: Deps,
+    pinned: Pinned,
+    contact: ContactIn,
+    key: str | None,
+    request_hash: str | None,
 ) -> Enrolled:
     now = deps.clock.now()
-    ref = await contacts.upsert(conn, str(contact.email), now=now, timezone=contact.timezone, attributes=contact.attributes)
-    return await enroll(conn, deps, pinned, ref.id, ref.email_key, now=now, idempotency_key=key, request_hash=request_hash)
+    ref = await contacts.upsert(
+        conn, str(contact.email), now=now, timezone=contact.timezone, attributes=contact.attributes
+    )
+    return await enroll(
+        conn,
+        deps,
+        pinned,
+        ref.id,
+        ref.email_key,
+        now=now,
+        idempotency_key=key,
+        request_hash=request_hash,
+    )
 
 
 @router.post("", status_code=201)
@@ -75,11 +98,23 @@ async def bulk_enroll(body: BulkEnrollmentIn, deps: DepsDep, _: Enroller) -> dic
             async with deps.engine.begin() as conn:
                 enrolled = await _enroll_one(conn, deps, pinned, contact, None, None)
         except DriplineError as error:
-            results.append({"index": index, "email": str(contact.email), "status": error.status,
-                            "error": {"code": error.code, "message": error.message, "details": error.details}})
+            results.append(
+                {
+                    "index": index,
+                    "email": str(contact.email),
+                    "status": error.status,
+                    "error": {
+                        "code": error.code,
+                        "message": error.message,
+                        "details": error.details,
+                    },
+                }
+            )
             continue
         await deps.waker.wake_at(enrolled.wake)
-        results.append({"index": index, "email": str(contact.email), "status": 201, "id": enrolled.id})
+        results.append(
+            {"index": index, "email": str(contact.email), "status": 201, "id": enrolled.id}
+        )
     created = sum(1 for r in results if r["status"] == 201)
     return {"created": created, "failed": len(results) - created, "results": results}
 
@@ -91,14 +126,24 @@ async def get_enrollment(enrollment_id: str, conn: ConnDep, _: Reader) -> dict[s
 
 
 @router.post("/{enrollment_id}/cancel")
-async def cancel_enrollment(enrollment_id: str, conn: ConnDep, deps: DepsDep, _: Enroller) -> dict[str, Any]:
+async def cancel_enrollment(
+    enrollment_id: str, conn: ConnDep, deps: DepsDep, _: Enroller
+) -> dict[str, Any]:
     """Cancel an active enrollment; its pending steps are cancelled at once."""
-    status = (await conn.execute(select(ENROLLMENTS.c.status).where(ENROLLMENTS.c.id == enrollment_id))).scalar_one_or_none()
+    status = (
+        await conn.execute(select(ENROLLMENTS.c.status).where(ENROLLMENTS.c.id == enrollment_id))
+    ).scalar_one_or_none()
     if status is None:
         raise NotFound("unknown_enrollment", f"no enrollment '{enrollment_id}'")
     if status != EnrollmentStatus.active:
         raise Conflict("not_active", f"the enrollment is already {status}")
-    await lifecycle.end(conn, [enrollment_id], status=EnrollmentStatus.cancelled, reason="cancelled by API", now=deps.clock.now())
+    await lifecycle.end(
+        conn,
+        [enrollment_id],
+        status=EnrollmentStatus.cancelled,
+        reason="cancelled by API",
+        now=deps.clock.now(),
+    )
     return await describe(conn, enrollment_id)
 
 
@@ -116,7 +161,10 @@ async def describe(conn: AsyncConnection, enrollment_id: str) -> dict[str, Any]:
     next_run = (
         await conn.execute(
             select(RUNS.c.step_id, RUNS.c.due_at)
-            .where(RUNS.c.enrollment_id == enrollment_id, RUNS.c.state.in_([RunState.due, RunState.claimed]))
+            .where(
+                RUNS.c.enrollment_id == enrollment_id,
+                RUNS.c.state.in_([RunState.due, RunState.claimed]),
+            )
             .order_by(RUNS.c.due_at)
             .limit(1)
         )
@@ -135,11 +183,14 @@ async def describe(conn: AsyncConnection, enrollment_id: str) -> dict[str, Any]:
         "status": row.status,
         "exit_reason": row.exit_reason,
         "current_step": row.position,
-        "next_run": {"step": next_run.step_id, "due_at": next_run.due_at.isoformat()} if next_run else None,
+        "next_run": {"step": next_run.step_id, "due_at": next_run.due_at.isoformat()}
+        if next_run
+        else None,
         "created_at": row.created_at.isoformat(),
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
         "engagement": {"score": signals.score, "by_step": signals.summary()},
         "timeline": [
-            {"at": e.at.isoformat(), "kind": e.kind, "step": e.step_id, **(e.detail or {})} for e in entries
+            {"at": e.at.isoformat(), "kind": e.kind, "step": e.step_id, **(e.detail or {})}
+            for e in entries
         ],
     }

@@ -46,9 +46,14 @@ async def _resolve(conn: AsyncConnection, index: int, event: EventIn, now: Any) 
     if message is not None and message[2] != ref.id:
         raise _invalid(f"{where}.message_id", "the message was sent to another contact")
     return Incoming(
-        type=event.type, contact_id=ref.id, email_key=ref.email_key, occurred_at=event.occurred_at or now,
-        event_id=event.id, message_pk=message[0] if message else None,
-        enrollment_id=message[1] if message else None, properties=event.properties,
+        type=event.type,
+        contact_id=ref.id,
+        email_key=ref.email_key,
+        occurred_at=event.occurred_at or now,
+        event_id=event.id,
+        message_pk=message[0] if message else None,
+        enrollment_id=message[1] if message else None,
+        properties=event.properties,
     )
 
 

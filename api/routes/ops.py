@@ -10,12 +10,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from api.deps import DepsDep
-from sequences.models import Enrollment, Message, StepRun
+from sequences.models import ENROLLMENTS, MESSAGES, RUNS
 
 router = APIRouter(tags=["ops"])
-MESSAGES = Message.__table__  # type: ignore[attr-defined]
-RUNS = StepRun.__table__  # type: ignore[attr-defined]
-ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
 
 
 @router.get("/healthz")
@@ -45,14 +42,22 @@ async def metrics(deps: DepsDep) -> Response:
     messages = Gauge("dripline_messages", "Messages by state", ["state"], registry=registry)
     runs = Gauge("dripline_outbox_rows", "Outbox rows by state", ["state"], registry=registry)
     overdue = Gauge("dripline_outbox_overdue", "Due rows whose time has passed", registry=registry)
-    enrollments = Gauge("dripline_enrollments", "Enrollments by status", ["status"], registry=registry)
+    enrollments = Gauge(
+        "dripline_enrollments", "Enrollments by status", ["status"], registry=registry
+    )
     async with deps.reader.connect() as conn:
-        for state, n in await conn.execute(select(MESSAGES.c.state, func.count()).group_by(MESSAGES.c.state)):
+        for state, n in await conn.execute(
+            select(MESSAGES.c.state, func.count()).group_by(MESSAGES.c.state)
+        ):
             messages.labels(state).set(n)
-        for state, n in await conn.execute(select(RUNS.c.state, func.count()).group_by(RUNS.c.state)):
+        for state, n in await conn.execute(
+            select(RUNS.c.state, func.count()).group_by(RUNS.c.state)
+        ):
             runs.labels(state).set(n)
         late = select(func.count()).where(RUNS.c.state == "due", RUNS.c.due_at <= deps.clock.now())
         overdue.set((await conn.execute(late)).scalar_one())
-        for status, n in await conn.execute(select(ENROLLMENTS.c.status, func.count()).group_by(ENROLLMENTS.c.status)):
+        for status, n in await conn.execute(
+            select(ENROLLMENTS.c.status, func.count()).group_by(ENROLLMENTS.c.status)
+        ):
             enrollments.labels(status).set(n)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

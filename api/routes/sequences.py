@@ -11,13 +11,14 @@ from api.deps import Admin, ConnDep, DepsDep, Reader
 from sequences import registry
 from sequences.definition import DefinitionError, FieldError, parse_definition
 from sequences.errors import NotFound
-from sequences.models import Enrollment, Message, Sequence, SequenceVersion
+from sequences.models import (
+    ENROLLMENTS,
+    MESSAGES,
+    SEQUENCES,
+    VERSIONS,
+)
 
 router = APIRouter(prefix="/v1/sequences", tags=["sequences"])
-SEQUENCES = Sequence.__table__  # type: ignore[attr-defined]
-VERSIONS = SequenceVersion.__table__  # type: ignore[attr-defined]
-ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
-MESSAGES = Message.__table__  # type: ignore[attr-defined]
 
 
 @router.put(
@@ -30,11 +31,15 @@ MESSAGES = Message.__table__  # type: ignore[attr-defined]
         }
     },
 )
-async def apply_sequence(key: str, request: Request, response: Response, conn: ConnDep, deps: DepsDep, _: Admin) -> dict[str, Any]:
+async def apply_sequence(
+    key: str, request: Request, response: Response, conn: ConnDep, deps: DepsDep, _: Admin
+) -> dict[str, Any]:
     """Apply a sequence definition (YAML or JSON); 201 with a new version, 200 when unchanged."""
     defn = parse_definition(await request.body())
     if defn.key != key:
-        raise DefinitionError([FieldError("key", f"the body's key '{defn.key}' differs from the URL's '{key}'")])
+        raise DefinitionError(
+            [FieldError("key", f"the body's key '{defn.key}' differs from the URL's '{key}'")]
+        )
     applied = await registry.apply(conn, defn, deps.clock.now())
     if not applied.created:
         response.status_code = 200
@@ -51,14 +56,25 @@ async def list_sequences(conn: ConnDep, _: Reader) -> dict[str, Any]:
         .subquery()
     )
     rows = await conn.execute(
-        select(SEQUENCES.c.key, SEQUENCES.c.name, SEQUENCES.c.current_version, SEQUENCES.c.updated_at, active.c.active)
+        select(
+            SEQUENCES.c.key,
+            SEQUENCES.c.name,
+            SEQUENCES.c.current_version,
+            SEQUENCES.c.updated_at,
+            active.c.active,
+        )
         .outerjoin(active, active.c.sequence_id == SEQUENCES.c.id)
         .order_by(SEQUENCES.c.key)
     )
     return {
         "sequences": [
-            {"key": r.key, "name": r.name, "version": r.current_version,
-             "updated_at": r.updated_at.isoformat(), "active_enrollments": r.active or 0}
+            {
+                "key": r.key,
+                "name": r.name,
+                "version": r.current_version,
+                "updated_at": r.updated_at.isoformat(),
+                "active_enrollments": r.active or 0,
+            }
             for r in rows
         ]
     }
@@ -79,7 +95,10 @@ async def get_sequence(key: str, conn: ConnDep, _: Reader) -> dict[str, Any]:
         "key": key,
         "version": pinned.version,
         "definition": pinned.definition.model_dump(mode="json", by_alias=True, exclude_none=True),
-        "versions": [{"version": v.version, "checksum": v.checksum, "created_at": v.created_at.isoformat()} for v in versions],
+        "versions": [
+            {"version": v.version, "checksum": v.checksum, "created_at": v.created_at.isoformat()}
+            for v in versions
+        ],
         "steps": await _step_stats(conn, pinned.sequence_id),
     }
 

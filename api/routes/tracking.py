@@ -14,12 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.deps import DepsDep
 from sequences import feedback
 from sequences.feedback import Incoming
-from sequences.models import Contact, Link, Message
+from sequences.models import CONTACTS, LINKS, MESSAGES
 
 router = APIRouter(tags=["tracking"], include_in_schema=True)
-MESSAGES = Message.__table__  # type: ignore[attr-defined]
-LINKS = Link.__table__  # type: ignore[attr-defined]
-CONTACTS = Contact.__table__  # type: ignore[attr-defined]
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 SCANNERS = re.compile(
     r"(bot|crawler|spider|scanner|preview|proofpoint|mimecast|barracuda|safelinks|urldefense|"
@@ -29,10 +26,18 @@ SCANNERS = re.compile(
 NO_STORE = {"Cache-Control": "no-store, private"}
 
 
-async def _message(conn: AsyncConnection, token: str) -> tuple[str, str, int, str, datetime | None] | None:
+async def _message(
+    conn: AsyncConnection, token: str
+) -> tuple[str, str, int, str, datetime | None] | None:
     row = (
         await conn.execute(
-            select(MESSAGES.c.id, MESSAGES.c.enrollment_id, MESSAGES.c.contact_id, CONTACTS.c.email_key, MESSAGES.c.sent_at)
+            select(
+                MESSAGES.c.id,
+                MESSAGES.c.enrollment_id,
+                MESSAGES.c.contact_id,
+                CONTACTS.c.email_key,
+                MESSAGES.c.sent_at,
+            )
             .join(CONTACTS, CONTACTS.c.id == MESSAGES.c.contact_id)
             .where(MESSAGES.c.token == token)
         )
@@ -47,8 +52,16 @@ async def open_pixel(token: str, deps: DepsDep) -> Response:
     async with deps.engine.begin() as conn:
         found = await _message(conn, token)
         if found is not None:
-            event = Incoming(type="opened", contact_id=found[2], email_key=found[3], occurred_at=now,
-                             message_pk=found[0], enrollment_id=found[1], source="pixel", verified=False)
+            event = Incoming(
+                type="opened",
+                contact_id=found[2],
+                email_key=found[3],
+                occurred_at=now,
+                message_pk=found[0],
+                enrollment_id=found[1],
+                source="pixel",
+                verified=False,
+            )
             outcome = await feedback.ingest(conn, deps, [event], now)
     if found is not None:
         await deps.waker.wake_at(outcome.wake)
@@ -61,28 +74,44 @@ async def click(token: str, request: Request, deps: DepsDep) -> Response:
     now = deps.clock.now()
     async with deps.engine.begin() as conn:
         row = (
-            await conn.execute(select(LINKS.c.url, LINKS.c.message_pk).where(LINKS.c.token == token))
+            await conn.execute(
+                select(LINKS.c.url, LINKS.c.message_pk).where(LINKS.c.token == token)
+            )
         ).first()
         if row is None:
-            return HTMLResponse(_page("Link not found", "This link is not valid any more."), status_code=404)
+            return HTMLResponse(
+                _page("Link not found", "This link is not valid any more."), status_code=404
+            )
         found = await _message_by_pk(conn, row.message_pk)
         reason = _bot_reason(request, found[4], now, deps.settings.bot_click_window_seconds)
-        event = Incoming(type="clicked", contact_id=found[2], email_key=found[3], occurred_at=now,
-                         message_pk=found[0], enrollment_id=found[1], source="click",
-                         properties={"url": row.url, **({"bot": reason} if reason else {})}, is_bot=reason is not None)
+        event = Incoming(
+            type="clicked",
+            contact_id=found[2],
+            email_key=found[3],
+            occurred_at=now,
+            message_pk=found[0],
+            enrollment_id=found[1],
+            source="click",
+            properties={"url": row.url, **({"bot": reason} if reason else {})},
+            is_bot=reason is not None,
+        )
         outcome = await feedback.ingest(conn, deps, [event], now)
     await deps.waker.wake_at(outcome.wake)
     return RedirectResponse(row.url, status_code=302, headers=NO_STORE)
 
 
-async def _message_by_pk(conn: AsyncConnection, message_pk: str) -> tuple[str, str, int, str, datetime | None]:
+async def _message_by_pk(
+    conn: AsyncConnection, message_pk: str
+) -> tuple[str, str, int, str, datetime | None]:
     row = (await conn.execute(select(MESSAGES.c.token).where(MESSAGES.c.id == message_pk))).one()
     found = await _message(conn, row.token)
     assert found is not None
     return found
 
 
-def _bot_reason(request: Request, sent_at: datetime | None, now: datetime, window: float) -> str | None:
+def _bot_reason(
+    request: Request, sent_at: datetime | None, now: datetime, window: float
+) -> str | None:
     if request.method == "HEAD":
         return "HEAD request"
     agent = request.headers.get("user-agent", "")
@@ -99,10 +128,16 @@ async def unsubscribe_page(token: str, deps: DepsDep) -> HTMLResponse:
     async with deps.reader.connect() as conn:
         found = await _message(conn, token)
     if found is None:
-        return HTMLResponse(_page("Link not found", "This unsubscribe link is not valid."), status_code=404)
-    form = (f'<form method="post" action="/u/{token}"><input type="hidden" name="List-Unsubscribe" '
-            'value="One-Click"><button type="submit">Unsubscribe</button></form>')
-    return HTMLResponse(_page("Unsubscribe?", "You will get no more emails from these sequences." + form))
+        return HTMLResponse(
+            _page("Link not found", "This unsubscribe link is not valid."), status_code=404
+        )
+    form = (
+        f'<form method="post" action="/u/{token}"><input type="hidden" name="List-Unsubscribe" '
+        'value="One-Click"><button type="submit">Unsubscribe</button></form>'
+    )
+    return HTMLResponse(
+        _page("Unsubscribe?", "You will get no more emails from these sequences." + form)
+    )
 
 
 @router.post("/u/{token}", include_in_schema=False)
@@ -112,9 +147,19 @@ async def unsubscribe(token: str, deps: DepsDep) -> HTMLResponse:
     async with deps.engine.begin() as conn:
         found = await _message(conn, token)
         if found is None:
-            return HTMLResponse(_page("Link not found", "This unsubscribe link is not valid."), status_code=404)
-        event = Incoming(type="unsubscribed", contact_id=found[2], email_key=found[3], occurred_at=now,
-                         event_id=found[0], message_pk=found[0], enrollment_id=found[1], source="unsubscribe")
+            return HTMLResponse(
+                _page("Link not found", "This unsubscribe link is not valid."), status_code=404
+            )
+        event = Incoming(
+            type="unsubscribed",
+            contact_id=found[2],
+            email_key=found[3],
+            occurred_at=now,
+            event_id=found[0],
+            message_pk=found[0],
+            enrollment_id=found[1],
+            source="unsubscribe",
+        )
         await feedback.ingest(conn, deps, [event], now)
     return HTMLResponse(_page("Unsubscribed", "You are unsubscribed. No more emails will be sent."))
 
@@ -124,5 +169,6 @@ def _page(title: str, body: str) -> str:
         "<!doctype html><html lang=en><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width,initial-scale=1'>"
         f"<title>{title}</title><body style='font-family:system-ui,sans-serif;max-width:32rem;"
-        f"margin:4rem auto;padding:0 1rem;color:#1f2937'><h1>{title}</h1><p>{body}</p></body></html>"
+        "margin:4rem auto;padding:0 1rem;color:#1f2937'>"
+        f"<h1>{title}</h1><p>{body}</p></body></html>"
     )

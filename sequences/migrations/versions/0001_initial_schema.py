@@ -8,7 +8,6 @@ Create Date: 2026-11-26 10:09:56.309857
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
@@ -25,10 +24,10 @@ def upgrade() -> None:
     op.create_table(
         "api_keys",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("prefix", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("key_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("role", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("prefix", sa.String(length=16), nullable=False),
+        sa.Column("key_hash", sa.String(length=64), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("created_at", sequences.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sequences.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
@@ -37,9 +36,9 @@ def upgrade() -> None:
     op.create_table(
         "contacts",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("email", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
-        sa.Column("email_key", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
-        sa.Column("timezone", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("email_key", sa.String(length=320), nullable=False),
+        sa.Column("timezone", sa.String(length=64), nullable=True),
         sa.Column(
             "attributes", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True
         ),
@@ -50,15 +49,15 @@ def upgrade() -> None:
     )
     op.create_table(
         "meta",
-        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("value", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.String(length=1000), nullable=False),
         sa.PrimaryKeyConstraint("key"),
     )
     op.create_table(
         "sequences",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("key", sa.String(length=63), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("current_version", sa.Integer(), nullable=False),
         sa.Column("created_at", sequences.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sequences.db.UTCDateTime(timezone=True), nullable=False),
@@ -68,9 +67,9 @@ def upgrade() -> None:
     op.create_table(
         "suppressions",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("email_key", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
-        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column("detail", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
+        sa.Column("email_key", sa.String(length=320), nullable=False),
+        sa.Column("reason", sa.String(length=32), nullable=False),
+        sa.Column("detail", sa.String(length=1000), nullable=True),
         sa.Column("created_at", sequences.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("email_key"),
@@ -78,10 +77,10 @@ def upgrade() -> None:
     op.create_table(
         "timeline",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("enrollment_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("enrollment_id", sa.String(length=32), nullable=False),
         sa.Column("at", sequences.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column("step_id", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=True),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("step_id", sa.String(length=63), nullable=True),
         sa.Column(
             "detail", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True
         ),
@@ -95,11 +94,11 @@ def upgrade() -> None:
     op.create_table(
         "events",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("event_key", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+        sa.Column("event_key", sa.String(length=300), nullable=False),
         sa.Column("contact_id", sa.Integer(), nullable=False),
-        sa.Column("enrollment_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
-        sa.Column("message_pk", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
-        sa.Column("type", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("enrollment_id", sa.String(length=32), nullable=True),
+        sa.Column("message_pk", sa.String(length=32), nullable=True),
+        sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("occurred_at", sequences.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("received_at", sequences.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
@@ -107,7 +106,7 @@ def upgrade() -> None:
         ),
         sa.Column("is_bot", sa.Boolean(), nullable=False),
         sa.Column("verified", sa.Boolean(), nullable=False),
-        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("source", sa.String(length=32), nullable=False),
         sa.ForeignKeyConstraint(
             ["contact_id"],
             ["contacts.id"],
@@ -126,7 +125,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("sequence_id", sa.Integer(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("checksum", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("checksum", sa.String(length=64), nullable=False),
         sa.Column(
             "definition", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False
         ),
@@ -145,17 +144,17 @@ def upgrade() -> None:
 
     op.create_table(
         "enrollments",
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("contact_id", sa.Integer(), nullable=False),
         sa.Column("sequence_id", sa.Integer(), nullable=False),
         sa.Column("version_id", sa.Integer(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("position", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=True),
-        sa.Column("active_lock", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("exit_reason", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
-        sa.Column("idempotency_key", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
-        sa.Column("request_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("position", sa.String(length=63), nullable=True),
+        sa.Column("active_lock", sa.String(length=200), nullable=False),
+        sa.Column("exit_reason", sa.String(length=200), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=300), nullable=True),
+        sa.Column("request_hash", sa.String(length=64), nullable=True),
         sa.Column("created_at", sequences.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sequences.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sequences.db.UTCDateTime(timezone=True), nullable=True),
@@ -191,14 +190,14 @@ def upgrade() -> None:
     op.create_table(
         "step_runs",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("enrollment_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column("step_id", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
+        sa.Column("enrollment_id", sa.String(length=32), nullable=False),
+        sa.Column("step_id", sa.String(length=63), nullable=False),
         sa.Column("due_at", sequences.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("state", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("claim_token", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("claim_token", sa.String(length=32), nullable=True),
         sa.Column("claimed_until", sequences.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("woken_by", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("woken_by", sa.String(length=64), nullable=True),
         sa.Column("created_at", sequences.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["enrollment_id"],
@@ -214,22 +213,22 @@ def upgrade() -> None:
 
     op.create_table(
         "messages",
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("step_run_id", sa.Integer(), nullable=False),
-        sa.Column("enrollment_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("enrollment_id", sa.String(length=32), nullable=False),
         sa.Column("contact_id", sa.Integer(), nullable=False),
-        sa.Column("step_id", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
-        sa.Column("variant", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=True),
-        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("token", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("to_addr", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
-        sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=998), nullable=False),
-        sa.Column("text_body", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("html_body", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("copy_source", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("state", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("step_id", sa.String(length=63), nullable=False),
+        sa.Column("variant", sa.String(length=63), nullable=True),
+        sa.Column("message_id", sa.String(length=255), nullable=False),
+        sa.Column("token", sa.String(length=64), nullable=False),
+        sa.Column("to_addr", sa.String(length=320), nullable=False),
+        sa.Column("subject", sa.String(length=998), nullable=False),
+        sa.Column("text_body", sa.String(), nullable=False),
+        sa.Column("html_body", sa.String(), nullable=False),
+        sa.Column("copy_source", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("last_reply", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
+        sa.Column("last_reply", sa.String(length=1000), nullable=True),
         sa.Column("created_at", sequences.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("sent_at", sequences.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
@@ -258,9 +257,9 @@ def upgrade() -> None:
     op.create_table(
         "links",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("message_pk", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column("token", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("url", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
+        sa.Column("message_pk", sa.String(length=32), nullable=False),
+        sa.Column("token", sa.String(length=64), nullable=False),
+        sa.Column("url", sa.String(length=2000), nullable=False),
         sa.ForeignKeyConstraint(
             ["message_pk"],
             ["messages.id"],
