@@ -61,7 +61,7 @@ def _contacts(n: int) -> list[dict[str, Any]]:
     people = []
     for i in range(n):
         first, last, company, zone = PEOPLE[i % len(PEOPLE)]
-        domain = "bounce.test" if i == n - 1 else "example.com"
+        domain = "bounce.example.net" if i == n - 1 else "example.com"
         people.append(
             {
                 "email": f"{first.lower()}.{last.lower()}{i}@{domain}".replace("ö", "o")
@@ -112,7 +112,7 @@ async def run_demo(*, contacts: int, day_seconds: float) -> int:
         }
     )
     key = await _admin_key(settings)
-    bounce = RejectRule(r"@bounce\.test>?$", 550, "5.1.1 No such mailbox")
+    bounce = RejectRule(r"@bounce\.example\.net>?$", 550, "5.1.1 No such mailbox")
     print(
         f"Dripline demo: {contacts} contacts, one sequence day = {day_seconds:g} s, "
         "embedded services"
@@ -164,7 +164,7 @@ async def _setup(client: httpx.AsyncClient, n: int) -> list[dict[str, Any]]:
     response.raise_for_status()
     print(
         f"Enrolled {response.json()['created']} contacts "
-        "(one at bounce.test, whose server answers 550)"
+        "(one at bounce.example.net, whose server answers 550)"
     )
     return people
 
@@ -221,7 +221,7 @@ async def _react(client: httpx.AsyncClient, plan: Plan, row: Any) -> None:
         )
     elif email in plan.clickers and row.link:
         await client.get(f"/t/c/{row.link}", headers={"User-Agent": BROWSER})
-        if email == plan.converter and step == "power-tips":
+        if email == plan.converter:
             await client.post(
                 "/v1/events",
                 json={

@@ -54,10 +54,10 @@ async def running(
                 await asyncio.sleep(0.02)
             yield Running(endpoints, server, worker, tasks[0])
         finally:
-            server.should_exit = True
+            server.should_exit = True  # uvicorn drains and runs the lifespan's shutdown
             if worker is not None:
                 await worker.close()
-            for task in tasks:
+            for task in tasks[1:]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 

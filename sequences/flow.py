@@ -26,7 +26,7 @@ from sequences.definition import (
 )
 from sequences.deps import Deps
 from sequences.models import CONTACTS, ENROLLMENTS, EnrollmentStatus
-from sequences.sandbox import evaluate_condition
+from sequences.sandbox import SandboxError, evaluate_condition
 
 MAX_HOPS = 100  # a goto loop with no email or wait in it must not spin forever
 
@@ -171,11 +171,17 @@ def _decide(
         pick = stable_pick(ctx.enrollment_id, step.id, step.choose)
         return pick, "static split by enrollment (no scores yet)"
     context = {"contact": ctx.contact_view(), "event": signals.last_event, **signals.helpers()}
+    failed: list[str] = []
     for number, rule in enumerate(step.branch):
         if rule.else_ is not None:
-            return rule.else_, "else"
+            return rule.else_, "; ".join([*failed, "else"])
         assert rule.if_ is not None and rule.goto is not None
-        if evaluate_condition(rule.if_, context):
+        try:
+            matched = evaluate_condition(rule.if_, context)
+        except SandboxError as error:  # a runaway or broken condition counts as false, loudly
+            failed.append(f"rule {number} failed ({error}), taken as false")
+            continue
+        if matched:
             return rule.goto, f"rule {number}: {rule.if_}"
     raise ValueError(f"branch {step.id} has no else")  # the definition validator forbids this
 

@@ -24,7 +24,12 @@ from sequences.deps import Deps
 from sequences.flow import RunContext, advance, stable_pick
 from sequences.mail.mime import OutgoingEmail, build_message, make_message_id
 from sequences.mail.render import EmailCopy
-from sequences.mail.smtp import PermanentSendError, TemporarySendError
+from sequences.mail.smtp import (
+    PermanentSendError,
+    SendError,
+    TemporarySendError,
+    UnknownOutcomeError,
+)
 from sequences.models import (
     LINKS,
     MESSAGES,
@@ -34,7 +39,7 @@ from sequences.models import (
     new_id,
 )
 from sequences.pacing import deferral
-from sequences.sandbox import render_template
+from sequences.sandbox import SandboxError, render_template
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +155,11 @@ async def _create(
 ) -> Outgoing | None:
     async with deps.reader.connect() as conn:
         signals = await engagement.load(conn, ctx.enrollment_id, ctx.contact_id, ctx.started_at)
-    variant, request = copy_request(ctx, step, signals.summary())
+    try:
+        variant, request = copy_request(ctx, step, signals.summary())
+    except SandboxError as error:
+        await _skip(deps, claim, ctx, step, f"fallback template failed: {error}")
+        return None
     draft = await deps.writer.write(request)
     message = _render(deps, ctx, step, draft, now)
     async with deps.engine.begin() as conn:
@@ -314,11 +323,17 @@ async def _deliver(
     _, from_addr = parseaddr(ctx.definition.sender.from_)
     try:
         reply = await deps.mailer.send(from_addr, message.to_addr, data)
-    except TemporarySendError as error:
-        await _retry_later(deps, claim, ctx, step, message, error)
+    except UnknownOutcomeError as error:
+        await _unknown(deps, claim, ctx, step, message, error)
         return
     except PermanentSendError as error:
-        await _bounced(deps, claim, ctx, step, message, error)
+        if error.stage in ("rcpt", "data"):
+            await _bounced(deps, claim, ctx, step, message, error)
+        else:  # our sender or relay was refused: not the recipient's fault, so no suppression
+            await _retry_later(deps, claim, ctx, step, message, error)
+        return
+    except TemporarySendError as error:
+        await _retry_later(deps, claim, ctx, step, message, error)
         return
     now = deps.clock.now()
     async with deps.engine.begin() as conn:
@@ -336,13 +351,39 @@ async def _deliver(
     await deps.waker.wake_at([d for d in due if d > now])
 
 
+async def _skip(
+    deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, reason: str
+) -> None:
+    """Never send a broken email: the step is skipped, and the timeline says why."""
+    log.warning("email step skipped", extra={"step": step.id, "reason": reason})
+    now = deps.clock.now()
+    async with deps.engine.begin() as conn:
+        due = await advance(conn, deps, claim, ctx, step.id, outcome="skipped", reason=reason)
+    await deps.waker.wake_at([d for d in due if d > now])
+
+
+async def _unknown(
+    deps: Deps,
+    claim: outbox.Claim,
+    ctx: RunContext,
+    step: EmailStep,
+    message: Outgoing,
+    error: UnknownOutcomeError,
+) -> None:
+    now = deps.clock.now()
+    async with deps.engine.begin() as conn:
+        await _set_state(conn, message.id, MessageState.unknown, str(error))
+        due = await advance(conn, deps, claim, ctx, step.id, message=message.id, outcome="unknown")
+    await deps.waker.wake_at([d for d in due if d > now])
+
+
 async def _retry_later(
     deps: Deps,
     claim: outbox.Claim,
     ctx: RunContext,
     step: EmailStep,
     message: Outgoing,
-    error: TemporarySendError,
+    error: SendError,
 ) -> None:
     now = deps.clock.now()
     attempts = message.attempts + 1

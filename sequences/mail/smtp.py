@@ -17,6 +17,7 @@ __all__ = [
     "SendError",
     "SmtpMailer",
     "TemporarySendError",
+    "UnknownOutcomeError",
 ]
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ class SendError(Exception):
 
 class TemporarySendError(SendError):
     """4xx reply, connection failure or timeout: try again later."""
+
+
+class UnknownOutcomeError(SendError):
+    """The connection failed during DATA: the message may or may not have been delivered."""
 
 
 class PermanentSendError(SendError):
@@ -111,20 +116,26 @@ class SmtpMailer:
         async with self._slots:
             conn = await self._checkout()
             keep = False
+            stage = "mail"  # the transaction is driven step by step to know where it failed
             try:
-                _, reply = await conn.client.sendmail(sender, [recipient], data)
+                await conn.client.mail(sender)
+                stage = "rcpt"
+                await conn.client.rcpt(recipient)
+                stage = "data"
+                reply = await conn.client.data(data)
                 keep = True
-                return reply
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                refused = exc.recipients[0] if exc.recipients else None
-                code = refused.code if refused is not None else None
-                keep = conn.client.is_connected and code not in _CLOSING_CODES
-                raise _classify(code, refused.message if refused else str(exc), "rcpt") from exc
+                return reply.message
             except aiosmtplib.SMTPResponseException as exc:
                 keep = conn.client.is_connected and exc.code not in _CLOSING_CODES
-                raise _classify(exc.code, exc.message, _stage_of(exc)) from exc
+                keep = keep and await _reset(conn.client)
+                raise _classify(exc.code, exc.message, stage) from exc
             except (aiosmtplib.SMTPException, OSError) as exc:
-                raise TemporarySendError(None, str(exc) or type(exc).__name__) from exc
+                message = str(exc) or type(exc).__name__
+                if stage == "data":
+                    # The connection died after the message went out, possibly after the
+                    # server accepted it: resending could deliver it twice.
+                    raise UnknownOutcomeError(None, message, stage=stage) from exc
+                raise TemporarySendError(None, message, stage=stage) from exc
             finally:
                 # Synchronous on purpose: an await here could be cancelled after a successful
                 # send and turn a delivered message into an unknown outcome.
@@ -192,14 +203,13 @@ def _classify(code: int | None, message: str, stage: str) -> SendError:
     return TemporarySendError(code, message, stage=stage)
 
 
-def _stage_of(exc: aiosmtplib.SMTPResponseException) -> str:
-    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
-        return "mail"
-    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
-        return "rcpt"
-    if isinstance(exc, aiosmtplib.SMTPDataError):
-        return "data"
-    return "unknown"
+async def _reset(client: aiosmtplib.SMTP) -> bool:
+    """RSET after a refused step, so the connection can carry the next message."""
+    try:
+        await client.rset()
+    except (aiosmtplib.SMTPException, OSError):
+        return False
+    return True
 
 
 async def _still_alive(client: aiosmtplib.SMTP) -> bool:
