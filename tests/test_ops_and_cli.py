@@ -1,0 +1,63 @@
+"""Health, metrics, OpenAPI, and the dripline command's own error messages."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from harness import make_settings, running_stack
+from typer.testing import CliRunner
+
+from api.cli import app
+from sequences.mail.capture import CaptureServer
+
+
+async def test_health_metrics_and_docs(
+    tmp_path: Path, capture: CaptureServer, redis_db: str
+) -> None:
+    settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    async with running_stack(settings, redis_db, capture, worker=False) as stack:
+        health = await stack.client.get("/healthz")
+        assert health.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+        metrics = await stack.client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "dripline_outbox_overdue 0.0" in metrics.text
+        schema = (await stack.client.get("/openapi.json")).json()
+        assert "/v1/enrollments" in schema["paths"] and "/v1/events" in schema["paths"]
+        assert (await stack.client.get("/docs")).status_code == 200
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DRIPLINE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return tmp_path
+
+
+def test_apply_reports_the_field_and_writes_nothing(cli_env: Path) -> None:
+    bad = cli_env / "bad.yaml"
+    bad.write_text(
+        'key: cli\nname: C\nsender: {from: "a@acme.test"}\nsteps:\n  - id: w\n    wait: {for: 2x}\n'
+    )
+    result = CliRunner().invoke(app, ["apply", str(bad)])
+    assert result.exit_code == 2
+    assert "steps.0.wait.for" in result.output
+    assert not (cli_env / "data" / "dripline.db").exists()
+    missing = CliRunner().invoke(app, ["apply", str(cli_env / "nope.yaml")])
+    assert missing.exit_code == 2 and "No such file" in missing.output
+
+
+def test_apply_keys_and_dkim(cli_env: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "sequences/examples/trial-onboarding.yaml"
+    runner = CliRunner()
+    assert "version 1 (new version)" in runner.invoke(app, ["apply", str(example)]).output
+    assert "version 1 (unchanged)" in runner.invoke(app, ["apply", str(example)]).output
+    key = runner.invoke(app, ["keys", "create", "crm", "--role", "enroll"])
+    assert key.exit_code == 0 and re.fullmatch(r"dl_[\w-]{40,}\n", key.stdout)
+    wrong = runner.invoke(app, ["keys", "create", "crm", "--role", "root"])
+    assert wrong.exit_code == 2 and "root" in wrong.output
+    dkim = runner.invoke(app, ["dkim", "keygen", "--domain", "acme.test"])
+    assert dkim.exit_code == 0
+    assert dkim.stdout.startswith('dripline._domainkey.acme.test. IN TXT "v=DKIM1; k=rsa; p=')
+    assert (cli_env / "data" / "dkim_private.pem").exists()
