@@ -28,12 +28,20 @@ async def end(
     """Move active enrollments to a final status; returns those that were still active."""
     if not enrollment_ids:
         return []
+    values: dict[str, object] = {
+        "status": status,
+        "exit_reason": reason,
+        "finished_at": now,
+        "updated_at": now,
+    }
+    if step_id is not None:
+        values["position"] = step_id  # where the contact left: an exit step, a failed send
     rows = await conn.execute(
         update(ENROLLMENTS)
         .where(
             ENROLLMENTS.c.id.in_(enrollment_ids), ENROLLMENTS.c.status == EnrollmentStatus.active
         )
-        .values(status=status, exit_reason=reason, finished_at=now, updated_at=now)
+        .values(**values)
         .returning(ENROLLMENTS.c.id)
     )
     ended = [r.id for r in rows]
