@@ -13,7 +13,8 @@ import typer
 from api.auth import Role, create_key
 from sequences import migrate, registry
 from sequences.db import make_engine
-from sequences.definition import DefinitionError, parse_definition
+from sequences.definition import DefinitionError
+from sequences.loading import parse_definition
 from sequences.mail.dkim import dns_txt_record
 from sequences.mail.signers import load_or_create_key
 from sequences.settings import Settings

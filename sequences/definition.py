@@ -16,22 +16,12 @@ the text as a whole (YAML syntax, size) use the path ``body``.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import time, timedelta
-from email.utils import parseaddr
 from typing import Annotated, Any, ClassVar, Literal, Self
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -39,27 +29,31 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
-
-try:  # libyaml parses a 256 KB document ~10x faster than the pure-Python parser
-    from yaml import CSafeLoader as _BaseLoader
-except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 from sequences.durations import parse_duration
-from sequences.sandbox import validate_condition, validate_template
+from sequences.fields import (
+    DAYS,
+    Address,
+    Approval,
+    Condition,
+    Day,
+    Duration,
+    EventType,
+    HttpUrl,
+    Slug,
+    TemplateText,
+    parse_window,
+    passes,
+    valid_zone,
+)
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_NODES = 5_000
 MAX_STEPS = 200
 STEP_KINDS = ("email", "wait", "branch", "goto", "choose", "exit")
-
-_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-_WINDOW = re.compile(r"(\d\d):(\d\d)-(\d\d):(\d\d)")
 
 
 @dataclass(frozen=True)
@@ -74,79 +68,6 @@ class DefinitionError(ValueError):
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{e.path}: {e.message}" for e in errors))
-
-
-def _slug(value: str) -> str:
-    if not _SLUG.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid id: use a-z, 0-9 and '-', e.g. welcome-email")
-    return value
-
-
-def _address(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError("an address must fit on one line")
-    address = parseaddr(value)[1]
-    try:
-        # test_environment admits the reserved .test domain used in local setups.
-        validate_email(address, check_deliverability=False, test_environment=True)
-    except EmailNotValidError as exc:
-        raise ValueError(f"{value!r} is not an email address ('Name <user@host>'): {exc}") from None
-    return value
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or any(c.isspace() for c in value)
-    ):
-        raise ValueError(f"{value!r} is not an http(s) URL")
-    return value
-
-
-def _zone(value: str) -> None:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/Paris") from None
-
-
-def _passes(check: Callable[[str], object]) -> AfterValidator:
-    """A validator that keeps the text as written once ``check`` accepts it."""
-
-    def validate(value: str) -> str:
-        check(value)
-        return value
-
-    return AfterValidator(validate)
-
-
-Slug = Annotated[str, AfterValidator(_slug)]
-Duration = Annotated[str, _passes(parse_duration)]
-Address = Annotated[str, AfterValidator(_address)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-EventType = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-TemplateText = Annotated[str, StringConstraints(max_length=50_000), _passes(validate_template)]
-Condition = Annotated[str, _passes(validate_condition)]
-Approval = Literal["always", "first_of_each_step", "never"]
-Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def parse_window(text: str) -> tuple[time, time]:
-    """``"09:00-17:00"`` -> (09:00, 17:00); the end is exclusive."""
-    match = _WINDOW.fullmatch(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a window: use HH:MM-HH:MM, e.g. 09:00-17:00")
-    hh1, mm1, hh2, mm2 = (int(part) for part in match.groups())
-    try:
-        start, end = time(hh1, mm1), time(hh2, mm2)
-    except ValueError:
-        raise ValueError(f"{text!r} has an impossible time of day") from None
-    if start >= end:
-        raise ValueError(f"window {text!r} must start before it ends (no overnight windows)")
-    return start, end
 
 
 class _Model(BaseModel):
@@ -164,10 +85,10 @@ class Entry(_Model):
 
 
 class Schedule(_Model):
-    timezone: Annotated[str, _passes(_zone)] = "UTC"
+    timezone: Annotated[str, passes(valid_zone)] = "UTC"
     timezone_from: Literal["contact.timezone"] | None = None
     days: list[Day] = Field(default_factory=lambda: list(DAYS), min_length=1)
-    window: Annotated[str, _passes(parse_window)] | None = None
+    window: Annotated[str, passes(parse_window)] | None = None
 
     @property
     def weekdays(self) -> frozenset[int]:
@@ -432,112 +353,3 @@ def _loop_errors(defn: SequenceDefinition) -> list[FieldError]:
             message = f"the loop {' -> '.join(loop)} has no wait step; add one inside the loop"
             return [FieldError(where, message)]
     return []
-
-
-class _StrictLoader(_BaseLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[tuple[str, object]] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                if (key_node.tag, key_node.value) in seen:
-                    problem = f"duplicate key {key_node.value!r}"
-                    raise yaml.constructor.ConstructorError(
-                        None, None, problem, key_node.start_mark
-                    )
-                seen.add((key_node.tag, key_node.value))
-        return super().construct_mapping(node, deep)
-
-
-def _body_error(message: str) -> DefinitionError:
-    return DefinitionError([FieldError("body", message)])
-
-
-def _load_text(source: str | bytes) -> object:
-    data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise _body_error(f"the document is larger than {MAX_DOCUMENT_BYTES // 1024} KB")
-    try:
-        return yaml.load(data, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise _body_error(f"invalid YAML{where}: {exc.problem}") from exc
-    except yaml.YAMLError as exc:
-        raise _body_error(f"invalid YAML: {' '.join(str(exc).split())}") from exc
-
-
-def _check_size(document: object) -> None:
-    """Count values, stopping at the limit: an alias bomb costs no more than a big file."""
-    pending: list[Iterator[object]] = [iter((document,))]
-    for count in itertools.count(1):
-        item = next(pending[-1], pending)
-        while item is pending and len(pending) > 1:
-            pending.pop()
-            item = next(pending[-1], pending)
-        if item is pending:
-            return
-        if count > MAX_NODES:
-            raise _body_error(f"the document has more than {MAX_NODES} values (aliases included)")
-        if isinstance(item, Mapping):
-            pending.append(itertools.chain(item.keys(), item.values()))
-        elif isinstance(item, list | tuple):
-            pending.append(iter(item))
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    parts = list(loc)
-    # A step's union tag sits between its index and its fields: steps.3.wait.wait.for.
-    if len(parts) > 3 and parts[0] == "steps" and parts[2] in STEP_KINDS:
-        del parts[2]
-    return ".".join(str(part) for part in parts)
-
-
-def _message(error: ErrorDetails) -> str:
-    value = error.get("input")
-    if error["type"] == "extra_forbidden":
-        return "unknown field"
-    if error["type"] == "missing":
-        return "required field is missing"
-    if error["type"] == "step_kind" and isinstance(value, Mapping):
-        kinds = [kind for kind in STEP_KINDS if kind in value]
-        if kinds:
-            return f"a step has exactly one kind, this one has {' and '.join(kinds)}"
-    return error["msg"].removeprefix("Value error, ")
-
-
-def _field_errors(exc: ValidationError) -> list[FieldError]:
-    errors: list[FieldError] = []
-    for error in exc.errors(include_url=False):
-        path = _path(error["loc"])
-        inner = error.get("ctx", {}).get("error")
-        if isinstance(inner, DefinitionError):
-            errors += [
-                FieldError(".".join(filter(None, (path, e.path))), e.message) for e in inner.errors
-            ]
-        else:
-            errors.append(FieldError(path or "body", _message(error)))
-    return errors
-
-
-def parse_definition(source: str | bytes | Mapping[str, object]) -> SequenceDefinition:
-    """Parse YAML/JSON text or an already-parsed mapping; raise DefinitionError if invalid."""
-    document = source if isinstance(source, Mapping) else _load_text(source)
-    _check_size(document)
-    if not isinstance(document, Mapping):
-        raise _body_error("a sequence definition must be a mapping (key, name, sender, steps...)")
-    try:
-        return SequenceDefinition.model_validate(document)
-    except ValidationError as exc:
-        raise DefinitionError(_field_errors(exc)) from exc
-
-
-def canonical_json(defn: SequenceDefinition) -> str:
-    """One spelling per meaning: sorted keys, aliases, defaults filled in, nulls dropped."""
-    document = defn.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def definition_checksum(defn: SequenceDefinition) -> str:
-    return hashlib.sha256(canonical_json(defn).encode()).hexdigest()

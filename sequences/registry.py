@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.definition import SequenceDefinition, definition_checksum, parse_definition
+from sequences.definition import SequenceDefinition
+from sequences.loading import definition_checksum, parse_definition
 from sequences.models import SEQUENCES, VERSIONS
 
 

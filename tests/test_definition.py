@@ -19,11 +19,9 @@ from sequences.definition import (
     GotoStep,
     SequenceDefinition,
     WaitStep,
-    canonical_json,
-    definition_checksum,
-    parse_definition,
 )
 from sequences.durations import parse_duration
+from sequences.loading import canonical_json, definition_checksum, parse_definition
 
 EXAMPLE = files("sequences") / "examples" / "trial-onboarding.yaml"
 

@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 
 from api.deps import Admin, ConnDep, DepsDep, Reader
 from sequences import registry
-from sequences.definition import DefinitionError, FieldError, parse_definition
+from sequences.definition import DefinitionError, FieldError
 from sequences.errors import NotFound
+from sequences.loading import parse_definition
 from sequences.models import (
     ENROLLMENTS,
     MESSAGES,

@@ -1,0 +1,167 @@
+"""Composing an email step: the copy request, the rendered message, its bytes as sent."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parseaddr
+from typing import Any
+
+from agents.copy import CopyRequest, Cta, Draft, Fallback
+from sequences import outbox
+from sequences.definition import EmailStep
+from sequences.deps import Deps
+from sequences.flow import RunContext, stable_pick
+from sequences.mail.mime import OutgoingEmail, build_message, make_message_id
+from sequences.mail.render import EmailCopy
+from sequences.models import (
+    MessageState,
+    new_id,
+)
+from sequences.sandbox import render_template
+
+
+@dataclass
+class Outgoing:
+    """A message as stored: enough to rebuild the exact bytes for a retry."""
+
+    id: str
+    message_id: str
+    token: str
+    to_addr: str
+    subject: str
+    text_body: str
+    html_body: str
+    created_at: datetime
+    attempts: int = 0
+    links: list[dict[str, Any]] = field(default_factory=list)
+
+
+def copy_request(
+    ctx: RunContext, step: EmailStep, summary: dict[str, Any]
+) -> tuple[str | None, CopyRequest]:
+    spec = step.email
+    fallback_spec = spec.fallback
+    variant_id: str | None = None
+    angle: str | None = None
+    if spec.variants:
+        ids = [v.id or f"v{i + 1}" for i, v in enumerate(spec.variants)]
+        variant_id = stable_pick(ctx.enrollment_id, step.id, ids)
+        chosen = spec.variants[ids.index(variant_id)]
+        angle = chosen.angle
+        fallback_spec = chosen.fallback or fallback_spec
+    context = {"contact": ctx.contact_view(), "sender": sender_view(ctx), "step": {"id": step.id}}
+    fallback = Fallback(
+        subject=render_template(fallback_spec.subject, context),
+        preheader=render_template(fallback_spec.preheader, context),
+        body=render_template(fallback_spec.body, context),
+    )
+    cta = Cta(spec.cta.text, str(spec.cta.url)) if spec.cta else None
+    request = CopyRequest(
+        sequence_key=ctx.sequence_key,
+        step_id=step.id,
+        brief=spec.brief,
+        fallback=fallback,
+        contact=ctx.contact_view(),
+        cta=cta,
+        variant=variant_id,
+        angle=angle,
+        allowed_links=tuple(str(u) for u in spec.links),
+        engagement=summary,
+    )
+    return variant_id, request
+
+
+def sender_view(ctx: RunContext) -> dict[str, str]:
+    name, address = parseaddr(ctx.definition.sender.from_)
+    return {"name": name or address, "email": address}
+
+
+def render_message(
+    deps: Deps, ctx: RunContext, step: EmailStep, draft: Draft, now: datetime
+) -> Outgoing:
+    base = deps.settings.public_url.rstrip("/")
+    message_pk = new_id("msg")
+    token = secrets.token_urlsafe(16)
+    links: list[dict[str, Any]] = []
+
+    def track(url: str) -> str:
+        link_token = secrets.token_urlsafe(12)
+        links.append({"message_pk": message_pk, "token": link_token, "url": url})
+        return f"{base}/t/c/{link_token}"
+
+    sender = sender_view(ctx)
+    rendered = deps.renderer.render(
+        step.email.layout or ctx.definition.layout,
+        EmailCopy(
+            subject=draft.subject,
+            preheader=draft.preheader,
+            paragraphs=draft.paragraphs,
+            cta_text=draft.cta_text,
+            cta_url=draft.cta_url,
+        ),
+        unsubscribe_url=f"{base}/u/{token}",
+        pixel_url=f"{base}/t/o/{token}",
+        sender_line=f"{sender['name']} · {sender['email']}",
+        link_rewriter=track,
+    )
+    domain = sender["email"].rpartition("@")[2] or "dripline.local"
+    return Outgoing(
+        id=message_pk,
+        message_id=make_message_id(deps.settings.dkim_domain or domain),
+        token=token,
+        to_addr=ctx.email,
+        subject=draft.subject,
+        text_body=rendered.text,
+        html_body=rendered.html,
+        created_at=now,
+        links=links,
+    )
+
+
+def message_row(
+    message: Outgoing,
+    claim: outbox.Claim,
+    ctx: RunContext,
+    step: EmailStep,
+    variant: str | None,
+    draft: Draft,
+) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "step_run_id": claim.run_id,
+        "enrollment_id": ctx.enrollment_id,
+        "contact_id": ctx.contact_id,
+        "step_id": step.id,
+        "variant": variant,
+        "message_id": message.message_id,
+        "token": message.token,
+        "to_addr": message.to_addr,
+        "subject": message.subject,
+        "text_body": message.text_body,
+        "html_body": message.html_body,
+        "copy_source": draft.model,
+        "state": MessageState.sending,
+        "attempts": 0,
+        "created_at": message.created_at,
+    }
+
+
+def message_bytes(deps: Deps, ctx: RunContext, message: Outgoing) -> bytes:
+    sender = ctx.definition.sender
+    data = build_message(
+        OutgoingEmail(
+            from_addr=sender.from_,
+            to_addr=message.to_addr,
+            subject=message.subject,
+            text=message.text_body,
+            html=message.html_body,
+            message_id=message.message_id,
+            unsubscribe_url=f"{deps.settings.public_url.rstrip('/')}/u/{message.token}",
+            reply_to=sender.reply_to,
+            date=message.created_at,
+        )
+    )
+    signer = deps.signers.for_address(sender.from_) if deps.signers else None
+    return signer.sign(data) if signer else data
