@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from harness import Stack, eventually, make_settings, running_stack
+from sqlalchemy import select
 
 from sequences.mail.capture import CaptureServer
+from sequences.models import MESSAGES
 
 SENDER = 'sender: {from: "Ops <ops@acme.test>"}'
 
@@ -209,3 +213,35 @@ async def _contact(stack: Stack, email: str) -> dict[str, Any]:
 
 async def _all_finished(stack: Stack, email: str) -> bool:
     return all(e["status"] != "active" for e in (await _contact(stack, email))["enrollments"])
+
+
+async def test_send_window_in_the_recipients_zone(
+    database_url: str, tmp_path: Path, capture: CaptureServer, redis_db: str
+) -> None:
+    # One sequence hour is one real second here, so a one-hour window outlasts a wake-up's latency.
+    settings = make_settings(tmp_path, database_url, DRIPLINE_DAY_SECONDS=24)
+    async with running_stack(settings, redis_db, capture) as stack:
+        await _window_scenario(stack)
+
+
+async def _window_scenario(stack: Stack) -> None:
+    now_virtual = stack.deps.seqtime.to_virtual(stack.deps.clock.now())
+    tokyo = ZoneInfo("Asia/Tokyo")
+    opens = (now_virtual.astimezone(tokyo) + timedelta(hours=2)).replace(minute=0, second=0)
+    if opens.hour == 23:  # a window may not wrap past midnight
+        opens += timedelta(hours=1)
+    window = f"{opens:%H}:00-{(opens + timedelta(hours=1)):%H}:00"
+    document = (
+        f"key: windowed\nname: W\n{SENDER}\n"
+        f'schedule: {{timezone_from: contact.timezone, window: "{window}"}}\nsteps:\n'
+        + email_step("hello", "Hello in your morning")
+    )
+    assert (await stack.apply("windowed", document)).status_code == 201
+    enrolled = await stack.enroll("windowed", "kenji@example.com", timezone="Asia/Tokyo")
+    done = await eventually(lambda: _status(stack, enrolled.json()["id"], "completed"))
+    deferred = [e for e in done["timeline"] if e["kind"] == "deferred"]
+    assert deferred[0]["reason"] == "outside the send window"
+    async with stack.deps.reader.connect() as conn:
+        sent_at = await conn.scalar(select(MESSAGES.c.sent_at))
+    local = stack.deps.seqtime.to_virtual(sent_at).astimezone(tokyo)
+    assert local.hour == opens.hour  # sent inside the window, in the contact's own zone
