@@ -14,7 +14,7 @@ from api.app import create_app
 from sequences.embedded import Embedded, Endpoints
 from sequences.mail.capture import RejectRule
 from sequences.settings import Settings
-from sequences.worker import build_worker
+from sequences.worker import build_worker, stop_worker
 
 
 @dataclass
@@ -56,9 +56,7 @@ async def running(
         finally:
             server.should_exit = True  # uvicorn drains and runs the lifespan's shutdown
             if worker is not None:
-                await worker.close()
-            for task in tasks[1:]:
-                task.cancel()
+                await stop_worker(worker, tasks[1])
             await asyncio.gather(*tasks, return_exceptions=True)
 
 

@@ -50,24 +50,47 @@ class Engagement:
 async def load(
     conn: AsyncConnection, enrollment_id: str, contact_id: int, since: datetime
 ) -> Engagement:
-    """This enrollment's events, plus the contact's events that name no enrollment (a
-    conversion posted by a CRM) since it started."""
-    contact_level = and_(
-        EVENTS.c.enrollment_id.is_(None),
-        EVENTS.c.contact_id == contact_id,
-        EVENTS.c.received_at >= since,
-    )
+    return (await load_many(conn, [(enrollment_id, contact_id, since)]))[enrollment_id]
+
+
+async def load_many(
+    conn: AsyncConnection, enrollments: list[tuple[str, int, datetime]]
+) -> dict[str, Engagement]:
+    """Each enrollment's human events, plus its contact's events that name no enrollment (a
+    conversion posted by a CRM) since it started: one query for the whole batch."""
+    found = {enrollment_id: Engagement() for enrollment_id, _, _ in enrollments}
+    if not enrollments:
+        return found
+    by_contact: dict[int, list[tuple[str, datetime]]] = {}
+    for enrollment_id, contact_id, since in enrollments:
+        by_contact.setdefault(contact_id, []).append((enrollment_id, since))
+    contact_level = and_(EVENTS.c.enrollment_id.is_(None), EVENTS.c.contact_id.in_(by_contact))
     rows = await conn.execute(
-        select(EVENTS.c.type, EVENTS.c.properties, MESSAGES.c.step_id)
+        select(
+            EVENTS.c.type,
+            EVENTS.c.properties,
+            EVENTS.c.enrollment_id,
+            EVENTS.c.contact_id,
+            EVENTS.c.received_at,
+            MESSAGES.c.step_id,
+        )
         .outerjoin(MESSAGES, MESSAGES.c.id == EVENTS.c.message_pk)
-        .where(or_(EVENTS.c.enrollment_id == enrollment_id, contact_level))
+        .where(or_(EVENTS.c.enrollment_id.in_(found), contact_level))
         .where(EVENTS.c.is_bot.is_(False))
         .order_by(EVENTS.c.occurred_at, EVENTS.c.id)
     )
-    engagement = Engagement()
     for row in rows:
-        engagement.types.append(row.type)
-        if row.step_id is not None:
-            engagement.by_step.setdefault(row.step_id, set()).add(row.type)
-        engagement.last_event = {"type": row.type, "properties": row.properties or {}}
-    return engagement
+        if row.enrollment_id is not None:
+            _add(found[row.enrollment_id], row)
+            continue
+        for enrollment_id, since in by_contact[row.contact_id]:
+            if row.received_at >= since:
+                _add(found[enrollment_id], row)
+    return found
+
+
+def _add(engagement: Engagement, row: Any) -> None:
+    engagement.types.append(row.type)
+    if row.step_id is not None:
+        engagement.by_step.setdefault(row.step_id, set()).add(row.type)
+    engagement.last_event = {"type": row.type, "properties": row.properties or {}}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences import engagement, lifecycle, outbox, registry, timeline
@@ -51,38 +51,43 @@ class RunContext:
 
 
 async def load_context(conn: AsyncConnection, enrollment_id: str) -> RunContext | None:
-    row = (
-        await conn.execute(
-            select(
-                ENROLLMENTS.c.status,
-                ENROLLMENTS.c.version_id,
-                CONTACTS.c.id.label("contact_id"),
-                CONTACTS.c.email,
-                CONTACTS.c.email_key,
-                CONTACTS.c.timezone,
-                CONTACTS.c.attributes,
-                ENROLLMENTS.c.created_at,
-            )
-            .join(CONTACTS, CONTACTS.c.id == ENROLLMENTS.c.contact_id)
-            .where(ENROLLMENTS.c.id == enrollment_id)
+    return (await load_contexts(conn, [enrollment_id])).get(enrollment_id)
+
+
+async def load_contexts(conn: AsyncConnection, enrollment_ids: list[str]) -> dict[str, RunContext]:
+    """Enrollments with their contact and pinned definition, for a whole batch in one query."""
+    rows = await conn.execute(
+        select(
+            ENROLLMENTS.c.id,
+            ENROLLMENTS.c.status,
+            ENROLLMENTS.c.version_id,
+            ENROLLMENTS.c.created_at,
+            CONTACTS.c.id.label("contact_id"),
+            CONTACTS.c.email,
+            CONTACTS.c.email_key,
+            CONTACTS.c.timezone,
+            CONTACTS.c.attributes,
         )
-    ).first()
-    if row is None:
-        return None
-    defn = await registry.load_version(conn, row.version_id)
-    return RunContext(
-        enrollment_id=enrollment_id,
-        status=row.status,
-        sequence_key=defn.key,
-        version_id=row.version_id,
-        definition=defn,
-        contact_id=row.contact_id,
-        email=row.email,
-        email_key=row.email_key,
-        timezone=row.timezone,
-        attributes=dict(row.attributes or {}),
-        started_at=row.created_at,
+        .join(CONTACTS, CONTACTS.c.id == ENROLLMENTS.c.contact_id)
+        .where(ENROLLMENTS.c.id.in_(enrollment_ids))
     )
+    contexts: dict[str, RunContext] = {}
+    for row in rows.all():
+        defn = await registry.load_version(conn, row.version_id)
+        contexts[row.id] = RunContext(
+            enrollment_id=row.id,
+            status=row.status,
+            sequence_key=defn.key,
+            version_id=row.version_id,
+            definition=defn,
+            contact_id=row.contact_id,
+            email=row.email,
+            email_key=row.email_key,
+            timezone=row.timezone,
+            attributes=dict(row.attributes or {}),
+            started_at=row.created_at,
+        )
+    return contexts
 
 
 async def advance(
@@ -100,12 +105,44 @@ async def advance(
     ``entered`` means ``from_step`` itself is still to be run (a control step reached by the
     claim); otherwise the walk starts after it. Returns the due times of rows to wake.
     """
-    if not await outbox.finish(conn, claim):
-        return []
+    step = Finished(claim, ctx, from_step, detail, entered)
+    return await advance_many(conn, deps, [step], {})
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One finished outbox row, and what to say about it on the timeline."""
+
+    claim: outbox.Claim
+    ctx: RunContext
+    step_id: str
+    detail: dict[str, Any]
+    entered: bool = False
+
+
+async def advance_many(
+    conn: AsyncConnection,
+    deps: Deps,
+    finished: list[Finished],
+    signals: dict[str, engagement.Engagement],
+) -> list[datetime]:
+    """Close many claimed rows at once and move each enrollment on, in a few statements.
+
+    ``signals`` holds engagement already loaded for some enrollments (branches read it).
+    """
+    held = await outbox.finish_many(conn, [f.claim for f in finished])
     now = deps.clock.now()
-    entries = [timeline.entry(ctx.enrollment_id, now, "step_done", from_step, **detail)]
-    target = from_step if entered else ctx.definition.next_step_id(from_step)
-    return await move_to(conn, deps, ctx, target, now, entries)
+    moves: list[Move] = []
+    for item in finished:
+        if item.claim.run_id not in held:
+            continue  # the claim lapsed: whoever holds the row now moves the enrollment
+        entry = timeline.entry(
+            item.ctx.enrollment_id, now, "step_done", item.step_id, **item.detail
+        )
+        target = item.step_id if item.entered else item.ctx.definition.next_step_id(item.step_id)
+        loaded = signals.get(item.ctx.enrollment_id)
+        moves.append(await plan_move(conn, deps, item.ctx, target, now, [entry], loaded))
+    return await apply_moves(conn, moves, now)
 
 
 async def move_to(
@@ -117,49 +154,101 @@ async def move_to(
     entries: list[dict[str, Any]],
 ) -> list[datetime]:
     """Resolve control steps from ``target`` on, then schedule the email or wait it lands on."""
+    return await apply_moves(conn, [await plan_move(conn, deps, ctx, target, now, entries)], now)
+
+
+@dataclass
+class Move:
+    """Where one enrollment goes next: a row to schedule, or an end."""
+
+    enrollment_id: str
+    entries: list[dict[str, Any]]
+    schedule: tuple[str, datetime] | None = None  # (step, due)
+    end: tuple[EnrollmentStatus, str, str | None] | None = None  # (status, reason, step)
+
+
+async def plan_move(
+    conn: AsyncConnection,
+    deps: Deps,
+    ctx: RunContext,
+    target: str | None,
+    now: datetime,
+    entries: list[dict[str, Any]],
+    signals: engagement.Engagement | None = None,
+) -> Move:
     defn = ctx.definition
-    signals: engagement.Engagement | None = None
+    move = Move(ctx.enrollment_id, entries)
     for _ in range(MAX_HOPS):
         if target is None:
-            await timeline.record(conn, entries)
-            await lifecycle.end(
-                conn,
-                [ctx.enrollment_id],
-                status=EnrollmentStatus.completed,
-                reason="end of sequence",
-                now=now,
-            )
-            return []
+            move.end = (EnrollmentStatus.completed, "end of sequence", None)
+            return move
         step = defn.step(target)
         if isinstance(step, ExitStep):
-            await timeline.record(conn, entries)
-            reason = step.exit.reason or f"exit step {step.id}"
-            await lifecycle.end(
-                conn,
-                [ctx.enrollment_id],
-                status=EnrollmentStatus.exited,
-                reason=reason,
-                now=now,
-                step_id=step.id,
+            move.end = (
+                EnrollmentStatus.exited,
+                step.exit.reason or f"exit step {step.id}",
+                step.id,
             )
-            return []
+            return move
         if isinstance(step, EmailStep | WaitStep):
-            return await _schedule(conn, deps, ctx, step, now, entries)
+            move.schedule = (step.id, _due(deps, ctx, step, now, entries))
+            return move
         if signals is None:
             signals = await engagement.load(conn, ctx.enrollment_id, ctx.contact_id, ctx.started_at)
         target, why = _decide(step, ctx, signals)
         entries.append(
             timeline.entry(ctx.enrollment_id, now, "decision", step.id, goto=target, reason=why)
         )
-    await timeline.record(conn, entries)
-    await lifecycle.end(
-        conn,
-        [ctx.enrollment_id],
-        status=EnrollmentStatus.exited,
-        reason="goto loop without a wait",
-        now=now,
+    move.end = (EnrollmentStatus.exited, "goto loop without a wait", None)
+    return move
+
+
+def _due(
+    deps: Deps,
+    ctx: RunContext,
+    step: EmailStep | WaitStep,
+    now: datetime,
+    entries: list[dict[str, Any]],
+) -> datetime:
+    if isinstance(step, EmailStep):
+        return now
+    due = now + deps.seqtime.real_duration(step.wait.duration)
+    entries.append(
+        timeline.entry(
+            ctx.enrollment_id,
+            now,
+            "waiting",
+            step.id,
+            until=step.wait.until,
+            wake_at=due.isoformat(),
+        )
     )
-    return []
+    return due
+
+
+async def apply_moves(conn: AsyncConnection, moves: list[Move], now: datetime) -> list[datetime]:
+    """Write many moves with a handful of statements; returns the new rows' due times."""
+    await timeline.record(conn, [e for m in moves for e in m.entries])
+    scheduled = [m for m in moves if m.schedule is not None]
+    if scheduled:
+        rows = [(m.enrollment_id, *m.schedule) for m in scheduled if m.schedule]
+        await outbox.schedule_many(conn, rows, now)
+        await conn.execute(
+            update(ENROLLMENTS)
+            .where(
+                ENROLLMENTS.c.id == bindparam("enrollment"),
+                ENROLLMENTS.c.status == EnrollmentStatus.active,
+            )
+            .values(position=bindparam("step"), updated_at=now),
+            [{"enrollment": e, "step": s} for e, s, _ in rows],
+        )
+    ends: dict[tuple[EnrollmentStatus, str, str | None], list[str]] = {}
+    for move in moves:
+        if move.end is not None:
+            ends.setdefault(move.end, []).append(move.enrollment_id)
+    for (status, reason, step_id), ids in ends.items():
+        await lifecycle.end(conn, ids, status=status, reason=reason, now=now, step_id=step_id)
+    return [m.schedule[1] for m in scheduled if m.schedule]
 
 
 def _decide(
@@ -189,36 +278,3 @@ def _decide(
 def stable_pick(enrollment_id: str, step_id: str, options: list[str]) -> str:
     digest = hashlib.sha256(f"{enrollment_id}:{step_id}".encode()).digest()
     return options[int.from_bytes(digest[:4], "big") % len(options)]
-
-
-async def _schedule(
-    conn: AsyncConnection,
-    deps: Deps,
-    ctx: RunContext,
-    step: EmailStep | WaitStep,
-    now: datetime,
-    entries: list[dict[str, Any]],
-) -> list[datetime]:
-    due = now
-    if isinstance(step, WaitStep):
-        due = now + deps.seqtime.real_duration(step.wait.duration)
-        entries.append(
-            timeline.entry(
-                ctx.enrollment_id,
-                now,
-                "waiting",
-                step.id,
-                until=step.wait.until,
-                wake_at=due.isoformat(),
-            )
-        )
-    await outbox.schedule(conn, ctx.enrollment_id, step.id, due, now)
-    await conn.execute(
-        update(ENROLLMENTS)
-        .where(
-            ENROLLMENTS.c.id == ctx.enrollment_id, ENROLLMENTS.c.status == EnrollmentStatus.active
-        )
-        .values(position=step.id, updated_at=now)
-    )
-    await timeline.record(conn, entries)
-    return [due]

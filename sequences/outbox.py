@@ -56,27 +56,9 @@ async def claim_due(
     return [Claim(r.id, token, r.enrollment_id, r.step_id, r.attempts, r.woken_by) for r in rows]
 
 
-async def schedule(
-    conn: AsyncConnection, enrollment_id: str, step_id: str, due_at: datetime, now: datetime
-) -> None:
-    await conn.execute(
-        insert(RUNS).values(
-            enrollment_id=enrollment_id,
-            step_id=step_id,
-            due_at=due_at,
-            state=RunState.due,
-            attempts=0,
-            created_at=now,
-        )
-    )
-
-
 async def finish(conn: AsyncConnection, claim: Claim, state: RunState = RunState.done) -> bool:
     """Close a claimed row; False when the claim was lost (lease expired, row cancelled)."""
-    result = await conn.execute(
-        update(RUNS).where(_held(claim)).values(state=state, claim_token=None, claimed_until=None)
-    )
-    return result.rowcount == 1
+    return claim.run_id in await finish_many(conn, [claim], state)
 
 
 async def release(conn: AsyncConnection, claim: Claim, due_at: datetime) -> bool:
@@ -156,5 +138,65 @@ async def wake_waits(
 
 async def extend(conn: AsyncConnection, claim: Claim, until: datetime) -> bool:
     """Renew the lease before a side effect; False means the claim is no longer ours."""
-    result = await conn.execute(update(RUNS).where(_held(claim)).values(claimed_until=until))
-    return result.rowcount == 1
+    return claim.run_id in await extend_many(conn, [claim], until)
+
+
+async def schedule_many(
+    conn: AsyncConnection, rows: list[tuple[str, str, datetime]], now: datetime
+) -> None:
+    """Insert (enrollment, step, due) rows in one statement."""
+    if rows:
+        await conn.execute(
+            insert(RUNS),
+            [
+                {
+                    "enrollment_id": e,
+                    "step_id": s,
+                    "due_at": d,
+                    "state": RunState.due,
+                    "attempts": 0,
+                    "created_at": now,
+                }
+                for e, s, d in rows
+            ],
+        )
+
+
+async def finish_many(
+    conn: AsyncConnection, claims: list[Claim], state: RunState = RunState.done
+) -> set[int]:
+    """Close many claimed rows; returns the ids still held (a lapsed claim is left alone)."""
+    by_token: dict[str, list[int]] = {}
+    for claim in claims:
+        by_token.setdefault(claim.token, []).append(claim.run_id)
+    held: set[int] = set()
+    for token, ids in by_token.items():
+        rows = await conn.execute(
+            update(RUNS)
+            .where(
+                RUNS.c.id.in_(ids), RUNS.c.state == RunState.claimed, RUNS.c.claim_token == token
+            )
+            .values(state=state, claim_token=None, claimed_until=None)
+            .returning(RUNS.c.id)
+        )
+        held.update(r.id for r in rows)
+    return held
+
+
+async def extend_many(conn: AsyncConnection, claims: list[Claim], until: datetime) -> set[int]:
+    """Renew many leases before side effects; returns the ids still ours."""
+    by_token: dict[str, list[int]] = {}
+    for claim in claims:
+        by_token.setdefault(claim.token, []).append(claim.run_id)
+    held: set[int] = set()
+    for token, ids in by_token.items():
+        rows = await conn.execute(
+            update(RUNS)
+            .where(
+                RUNS.c.id.in_(ids), RUNS.c.state == RunState.claimed, RUNS.c.claim_token == token
+            )
+            .values(claimed_until=until)
+            .returning(RUNS.c.id)
+        )
+        held.update(r.id for r in rows)
+    return held

@@ -1,4 +1,4 @@
-"""Running claimed outbox rows: claim a batch, run each row, repeat until nothing is due."""
+"""Running claimed outbox rows: claim a batch, run it, repeat until nothing is due."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import logging
 from collections.abc import Awaitable
 from datetime import timedelta
 
-from sequences import outbox
+from sequences import engagement, outbox
 from sequences.definition import EmailStep, WaitStep
 from sequences.deps import Deps
-from sequences.flow import advance, load_context
+from sequences.flow import Finished, RunContext, advance_many, load_contexts
 from sequences.models import EnrollmentStatus, RunState
-from sequences.sending import send_step
+from sequences.sending import Job, send_batch
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,6 @@ async def run_due(deps: Deps) -> int:
     """Claim and run due rows in batches until none is left; returns how many ran."""
     settings = deps.settings
     lease = timedelta(seconds=settings.claim_lease_seconds)
-    limit = asyncio.Semaphore(settings.run_concurrency)
     total = 0
     while True:
         async with deps.engine.begin() as conn:
@@ -30,34 +29,56 @@ async def run_due(deps: Deps) -> int:
             )
         if not claims:
             return total
-        await asyncio.gather(*(_bounded(limit, run_one(deps, c)) for c in claims))
+        await _guarded(run_batch(deps, claims))
         total += len(claims)
 
 
-async def _bounded(limit: asyncio.Semaphore, job: Awaitable[None]) -> None:
-    async with limit:
-        try:
-            await job
-        except Exception:  # one bad row must not stop the batch; its claim expires and retries
-            log.exception("step run failed")
-
-
-async def run_one(deps: Deps, claim: outbox.Claim) -> None:
-    async with deps.engine.begin() as conn:
-        ctx = await load_context(conn, claim.enrollment_id)
+async def run_batch(deps: Deps, claims: list[outbox.Claim]) -> None:
+    async with deps.reader.connect() as conn:
+        contexts = await load_contexts(conn, [c.enrollment_id for c in claims])
+    gone: list[outbox.Claim] = []
+    emails: list[Job] = []
+    others: list[tuple[outbox.Claim, RunContext]] = []
+    for claim in claims:
+        ctx = contexts.get(claim.enrollment_id)
         if ctx is None or ctx.status != EnrollmentStatus.active:
-            await outbox.finish(conn, claim, RunState.cancelled)
-            return
-    step = ctx.definition.step(claim.step_id)
-    if isinstance(step, EmailStep):
-        await send_step(deps, claim, ctx, step)
+            gone.append(claim)  # ended meanwhile (an exit, a cancel): nothing left to run
+            continue
+        step = ctx.definition.step(claim.step_id)
+        if isinstance(step, EmailStep):
+            emails.append(Job(claim, ctx, step))
+        else:
+            others.append((claim, ctx))
+    if gone:
+        async with deps.engine.begin() as conn:
+            await outbox.finish_many(conn, gone, RunState.cancelled)
+    await asyncio.gather(_guarded(send_batch(deps, emails)), _guarded(_continue(deps, others)))
+
+
+async def _guarded(job: Awaitable[None]) -> None:
+    """One failing batch must not stop the other; its claims expire and run again."""
+    try:
+        await job
+    except Exception:
+        log.exception("step run failed")
+
+
+async def _continue(deps: Deps, rows: list[tuple[outbox.Claim, RunContext]]) -> None:
+    """Waits that ended (by timeout or an event), and control steps scheduled directly."""
+    if not rows:
         return
+    finished = []
+    for claim, ctx in rows:
+        if isinstance(ctx.definition.step(claim.step_id), WaitStep):
+            detail = {"ended_by": claim.woken_by or "timeout"}
+            finished.append(Finished(claim, ctx, claim.step_id, detail))
+        else:
+            finished.append(Finished(claim, ctx, claim.step_id, {}, entered=True))
     now = deps.clock.now()
     async with deps.engine.begin() as conn:
-        if isinstance(step, WaitStep):
-            ended_by = claim.woken_by or "timeout"
-            due = await advance(conn, deps, claim, ctx, step.id, ended_by=ended_by)
-        else:  # a control step that was scheduled directly (the first step of a sequence)
-            due = await advance(conn, deps, claim, ctx, step.id, entered=True)
+        signals = await engagement.load_many(
+            conn, [(ctx.enrollment_id, ctx.contact_id, ctx.started_at) for _, ctx in rows]
+        )
+        due = await advance_many(conn, deps, finished, signals)
     # Rows due now are claimed by run_due's next round; only later ones need a wake-up job.
     await deps.waker.wake_at([d for d in due if d > now])

@@ -1,19 +1,26 @@
-"""The email step: compose, render, record, then send exactly once (or mark it unknown).
+"""Email steps, a claimed batch at a time: compose, record, send, then advance.
 
 The message row is committed in state ``sending`` before the SMTP call. Finding a row still in
 that state later means a process died between the relay and the record: the message may or may
 not have left, so it becomes ``unknown`` and is never resent blindly.
+
+The common path is set-based: one statement loads what the batch needs, one records its
+messages, one marks them sent and a few move the enrollments on. Rare outcomes (a crash to
+recover from, a bounce, a retry) are handled one row at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agents.copy import Draft
 from sequences import engagement, lifecycle, outbox, timeline
 from sequences.compose import (
     Outgoing,
@@ -24,276 +31,332 @@ from sequences.compose import (
 )
 from sequences.definition import EmailStep
 from sequences.deps import Deps
-from sequences.flow import RunContext, advance
+from sequences.feedback import record_bounce
+from sequences.flow import Finished, RunContext, advance, advance_many
 from sequences.mail.smtp import (
     PermanentSendError,
     SendError,
-    TemporarySendError,
     UnknownOutcomeError,
 )
-from sequences.models import (
-    LINKS,
-    MESSAGES,
-    EnrollmentStatus,
-    MessageState,
-    RunState,
-)
+from sequences.models import LINKS, MESSAGES, SUPPRESSIONS, EnrollmentStatus, MessageState, RunState
 from sequences.pacing import deferral
 from sequences.sandbox import SandboxError
 
 log = logging.getLogger(__name__)
 
 
-async def send_step(deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep) -> None:
+@dataclass
+class Job:
+    """One claimed email row on its way out."""
+
+    claim: outbox.Claim
+    ctx: RunContext
+    step: EmailStep
+    message: Outgoing | None = None
+    signals: engagement.Engagement | None = None
+
+
+async def send_batch(deps: Deps, jobs: list[Job]) -> None:
     now = deps.clock.now()
+    fresh, resend, recover = await _triage(deps, jobs, now)
+    for job, state in recover:
+        await _after_crash(deps, job, state)
+    created = await _create(deps, fresh, now) if fresh else []
+    await _deliver(deps, created + resend)
+
+
+async def _triage(
+    deps: Deps, jobs: list[Job], now: datetime
+) -> tuple[list[Job], list[Job], list[tuple[Job, str]]]:
+    """Split the batch: new sends, 4xx retries, crash leftovers; hold back the rest."""
+    fresh: list[Job] = []
+    resend: list[Job] = []
+    recover: list[tuple[Job, str]] = []
+    later: list[datetime] = []
     async with deps.engine.begin() as conn:
-        existing = await _existing(conn, claim.run_id)
-        if existing is None and await _held_back(conn, deps, claim, ctx, step, now):
-            return
-    if existing is not None and existing[1] != MessageState.retrying:
-        await _after_crash(deps, claim, ctx, step, existing)
-        return
-    message = existing[0] if existing else await _create(deps, claim, ctx, step, now)
-    if message is not None:
-        await _deliver(deps, claim, ctx, step, message)
+        existing = await _existing(conn, [j.claim.run_id for j in jobs])
+        suppressed = await _suppressed(conn, {j.ctx.email_key for j in jobs})
+        for job in jobs:
+            found = existing.get(job.claim.run_id)
+            if found is not None:
+                job.message, state = found
+                if state == MessageState.retrying:
+                    resend.append(job)
+                else:
+                    recover.append((job, state))
+            elif job.ctx.email_key in suppressed:
+                await _exit_suppressed(conn, job, suppressed[job.ctx.email_key], now)
+            elif (when := await _deferred(conn, deps, job, now)) is not None:
+                later.append(when)
+            else:
+                fresh.append(job)
+    await deps.waker.wake_at(later)
+    return fresh, resend, recover
 
 
-async def _existing(conn: AsyncConnection, run_id: int) -> tuple[Outgoing, str] | None:
-    row = (await conn.execute(select(MESSAGES).where(MESSAGES.c.step_run_id == run_id))).first()
-    if row is None:
-        return None
-    message = Outgoing(
-        id=row.id,
-        message_id=row.message_id,
-        token=row.token,
-        to_addr=row.to_addr,
-        subject=row.subject,
-        text_body=row.text_body,
-        html_body=row.html_body,
-        created_at=row.created_at,
-        attempts=row.attempts,
-    )
-    return message, row.state
-
-
-async def _held_back(
-    conn: AsyncConnection,
-    deps: Deps,
-    claim: outbox.Claim,
-    ctx: RunContext,
-    step: EmailStep,
-    now: datetime,
-) -> bool:
-    """Suppressed addresses exit; sends outside the window or over the cap wait for later."""
-    reason = await lifecycle.is_suppressed(conn, ctx.email_key)
-    if reason is not None:
-        await outbox.finish(conn, claim, RunState.cancelled)
-        await lifecycle.end(
-            conn,
-            [ctx.enrollment_id],
-            status=EnrollmentStatus.exited,
-            reason=f"suppressed ({reason})",
-            now=now,
-            step_id=step.id,
+async def _existing(conn: AsyncConnection, run_ids: list[int]) -> dict[int, tuple[Outgoing, str]]:
+    rows = await conn.execute(select(MESSAGES).where(MESSAGES.c.step_run_id.in_(run_ids)))
+    return {
+        row.step_run_id: (
+            Outgoing(
+                id=row.id,
+                message_id=row.message_id,
+                token=row.token,
+                to_addr=row.to_addr,
+                subject=row.subject,
+                text_body=row.text_body,
+                html_body=row.html_body,
+                created_at=row.created_at,
+                attempts=row.attempts,
+            ),
+            row.state,
         )
-        return True
-    later, why = await deferral(conn, deps, ctx, now)
+        for row in rows
+    }
+
+
+async def _suppressed(conn: AsyncConnection, email_keys: set[str]) -> dict[str, str]:
+    rows = await conn.execute(
+        select(SUPPRESSIONS.c.email_key, SUPPRESSIONS.c.reason).where(
+            SUPPRESSIONS.c.email_key.in_(email_keys)
+        )
+    )
+    return {row.email_key: row.reason for row in rows}
+
+
+async def _exit_suppressed(conn: AsyncConnection, job: Job, reason: str, now: datetime) -> None:
+    await outbox.finish(conn, job.claim, RunState.cancelled)
+    await lifecycle.end(
+        conn,
+        [job.ctx.enrollment_id],
+        status=EnrollmentStatus.exited,
+        reason=f"suppressed ({reason})",
+        now=now,
+        step_id=job.step.id,
+    )
+
+
+async def _deferred(conn: AsyncConnection, deps: Deps, job: Job, now: datetime) -> datetime | None:
+    """Outside the send window or over the frequency cap: the row waits for later."""
+    later, why = await deferral(conn, deps, job.ctx, now)
     if later is None:
-        return False
-    if await outbox.release(conn, claim, later):
+        return None
+    if await outbox.release(conn, job.claim, later):
         entry = timeline.entry(
-            ctx.enrollment_id, now, "deferred", step.id, until=later.isoformat(), reason=why
+            job.ctx.enrollment_id, now, "deferred", job.step.id, until=later.isoformat(), reason=why
         )
         await timeline.record(conn, [entry])
-    await deps.waker.wake_at([later])
-    return True
+    return later
 
 
-async def _after_crash(
-    deps: Deps,
-    claim: outbox.Claim,
-    ctx: RunContext,
-    step: EmailStep,
-    existing: tuple[Outgoing, str],
-) -> None:
-    message, state = existing
+async def _after_crash(deps: Deps, job: Job, state: str) -> None:
+    """A row run before whose message exists: never send it again, just move on."""
+    assert job.message is not None
     now = deps.clock.now()
+    outcome = MessageState.unknown if state == MessageState.sending else state
     async with deps.engine.begin() as conn:
         if state == MessageState.sending:
-            await _set_state(conn, message.id, MessageState.unknown, "process died during the send")
-            log.warning("message outcome unknown; not resending", extra={"message_pk": message.id})
+            await _set_state(conn, job.message.id, MessageState.unknown, "process died mid-send")
+            log.warning(
+                "message outcome unknown; not resending", extra={"message_pk": job.message.id}
+            )
         due = await advance(
-            conn, deps, claim, ctx, step.id, message=message.id, outcome=_outcome(state)
+            conn, deps, job.claim, job.ctx, job.step.id, message=job.message.id, outcome=outcome
         )
     await deps.waker.wake_at([d for d in due if d > now])
 
 
-def _outcome(state: str) -> str:
-    return MessageState.unknown if state == MessageState.sending else state
-
-
-async def _create(
-    deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, now: datetime
-) -> Outgoing | None:
+async def _create(deps: Deps, jobs: list[Job], now: datetime) -> list[Job]:
+    """Draft, render and record the batch's messages; returns the jobs whose claims held."""
     async with deps.reader.connect() as conn:
-        signals = await engagement.load(conn, ctx.enrollment_id, ctx.contact_id, ctx.started_at)
-    try:
-        variant, request = copy_request(ctx, step, signals.summary())
-    except SandboxError as error:
-        await _skip(deps, claim, ctx, step, f"fallback template failed: {error}")
-        return None
-    draft = await deps.writer.write(request)
-    message = render_message(deps, ctx, step, draft, now)
+        signals = await engagement.load_many(
+            conn, [(j.ctx.enrollment_id, j.ctx.contact_id, j.ctx.started_at) for j in jobs]
+        )
+    drafted: list[tuple[Job, str | None, Draft]] = []
+    skipped: list[Finished] = []
+    requests = []
+    for job in jobs:
+        job.signals = signals[job.ctx.enrollment_id]
+        try:
+            variant, request = copy_request(job.ctx, job.step, job.signals.summary())
+        except SandboxError as error:  # never send a broken email: skip it and say why
+            reason = f"fallback template failed: {error}"
+            skipped.append(
+                Finished(job.claim, job.ctx, job.step.id, {"outcome": "skipped", "reason": reason})
+            )
+            continue
+        requests.append((job, variant, request))
+    drafts = await asyncio.gather(*(deps.writer.write(request) for _, _, request in requests))
+    for (job, variant, _), draft in zip(requests, drafts, strict=True):
+        job.message = render_message(deps, job.ctx, job.step, draft, now)
+        drafted.append((job, variant, draft))
+    return await _record(deps, drafted, skipped, now)
+
+
+async def _record(
+    deps: Deps, drafted: list[tuple[Job, str | None, Draft]], skipped: list[Finished], now: datetime
+) -> list[Job]:
+    lease = now + timedelta(seconds=deps.settings.claim_lease_seconds)
     async with deps.engine.begin() as conn:
-        if not await outbox.extend(
-            conn, claim, now + timedelta(seconds=deps.settings.claim_lease_seconds)
-        ):
-            return None  # the claim lapsed while drafting: another worker owns the row now
-        await conn.execute(
-            insert(MESSAGES).values(**message_row(message, claim, ctx, step, variant, draft))
-        )
-        if message.links:
-            await conn.execute(insert(LINKS), message.links)
-        entry = timeline.entry(
-            ctx.enrollment_id,
-            now,
-            "drafted",
-            step.id,
-            message=message.id,
-            variant=variant,
-            model=draft.model,
-            rationale=draft.rationale,
-        )
-        await timeline.record(conn, [entry])
-    return message
+        # A claim that lapsed while drafting belongs to another worker now: leave it alone.
+        held = await outbox.extend_many(conn, [job.claim for job, _, _ in drafted], lease)
+        kept = [(job, v, d) for job, v, d in drafted if job.claim.run_id in held]
+        messages = [
+            message_row(j.message, j.claim, j.ctx, j.step, v, d) for j, v, d in kept if j.message
+        ]
+        if messages:
+            await conn.execute(insert(MESSAGES), messages)
+        links = [link for job, _, _ in kept if job.message for link in job.message.links]
+        if links:
+            await conn.execute(insert(LINKS), links)
+        await timeline.record(conn, [_drafted_entry(job, v, d, now) for job, v, d in kept])
+        due = await advance_many(conn, deps, skipped, {}) if skipped else []
+    await deps.waker.wake_at([d for d in due if d > now])
+    return [job for job, _, _ in kept]
 
 
-async def _deliver(
-    deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, message: Outgoing
-) -> None:
+def _drafted_entry(job: Job, variant: str | None, draft: Draft, now: datetime) -> dict[str, object]:
+    assert job.message is not None
+    return timeline.entry(
+        job.ctx.enrollment_id,
+        now,
+        "drafted",
+        job.step.id,
+        message=job.message.id,
+        variant=variant,
+        model=draft.model,
+        rationale=draft.rationale,
+    )
+
+
+async def _deliver(deps: Deps, jobs: list[Job]) -> None:
+    if not jobs:
+        return
     assert deps.mailer is not None, "a worker that sends needs a mailer"
-    data = message_bytes(deps, ctx, message)
     if deps.limiter is not None:
-        await deps.limiter.acquire()
-    _, from_addr = parseaddr(ctx.definition.sender.from_)
+        await deps.limiter.acquire(len(jobs))
+    outcomes = await asyncio.gather(*(_transmit(deps, job) for job in jobs))
+    sent = [
+        (job, reply) for job, reply in zip(jobs, outcomes, strict=True) if isinstance(reply, str)
+    ]
+    await _mark_sent(deps, sent)
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        if isinstance(outcome, SendError):
+            await _failed(deps, job, outcome)
+
+
+async def _transmit(deps: Deps, job: Job) -> str | SendError:
+    assert deps.mailer is not None and job.message is not None
+    data = message_bytes(deps, job.ctx, job.message)
+    _, from_addr = parseaddr(job.ctx.definition.sender.from_)
     try:
-        reply = await deps.mailer.send(from_addr, message.to_addr, data)
-    except UnknownOutcomeError as error:
-        await _unknown(deps, claim, ctx, step, message, error)
-        return
-    except PermanentSendError as error:
-        if error.stage in ("rcpt", "data"):
-            await _bounced(deps, claim, ctx, step, message, error)
-        else:  # our sender or relay was refused: not the recipient's fault, so no suppression
-            await _retry_later(deps, claim, ctx, step, message, error)
-        return
-    except TemporarySendError as error:
-        await _retry_later(deps, claim, ctx, step, message, error)
+        return await deps.mailer.send(from_addr, job.message.to_addr, data)
+    except SendError as error:
+        return error
+
+
+async def _mark_sent(deps: Deps, sent: list[tuple[Job, str]]) -> None:
+    if not sent:
         return
     now = deps.clock.now()
+    rows = [
+        {"pk": job.message.id, "reply": reply[:1000], "tries": job.message.attempts + 1}
+        for job, reply in sent
+        if job.message
+    ]
+    finished = [
+        Finished(job.claim, job.ctx, job.step.id, {"message": job.message.id, "outcome": "sent"})
+        for job, _ in sent
+        if job.message
+    ]
+    signals = {job.ctx.enrollment_id: job.signals for job, _ in sent if job.signals}
     async with deps.engine.begin() as conn:
         await conn.execute(
             update(MESSAGES)
-            .where(MESSAGES.c.id == message.id)
+            .where(MESSAGES.c.id == bindparam("pk"))
             .values(
                 state=MessageState.sent,
                 sent_at=now,
-                last_reply=reply[:1000],
-                attempts=message.attempts + 1,
-            )
+                last_reply=bindparam("reply"),
+                attempts=bindparam("tries"),
+            ),
+            rows,
         )
-        due = await advance(conn, deps, claim, ctx, step.id, message=message.id, outcome="sent")
+        due = await advance_many(conn, deps, finished, signals)
     await deps.waker.wake_at([d for d in due if d > now])
 
 
-async def _skip(
-    deps: Deps, claim: outbox.Claim, ctx: RunContext, step: EmailStep, reason: str
-) -> None:
-    """Never send a broken email: the step is skipped, and the timeline says why."""
-    log.warning("email step skipped", extra={"step": step.id, "reason": reason})
+async def _failed(deps: Deps, job: Job, error: SendError) -> None:
+    if isinstance(error, UnknownOutcomeError):
+        await _unknown(deps, job, error)
+    elif isinstance(error, PermanentSendError) and error.stage in ("rcpt", "data"):
+        await _bounced(deps, job, error)
+    else:  # a 4xx, or our sender or relay refused: not the recipient's fault, so no suppression
+        await _retry_later(deps, job, error)
+
+
+async def _unknown(deps: Deps, job: Job, error: UnknownOutcomeError) -> None:
+    assert job.message is not None
     now = deps.clock.now()
     async with deps.engine.begin() as conn:
-        due = await advance(conn, deps, claim, ctx, step.id, outcome="skipped", reason=reason)
+        await _set_state(conn, job.message.id, MessageState.unknown, str(error))
+        due = await advance(
+            conn, deps, job.claim, job.ctx, job.step.id, message=job.message.id, outcome="unknown"
+        )
     await deps.waker.wake_at([d for d in due if d > now])
 
 
-async def _unknown(
-    deps: Deps,
-    claim: outbox.Claim,
-    ctx: RunContext,
-    step: EmailStep,
-    message: Outgoing,
-    error: UnknownOutcomeError,
-) -> None:
+async def _retry_later(deps: Deps, job: Job, error: SendError) -> None:
+    assert job.message is not None
     now = deps.clock.now()
-    async with deps.engine.begin() as conn:
-        await _set_state(conn, message.id, MessageState.unknown, str(error))
-        due = await advance(conn, deps, claim, ctx, step.id, message=message.id, outcome="unknown")
-    await deps.waker.wake_at([d for d in due if d > now])
-
-
-async def _retry_later(
-    deps: Deps,
-    claim: outbox.Claim,
-    ctx: RunContext,
-    step: EmailStep,
-    message: Outgoing,
-    error: SendError,
-) -> None:
-    now = deps.clock.now()
-    attempts = message.attempts + 1
+    attempts = job.message.attempts + 1
     give_up = attempts >= deps.settings.max_send_attempts
-    state = MessageState.failed if give_up else MessageState.retrying
     delay = timedelta(seconds=min(deps.settings.retry_base_seconds * 2 ** (attempts - 1), 3600))
     async with deps.engine.begin() as conn:
         await conn.execute(
             update(MESSAGES)
-            .where(MESSAGES.c.id == message.id)
-            .values(state=state, attempts=attempts, last_reply=str(error)[:1000])
+            .where(MESSAGES.c.id == job.message.id)
+            .values(
+                state=MessageState.failed if give_up else MessageState.retrying,
+                attempts=attempts,
+                last_reply=str(error)[:1000],
+            )
         )
-        kind = "send_failed" if give_up else "send_retry"
         entry = timeline.entry(
-            ctx.enrollment_id,
+            job.ctx.enrollment_id,
             now,
-            kind,
-            step.id,
-            message=message.id,
+            "send_failed" if give_up else "send_retry",
+            job.step.id,
+            message=job.message.id,
             reply=str(error),
             attempt=attempts,
         )
         await timeline.record(conn, [entry])
         if give_up:
-            await outbox.finish(conn, claim, RunState.done)
+            await outbox.finish(conn, job.claim, RunState.done)
             await lifecycle.end(
                 conn,
-                [ctx.enrollment_id],
+                [job.ctx.enrollment_id],
                 status=EnrollmentStatus.exited,
                 reason="send failed",
                 now=now,
-                step_id=step.id,
+                step_id=job.step.id,
             )
         else:
-            await outbox.release(conn, claim, now + delay)
+            await outbox.release(conn, job.claim, now + delay)
     if not give_up:
         await deps.waker.wake_at([now + delay])
 
 
-async def _bounced(
-    deps: Deps,
-    claim: outbox.Claim,
-    ctx: RunContext,
-    step: EmailStep,
-    message: Outgoing,
-    error: PermanentSendError,
-) -> None:
-    from sequences.feedback import record_bounce  # feedback imports flow; keep the graph acyclic
-
+async def _bounced(deps: Deps, job: Job, error: PermanentSendError) -> None:
+    assert job.message is not None
     now = deps.clock.now()
+    ctx = job.ctx
     async with deps.engine.begin() as conn:
-        await _set_state(conn, message.id, MessageState.bounced, str(error))
-        await outbox.finish(conn, claim, RunState.done)
+        await _set_state(conn, job.message.id, MessageState.bounced, str(error))
+        await outbox.finish(conn, job.claim, RunState.done)
         await record_bounce(
-            conn, ctx.contact_id, ctx.email_key, ctx.enrollment_id, message.id, str(error), now
+            conn, ctx.contact_id, ctx.email_key, ctx.enrollment_id, job.message.id, str(error), now
         )
 
 

@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(1.0, alias="DRIPLINE_SWEEP_SECONDS", gt=0)
     claim_lease_seconds: float = Field(60.0, alias="DRIPLINE_CLAIM_LEASE_SECONDS", gt=0)
     claim_batch: int = Field(200, alias="DRIPLINE_CLAIM_BATCH", gt=0)
-    run_concurrency: int = Field(64, alias="DRIPLINE_RUN_CONCURRENCY", gt=0)
     retry_base_seconds: float = Field(30.0, alias="DRIPLINE_RETRY_BASE_SECONDS", gt=0)
     max_send_attempts: int = Field(5, alias="DRIPLINE_MAX_SEND_ATTEMPTS", gt=0)
     max_body_bytes: int = Field(1_000_000, alias="DRIPLINE_MAX_BODY_BYTES", gt=0)

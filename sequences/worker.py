@@ -6,6 +6,7 @@ sweeper re-creates them from overdue rows; a killed worker's claims expire and a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AsyncExitStack
 from typing import Any
@@ -76,3 +77,17 @@ def build_worker(
         burst=burst,
         handle_signals=handle_signals,
     )
+
+
+async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
+    """Stop a worker started with ``async_run``: in-flight jobs are cancelled (their claims
+    expire and rerun), then connections close."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    try:
+        await worker.close()
+    except asyncio.CancelledError:
+        # arq re-raises the cancellation of the jobs it just cancelled; only ours must propagate.
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise

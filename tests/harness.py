@@ -19,7 +19,7 @@ from api.auth import Role, create_key
 from sequences.deps import Deps
 from sequences.mail.capture import CapturedMessage, CaptureServer
 from sequences.settings import Settings
-from sequences.worker import build_worker
+from sequences.worker import build_worker, stop_worker
 
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 
@@ -97,9 +97,7 @@ async def running_stack(
                 yield Stack(client, deps, capture, admin)
             finally:
                 if runner is not None and task is not None:
-                    await runner.close()
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
+                    await stop_worker(runner, task)
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:

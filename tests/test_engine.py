@@ -243,5 +243,6 @@ async def _window_scenario(stack: Stack) -> None:
     assert deferred[0]["reason"] == "outside the send window"
     async with stack.deps.reader.connect() as conn:
         sent_at = await conn.scalar(select(MESSAGES.c.sent_at))
+    assert sent_at is not None
     local = stack.deps.seqtime.to_virtual(sent_at).astimezone(tokyo)
     assert local.hour == opens.hour  # sent inside the window, in the contact's own zone
