@@ -18,7 +18,13 @@ log = logging.getLogger(__name__)
 
 
 async def run_due(deps: Deps) -> int:
-    """Claim and run due rows in batches until none is left; returns how many ran."""
+    """Claim and run due rows until none is left, several batches at once (one sends while
+    the next is recorded); returns how many ran."""
+    lanes = deps.settings.parallel_batches
+    return sum(await asyncio.gather(*(_drain(deps) for _ in range(lanes))))
+
+
+async def _drain(deps: Deps) -> int:
     settings = deps.settings
     lease = timedelta(seconds=settings.claim_lease_seconds)
     total = 0

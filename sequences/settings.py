@@ -39,7 +39,13 @@ class Settings(BaseSettings):
     )
     sweep_interval_seconds: float = Field(1.0, alias="DRIPLINE_SWEEP_SECONDS", gt=0)
     claim_lease_seconds: float = Field(60.0, alias="DRIPLINE_CLAIM_LEASE_SECONDS", gt=0)
-    claim_batch: int = Field(200, alias="DRIPLINE_CLAIM_BATCH", gt=0)
+    claim_batch: int = Field(100, alias="DRIPLINE_CLAIM_BATCH", gt=0)
+    parallel_batches: int = Field(
+        4,
+        alias="DRIPLINE_PARALLEL_BATCHES",
+        gt=0,
+        description="Batches one worker runs at once, so SMTP and the database overlap.",
+    )
     retry_base_seconds: float = Field(30.0, alias="DRIPLINE_RETRY_BASE_SECONDS", gt=0)
     max_send_attempts: int = Field(5, alias="DRIPLINE_MAX_SEND_ATTEMPTS", gt=0)
     max_body_bytes: int = Field(1_000_000, alias="DRIPLINE_MAX_BODY_BYTES", gt=0)
