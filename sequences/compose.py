@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.utils import parseaddr
 from typing import Any
 
 from agents.copy import CopyRequest, Cta, Draft, Fallback
@@ -13,7 +12,7 @@ from sequences import outbox
 from sequences.definition import EmailStep
 from sequences.deps import Deps
 from sequences.flow import RunContext, stable_pick
-from sequences.mail.mime import OutgoingEmail, build_message, make_message_id
+from sequences.mail.mime import OutgoingEmail, build_message, make_message_id, split_address
 from sequences.mail.render import EmailCopy
 from sequences.models import (
     MessageState,
@@ -74,7 +73,7 @@ def copy_request(
 
 
 def sender_view(ctx: RunContext) -> dict[str, str]:
-    name, address = parseaddr(ctx.definition.sender.from_)
+    name, address = split_address(ctx.definition.sender.from_)
     return {"name": name or address, "email": address}
 
 

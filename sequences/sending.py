@@ -15,7 +15,6 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,6 +32,7 @@ from sequences.definition import EmailStep
 from sequences.deps import Deps
 from sequences.feedback import record_bounce
 from sequences.flow import Finished, RunContext, advance, advance_many
+from sequences.mail.mime import split_address
 from sequences.mail.smtp import (
     PermanentSendError,
     SendError,
@@ -247,8 +247,9 @@ async def _deliver(deps: Deps, jobs: list[Job]) -> None:
 
 async def _transmit(deps: Deps, job: Job) -> str | SendError:
     assert deps.mailer is not None and job.message is not None
-    data = message_bytes(deps, job.ctx, job.message)
-    _, from_addr = parseaddr(job.ctx.definition.sender.from_)
+    # RSA signing releases the GIL: in a thread it runs on the other core.
+    data = await asyncio.to_thread(message_bytes, deps, job.ctx, job.message)
+    _, from_addr = split_address(job.ctx.definition.sender.from_)
     try:
         return await deps.mailer.send(from_addr, job.message.to_addr, data)
     except SendError as error:

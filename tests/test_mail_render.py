@@ -60,7 +60,7 @@ def test_basic_layout_renders_copy() -> None:
 
 def test_compiles_once_per_layout_version(tmp_path: Path) -> None:
     (tmp_path / "mini.mjml").write_text(MINI, encoding="utf-8")
-    renderer = LayoutRenderer(tmp_path)
+    renderer = LayoutRenderer(tmp_path, recheck_seconds=0)
     first = render(renderer, "mini")
     second = render(renderer, "mini")
     assert renderer.compile_count == 1

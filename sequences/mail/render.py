@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -78,12 +79,16 @@ class _CompiledLayout:
 class LayoutRenderer:
     """Renders copy into a layout; compiled layouts are cached by (name, content hash)."""
 
-    def __init__(self, layouts_dir: Traversable | Path | None = None) -> None:
+    def __init__(
+        self, layouts_dir: Traversable | Path | None = None, *, recheck_seconds: float = 2.0
+    ) -> None:
+        self.recheck_seconds = recheck_seconds
         self._dir: Traversable | Path = (
             layouts_dir if layouts_dir is not None else files("prompts") / "layouts"
         )
         self._env = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
         self._cache: dict[tuple[str, str], _CompiledLayout] = {}
+        self._checked: dict[str, tuple[float, _CompiledLayout]] = {}
         # Number of MJML compilations so far; lets tests and metrics see cache effectiveness.
         self.compile_count = 0
 
@@ -114,6 +119,16 @@ class LayoutRenderer:
         return RenderedEmail(html=html, text=text, layout_version=compiled.version)
 
     def _compiled(self, layout: str) -> _CompiledLayout:
+        # Reading and hashing the file per render showed in profiles; an edited layout is
+        # still picked up within ``recheck_seconds``.
+        recent = self._checked.get(layout)
+        if recent is not None and time.monotonic() - recent[0] < self.recheck_seconds:
+            return recent[1]
+        compiled = self._compile(layout)
+        self._checked[layout] = (time.monotonic(), compiled)
+        return compiled
+
+    def _compile(self, layout: str) -> _CompiledLayout:
         source = self._read_layout(layout)
         digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
         key = (layout, digest)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from email.utils import parseaddr
 from pathlib import Path
 
 from sequences.mail.dkim import DkimSigner, generate_private_key_pem
+from sequences.mail.mime import split_address
 
 
 class Signers:
@@ -16,7 +16,7 @@ class Signers:
         self._by_domain: dict[str, DkimSigner] = {}
 
     def for_address(self, address: str) -> DkimSigner:
-        domain = self.domain or parseaddr(address)[1].rpartition("@")[2].lower()
+        domain = self.domain or split_address(address)[1].rpartition("@")[2].lower()
         signer = self._by_domain.get(domain)
         if signer is None:
             signer = DkimSigner(self.private_key_pem, domain, self.selector)
