@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -49,7 +51,7 @@ def serve(
 @app.command("worker")
 def run_worker() -> None:
     """Run a worker against REDIS_URL and DATABASE_URL (scale out with more of these)."""
-    from sequences.worker import build_worker
+    from sequences.worker import build_worker, request_stop
 
     settings = Settings()
     if not settings.redis_url:
@@ -66,10 +68,13 @@ def run_worker() -> None:
 
     async def main() -> None:
         # arq binds the worker to the loop it is built in, so build it inside the running loop.
-        worker = build_worker(settings, redis_url=redis_url, smtp=smtp, handle_signals=True)
-        try:
+        worker = build_worker(settings, redis_url=redis_url, smtp=smtp)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, request_stop, worker, signum)
+        with contextlib.suppress(asyncio.CancelledError):  # how a graceful stop ends the run
             await worker.async_run()
-        finally:
+        with contextlib.suppress(asyncio.CancelledError):
             await worker.close()
 
     asyncio.run(main())

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,3 +32,5 @@ class Deps:
     mailer: Mailer | None = None
     signers: Signers | None = None
     limiter: RateLimiter | None = None
+    # Set on SIGTERM: finish the batch in hand, claim no more (in-flight sends are not cut off).
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from datetime import timedelta
 
@@ -17,18 +18,23 @@ from sequences.sending import Job, send_batch
 log = logging.getLogger(__name__)
 
 
-async def run_due(deps: Deps) -> int:
+async def run_due(deps: Deps, *, budget_seconds: float = 30.0) -> int:
     """Claim and run due rows until none is left, several batches at once (one sends while
-    the next is recorded); returns how many ran."""
+    the next is recorded); returns how many ran.
+
+    No new batch starts after ``budget_seconds`` or once the worker is stopping, so a job never
+    runs into arq's timeout mid-send; what is left is found by the next wake-up or the sweeper.
+    """
+    deadline = time.monotonic() + budget_seconds
     lanes = deps.settings.parallel_batches
-    return sum(await asyncio.gather(*(_drain(deps) for _ in range(lanes))))
+    return sum(await asyncio.gather(*(_drain(deps, deadline) for _ in range(lanes))))
 
 
-async def _drain(deps: Deps) -> int:
+async def _drain(deps: Deps, deadline: float) -> int:
     settings = deps.settings
     lease = timedelta(seconds=settings.claim_lease_seconds)
     total = 0
-    while True:
+    while not deps.stopping.is_set() and time.monotonic() < deadline:
         async with deps.engine.begin() as conn:
             claims = await outbox.claim_due(
                 conn, now=deps.clock.now(), lease=lease, limit=settings.claim_batch
@@ -37,6 +43,7 @@ async def _drain(deps: Deps) -> int:
             return total
         await _guarded(run_batch(deps, claims))
         total += len(claims)
+    return total
 
 
 async def run_batch(deps: Deps, claims: list[outbox.Claim]) -> None:

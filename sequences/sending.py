@@ -61,8 +61,12 @@ async def send_batch(deps: Deps, jobs: list[Job]) -> None:
     fresh, resend, recover = await _triage(deps, jobs, now)
     for job, state in recover:
         await _after_crash(deps, job, state)
-    created = await _create(deps, fresh, now) if fresh else []
-    await _deliver(deps, created + resend)
+    if deps.limiter is not None and fresh + resend:
+        # Wait for the relay's budget before any message is recorded as being sent: a long wait
+        # then costs at most the claims (which lapse and are re-run), never an unknown outcome.
+        await deps.limiter.acquire(len(fresh) + len(resend))
+    drafted, skipped = await _draft(deps, fresh, now) if fresh else ([], [])
+    await _deliver(deps, await _record(deps, drafted, skipped, resend, now))
 
 
 async def _triage(
@@ -166,8 +170,10 @@ async def _after_crash(deps: Deps, job: Job, state: str) -> None:
     await deps.waker.wake_at([d for d in due if d > now])
 
 
-async def _create(deps: Deps, jobs: list[Job], now: datetime) -> list[Job]:
-    """Draft, render and record the batch's messages; returns the jobs whose claims held."""
+async def _draft(
+    deps: Deps, jobs: list[Job], now: datetime
+) -> tuple[list[tuple[Job, str | None, Draft]], list[Finished]]:
+    """Draft and render the batch's messages; steps whose fallback fails are skipped."""
     async with deps.reader.connect() as conn:
         signals = await engagement.load_many(
             conn, [(j.ctx.enrollment_id, j.ctx.contact_id, j.ctx.started_at) for j in jobs]
@@ -190,17 +196,30 @@ async def _create(deps: Deps, jobs: list[Job], now: datetime) -> list[Job]:
     for (job, variant, _), draft in zip(requests, drafts, strict=True):
         job.message = render_message(deps, job.ctx, job.step, draft, now)
         drafted.append((job, variant, draft))
-    return await _record(deps, drafted, skipped, now)
+    return drafted, skipped
 
 
 async def _record(
-    deps: Deps, drafted: list[tuple[Job, str | None, Draft]], skipped: list[Finished], now: datetime
+    deps: Deps,
+    drafted: list[tuple[Job, str | None, Draft]],
+    skipped: list[Finished],
+    resend: list[Job],
+    now: datetime,
 ) -> list[Job]:
+    """Commit every message as ``sending`` before any SMTP call; returns the jobs to send."""
     lease = now + timedelta(seconds=deps.settings.claim_lease_seconds)
+    claims = [job.claim for job, _, _ in drafted] + [job.claim for job in resend]
     async with deps.engine.begin() as conn:
-        # A claim that lapsed while drafting belongs to another worker now: leave it alone.
-        held = await outbox.extend_many(conn, [job.claim for job, _, _ in drafted], lease)
+        # A claim that lapsed meanwhile belongs to another worker now: leave it alone.
+        held = await outbox.extend_many(conn, claims, lease)
         kept = [(job, v, d) for job, v, d in drafted if job.claim.run_id in held]
+        retried = [job for job in resend if job.claim.run_id in held and job.message]
+        if retried:
+            await conn.execute(
+                update(MESSAGES)
+                .where(MESSAGES.c.id.in_([job.message.id for job in retried if job.message]))
+                .values(state=MessageState.sending)
+            )
         messages = [
             message_row(j.message, j.claim, j.ctx, j.step, v, d) for j, v, d in kept if j.message
         ]
@@ -212,7 +231,7 @@ async def _record(
         await timeline.record(conn, [_drafted_entry(job, v, d, now) for job, v, d in kept])
         due = await advance_many(conn, deps, skipped, {}) if skipped else []
     await deps.waker.wake_at([d for d in due if d > now])
-    return [job for job, _, _ in kept]
+    return [job for job, _, _ in kept] + retried
 
 
 def _drafted_entry(job: Job, variant: str | None, draft: Draft, now: datetime) -> dict[str, object]:
@@ -233,8 +252,6 @@ async def _deliver(deps: Deps, jobs: list[Job]) -> None:
     if not jobs:
         return
     assert deps.mailer is not None, "a worker that sends needs a mailer"
-    if deps.limiter is not None:
-        await deps.limiter.acquire(len(jobs))
     outcomes = await asyncio.gather(*(_transmit(deps, job) for job in jobs))
     sent = [
         (job, reply) for job, reply in zip(jobs, outcomes, strict=True) if isinstance(reply, str)

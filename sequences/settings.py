@@ -37,6 +37,7 @@ class Settings(BaseSettings):
         gt=0,
         description="Real seconds one sequence day lasts: 86400 is real time, 10 a demo.",
     )
+    shutdown_grace_seconds: float = Field(30.0, alias="DRIPLINE_SHUTDOWN_GRACE_SECONDS", ge=0)
     sweep_interval_seconds: float = Field(1.0, alias="DRIPLINE_SWEEP_SECONDS", gt=0)
     claim_lease_seconds: float = Field(60.0, alias="DRIPLINE_CLAIM_LEASE_SECONDS", gt=0)
     claim_batch: int = Field(100, alias="DRIPLINE_CLAIM_BATCH", gt=0)

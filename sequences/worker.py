@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -48,8 +49,9 @@ def build_worker(
     redis_url: str,
     smtp: tuple[str, int],
     burst: bool = False,
-    handle_signals: bool = False,
 ) -> Worker:
+    """A worker; signals are the caller's to handle (``request_stop`` stops it gracefully)."""
+
     async def startup(ctx: dict[str, Any]) -> None:
         stack = AsyncExitStack()
         ctx["stack"] = stack
@@ -72,16 +74,33 @@ def build_worker(
         on_shutdown=shutdown,
         keep_result=0,  # a kept result would make arq refuse the next wake with the same id
         max_jobs=4,
-        job_timeout=max(60, round(settings.claim_lease_seconds * 2)),
+        # run_due starts no batch after 30 s, so this only stops a job that hangs.
+        job_timeout=300,
+        job_completion_wait=round(settings.shutdown_grace_seconds),
         poll_delay=0.05,
         burst=burst,
-        handle_signals=handle_signals,
+        handle_signals=False,
     )
 
 
-async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
-    """Stop a worker started with ``async_run``: in-flight jobs are cancelled (their claims
-    expire and rerun), then connections close."""
+def request_stop(worker: Worker, signum: signal.Signals) -> None:
+    """SIGTERM: claim nothing more, let in-flight batches finish their sends, then stop."""
+    deps: Deps | None = worker.ctx.get("deps")
+    if deps is not None:
+        deps.stopping.set()
+    worker.handle_sig_wait_for_completion(signum)
+
+
+async def stop_worker(worker: Worker, task: asyncio.Task[None], grace: float = 10.0) -> None:
+    """Stop a worker started with ``async_run``: in-flight batches get ``grace`` seconds to
+    finish, then whatever is left is cancelled (its claims expire and rerun)."""
+    deps: Deps | None = worker.ctx.get("deps")
+    if deps is not None:
+        deps.stopping.set()
+    worker.allow_pick_jobs = False
+    jobs = [t for t in worker.tasks.values() if not t.done()]
+    if jobs:
+        await asyncio.wait(jobs, timeout=grace)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     try:

@@ -50,6 +50,11 @@ class WorkerProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
 
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -149,3 +154,34 @@ async def test_redis_flushed_mid_run(
 
 async def _count_at_least(capture: CaptureServer, n: int) -> bool:
     return len(capture.messages()) >= n
+
+
+async def test_sigterm_finishes_sends_in_flight(
+    database_url: str,
+    capture: CaptureServer,
+    tmp_path: Path,
+    worker_env: dict[str, str],
+    redis_db: str,
+) -> None:
+    settings = make_settings(tmp_path, database_url)
+    worker = WorkerProcess({**worker_env, "DATABASE_URL": database_url}, tmp_path / "worker.log")
+    async with running_stack(settings, redis_db, capture, worker=False) as stack:
+        await _enroll_all(stack)
+        try:
+            worker.start()
+            await eventually(lambda: _count_at_least(capture, 10), within=30)
+            assert worker.terminate() == 0
+            async with stack.deps.reader.connect() as conn:
+                grouped = select(MESSAGES.c.state, func.count()).group_by(MESSAGES.c.state)
+                states: dict[str, int] = {state: n for state, n in await conn.execute(grouped)}
+            # A graceful stop cuts no send off: nothing is left sending or of unknown outcome.
+            assert set(states) <= {"sent"}, states
+            worker.start()
+            await _assert_clean_finish(stack, capture)
+            async with stack.deps.reader.connect() as conn:
+                unknown = await conn.scalar(
+                    select(func.count()).where(MESSAGES.c.state == "unknown")
+                )
+            assert unknown == 0
+        finally:
+            worker.stop()
