@@ -44,7 +44,7 @@ def serve(
     """Run the HTTP API (and a worker); unset services start embedded."""
     from api.server import serve_forever
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _logging(logging.INFO)
     asyncio.run(serve_forever(Settings(), host=host, port=port, with_worker=worker))
 
 
@@ -63,7 +63,7 @@ def run_worker() -> None:
         raise _fail(
             "SMTP_HOST is not set: a separate worker needs a relay (or use `dripline serve`)"
         )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _logging(logging.INFO)
     redis_url, smtp = settings.redis_url, (settings.smtp_host, settings.smtp_port)
 
     async def main() -> None:
@@ -169,7 +169,7 @@ def demo(
     """Run the example sequence end to end on embedded services and an accelerated clock."""
     from api.demo import run_demo
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    _logging(logging.WARNING)
     raise typer.Exit(code=asyncio.run(run_demo(contacts=contacts, day_seconds=day_seconds)))
 
 
@@ -177,3 +177,10 @@ def _ensure_data_dir() -> None:
     settings = Settings()
     if not settings.database_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _logging(level: int) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Every sweep and SMTP connection would log a line a second; keep those for debugging.
+    for chatty in ("arq.worker", "arq.jobs", "mail.log", "alembic.runtime.migration"):
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
