@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,10 +12,9 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 MAX_ATTRIBUTES_BYTES = 64_000
 
 
-class ContactIn(BaseModel):
+class ContactUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: EmailStr = Field(description="The contact's address; unique case-insensitively.")
     timezone: str | None = Field(
         None, description="IANA zone, e.g. Europe/Paris; drives send windows."
     )
@@ -33,21 +33,8 @@ class ContactIn(BaseModel):
         return bounded_attributes(value)
 
 
-class ContactUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    timezone: str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str | None) -> str | None:
-        return valid_zone(value)
-
-    @field_validator("attributes")
-    @classmethod
-    def _size(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return bounded_attributes(value)
+class ContactIn(ContactUpdate):
+    email: EmailStr = Field(description="The contact's address; unique case-insensitively.")
 
 
 def valid_zone(value: str | None) -> str | None:
@@ -61,7 +48,6 @@ def valid_zone(value: str | None) -> str | None:
 
 
 def bounded_attributes(value: dict[str, Any]) -> dict[str, Any]:
-    import json
 
     if len(json.dumps(value, default=str)) > MAX_ATTRIBUTES_BYTES:
         raise ValueError(f"attributes are larger than {MAX_ATTRIBUTES_BYTES} bytes")

@@ -166,25 +166,16 @@ async def finish_many(
     conn: AsyncConnection, claims: list[Claim], state: RunState = RunState.done
 ) -> set[int]:
     """Close many claimed rows; returns the ids still held (a lapsed claim is left alone)."""
-    by_token: dict[str, list[int]] = {}
-    for claim in claims:
-        by_token.setdefault(claim.token, []).append(claim.run_id)
-    held: set[int] = set()
-    for token, ids in by_token.items():
-        rows = await conn.execute(
-            update(RUNS)
-            .where(
-                RUNS.c.id.in_(ids), RUNS.c.state == RunState.claimed, RUNS.c.claim_token == token
-            )
-            .values(state=state, claim_token=None, claimed_until=None)
-            .returning(RUNS.c.id)
-        )
-        held.update(r.id for r in rows)
-    return held
+    return await _update_held(conn, claims, state=state, claim_token=None, claimed_until=None)
 
 
 async def extend_many(conn: AsyncConnection, claims: list[Claim], until: datetime) -> set[int]:
     """Renew many leases before side effects; returns the ids still ours."""
+    return await _update_held(conn, claims, claimed_until=until)
+
+
+async def _update_held(conn: AsyncConnection, claims: list[Claim], **values: object) -> set[int]:
+    """Update the rows these claims still hold, one statement per claim token."""
     by_token: dict[str, list[int]] = {}
     for claim in claims:
         by_token.setdefault(claim.token, []).append(claim.run_id)
@@ -195,7 +186,7 @@ async def extend_many(conn: AsyncConnection, claims: list[Claim], until: datetim
             .where(
                 RUNS.c.id.in_(ids), RUNS.c.state == RunState.claimed, RUNS.c.claim_token == token
             )
-            .values(claimed_until=until)
+            .values(**values)
             .returning(RUNS.c.id)
         )
         held.update(r.id for r in rows)

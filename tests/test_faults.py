@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,22 @@ async def _enroll_all(stack: Stack) -> None:
         assert response.status_code == 201, response.text
 
 
+@contextlib.asynccontextmanager
+async def fault_run(
+    database_url: str, capture: CaptureServer, tmp_path: Path, env: dict[str, str], redis_url: str
+) -> AsyncIterator[tuple[Stack, WorkerProcess]]:
+    """The API in this process, the contacts enrolled, the worker started as a subprocess."""
+    settings = make_settings(tmp_path, database_url)
+    worker = WorkerProcess({**env, "DATABASE_URL": database_url}, tmp_path / "worker.log")
+    async with running_stack(settings, redis_url, capture, worker=False) as stack:
+        await _enroll_all(stack)
+        worker.start()
+        try:
+            yield stack, worker
+        finally:
+            worker.stop()
+
+
 async def _finished(stack: Stack) -> bool:
     async with stack.deps.reader.connect() as conn:
         active = await conn.scalar(select(func.count()).where(ENROLLMENTS.c.status == "active"))
@@ -102,9 +119,8 @@ async def _assert_clean_finish(stack: Stack, capture: CaptureServer) -> None:
         pending = await conn.scalar(
             select(func.count()).where(RUNS.c.state.in_(["due", "claimed"]))
         )
-        grouped = select(MESSAGES.c.state, func.count()).group_by(MESSAGES.c.state)
-        states: dict[str, int] = {state: n for state, n in await conn.execute(grouped)}
     assert pending == 0
+    states = await _message_states(stack)
     assert set(states) <= {"sent", "unknown"}
     # Every message recorded as sent reached the server exactly once.
     assert states.get("sent", 0) <= len(counts)
@@ -118,18 +134,11 @@ async def test_sigkill_mid_run(
     worker_env: dict[str, str],
     redis_db: str,
 ) -> None:
-    settings = make_settings(tmp_path, database_url, DRIPLINE_CLAIM_LEASE_SECONDS=2)
-    worker = WorkerProcess({**worker_env, "DATABASE_URL": database_url}, tmp_path / "worker.log")
-    async with running_stack(settings, redis_db, capture, worker=False) as stack:
-        await _enroll_all(stack)
-        try:
-            worker.start()
-            await eventually(lambda: _count_at_least(capture, 10), within=30)
-            worker.kill()
-            worker.start()
-            await _assert_clean_finish(stack, capture)
-        finally:
-            worker.stop()
+    async with fault_run(database_url, capture, tmp_path, worker_env, redis_db) as (stack, worker):
+        await eventually(lambda: _count_at_least(capture, 10), within=30)
+        worker.kill()
+        worker.start()
+        await _assert_clean_finish(stack, capture)
 
 
 async def test_redis_flushed_mid_run(
@@ -139,21 +148,10 @@ async def test_redis_flushed_mid_run(
     worker_env: dict[str, str],
     redis_db: str,
 ) -> None:
-    settings = make_settings(tmp_path, database_url)
-    worker = WorkerProcess({**worker_env, "DATABASE_URL": database_url}, tmp_path / "worker.log")
-    async with running_stack(settings, redis_db, capture, worker=False) as stack:
-        await _enroll_all(stack)
-        try:
-            worker.start()
-            await eventually(lambda: _count_at_least(capture, CONTACTS), within=30)
-            redis.Redis.from_url(redis_db).flushdb()  # every deferred wake-up for the waits is gone
-            await _assert_clean_finish(stack, capture)
-        finally:
-            worker.stop()
-
-
-async def _count_at_least(capture: CaptureServer, n: int) -> bool:
-    return len(capture.messages()) >= n
+    async with fault_run(database_url, capture, tmp_path, worker_env, redis_db) as (stack, _):
+        await eventually(lambda: _count_at_least(capture, CONTACTS), within=30)
+        redis.Redis.from_url(redis_db).flushdb()  # every deferred wake-up for the waits is gone
+        await _assert_clean_finish(stack, capture)
 
 
 async def test_sigterm_finishes_sends_in_flight(
@@ -163,25 +161,21 @@ async def test_sigterm_finishes_sends_in_flight(
     worker_env: dict[str, str],
     redis_db: str,
 ) -> None:
-    settings = make_settings(tmp_path, database_url)
-    worker = WorkerProcess({**worker_env, "DATABASE_URL": database_url}, tmp_path / "worker.log")
-    async with running_stack(settings, redis_db, capture, worker=False) as stack:
-        await _enroll_all(stack)
-        try:
-            worker.start()
-            await eventually(lambda: _count_at_least(capture, 10), within=30)
-            assert worker.terminate() == 0
-            async with stack.deps.reader.connect() as conn:
-                grouped = select(MESSAGES.c.state, func.count()).group_by(MESSAGES.c.state)
-                states: dict[str, int] = {state: n for state, n in await conn.execute(grouped)}
-            # A graceful stop cuts no send off: nothing is left sending or of unknown outcome.
-            assert set(states) <= {"sent"}, states
-            worker.start()
-            await _assert_clean_finish(stack, capture)
-            async with stack.deps.reader.connect() as conn:
-                unknown = await conn.scalar(
-                    select(func.count()).where(MESSAGES.c.state == "unknown")
-                )
-            assert unknown == 0
-        finally:
-            worker.stop()
+    async with fault_run(database_url, capture, tmp_path, worker_env, redis_db) as (stack, worker):
+        await eventually(lambda: _count_at_least(capture, 10), within=30)
+        assert worker.terminate() == 0
+        # A graceful stop cuts no send off: nothing is left sending or of unknown outcome.
+        assert set(await _message_states(stack)) <= {"sent"}
+        worker.start()
+        await _assert_clean_finish(stack, capture)
+        assert "unknown" not in await _message_states(stack)
+
+
+async def _count_at_least(capture: CaptureServer, n: int) -> bool:
+    return len(capture.messages()) >= n
+
+
+async def _message_states(stack: Stack) -> dict[str, int]:
+    grouped = select(MESSAGES.c.state, func.count()).group_by(MESSAGES.c.state)
+    async with stack.deps.reader.connect() as conn:
+        return {state: n for state, n in await conn.execute(grouped)}
