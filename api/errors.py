@@ -28,9 +28,19 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = [{"path": field_path(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+    details = [_detail(e) for e in exc.errors()]
     first = details[0] if details else {"path": "body", "message": "invalid request"}
     return error_response(422, "invalid_request", f"{first['path']}: {first['message']}", details)
+
+
+def _detail(error: Any) -> dict[str, str]:
+    if error.get("type") == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "malformed JSON")
+        return {
+            "path": "body",
+            "message": f"invalid JSON at character {error['loc'][-1]}: {reason}",
+        }
+    return {"path": field_path(error["loc"]), "message": error["msg"].removeprefix("Value error, ")}
 
 
 async def _definition(_: Request, exc: Exception) -> JSONResponse:

@@ -116,3 +116,28 @@ async def test_bad_events_write_nothing(stack: Stack) -> None:
     assert response.status_code == 422
     assert _paths(response.json()) == ["events.1.contact_id"]
     assert await _rows(stack) == before  # the first event's contact was not created either
+
+
+async def test_malformed_json_names_the_body(stack: Stack) -> None:
+    response = await stack.client.post(
+        "/v1/enrollments",
+        content=b'{"sequence": "x", "contact": {',
+        headers={**stack.auth(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    detail = response.json()["error"]["details"][0]
+    assert detail["path"] == "body" and "invalid JSON at character 30" in detail["message"]
+
+
+async def test_bad_timezone_is_refused(stack: Stack) -> None:
+    assert (await stack.apply("bad-input", GOOD)).status_code == 201
+    before = await _rows(stack)
+    response = await stack.enroll("bad-input", "tz@example.com", timezone="Mars/Base")
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == [
+        {
+            "path": "contact.timezone",
+            "message": "'Mars/Base' is not an IANA timezone such as Europe/Paris",
+        }
+    ]
+    assert await _rows(stack) == before
