@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from harness import BROWSER_UA, Stack, eventually, make_settings, running_stack
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from sequences.mail.capture import CaptureServer, RejectRule
-from sequences.models import EVENTS, MESSAGES
+from sequences.models import EVENTS, LINKS, MESSAGES
 
 SEQUENCE = """
 key: delivery
@@ -123,3 +123,31 @@ async def test_open_pixel_and_foreign_links(stack: Stack) -> None:
 
 async def _mail(stack: Stack, address: str) -> list[Any]:
     return stack.mail_to(address)
+
+
+async def test_every_link_burst_is_a_scanner(
+    tmp_path: Path, rules_capture: CaptureServer, redis_db: str
+) -> None:
+    settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'burst.sqlite'}")
+    async with running_stack(settings, redis_db, rules_capture) as stack:
+        assert (await stack.apply("delivery", SEQUENCE)).status_code == 201
+        await stack.enroll("delivery", "bea@example.com")
+        await eventually(lambda: _mail(stack, "bea@example.com"))
+        async with stack.deps.engine.begin() as conn:
+            message_pk = await conn.scalar(select(MESSAGES.c.id))
+            # A second tracked link, as copy with an inline link would have.
+            await conn.execute(
+                insert(LINKS).values(
+                    message_pk=message_pk, token="second", url="https://acme.test/b"
+                )
+            )
+            first = await conn.scalar(select(LINKS.c.token).where(LINKS.c.token != "second"))
+        headers = {"User-Agent": BROWSER_UA}
+        assert (await stack.client.get(f"/t/c/{first}", headers=headers)).status_code == 302
+        assert (await stack.client.get("/t/c/second", headers=headers)).status_code == 302
+        async with stack.deps.reader.connect() as conn:
+            clicks = (await conn.execute(select(EVENTS.c.is_bot, EVENTS.c.properties))).all()
+        assert [(bot, props.get("bot")) for bot, props in clicks] == [
+            (False, None),
+            (True, "every-link burst"),
+        ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.deps import DepsDep
 from sequences import feedback
 from sequences.feedback import Incoming
-from sequences.models import CONTACTS, LINKS, MESSAGES
+from sequences.models import CONTACTS, EVENTS, LINKS, MESSAGES
 
 router = APIRouter(tags=["tracking"], include_in_schema=True)
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -24,6 +24,7 @@ SCANNERS = re.compile(
     re.IGNORECASE,
 )
 NO_STORE = {"Cache-Control": "no-store, private"}
+BURST_WINDOW = timedelta(seconds=2)
 
 
 async def _message(
@@ -84,6 +85,8 @@ async def click(token: str, request: Request, deps: DepsDep) -> Response:
             )
         found = await _message_by_pk(conn, row.message_pk)
         reason = _bot_reason(request, found[4], now, deps.settings.bot_click_window_seconds)
+        if reason is None and await _link_burst(conn, found[0], row.url, now):
+            reason = "every-link burst"
         event = Incoming(
             type="clicked",
             contact_id=found[2],
@@ -107,6 +110,18 @@ async def _message_by_pk(
     found = await _message(conn, row.token)
     assert found is not None
     return found
+
+
+async def _link_burst(conn: AsyncConnection, message_pk: str, url: str, now: datetime) -> bool:
+    """Scanners open every link of a message at once; people click one, then maybe another."""
+    recent = await conn.execute(
+        select(EVENTS.c.properties).where(
+            EVENTS.c.message_pk == message_pk,
+            EVENTS.c.type == "clicked",
+            EVENTS.c.occurred_at >= now - BURST_WINDOW,
+        )
+    )
+    return any((props or {}).get("url") != url for (props,) in recent)
 
 
 def _bot_reason(
