@@ -89,6 +89,7 @@ async def open_deps(
             password=settings.smtp_password,
             starttls=settings.smtp_starttls,
             timeout=settings.smtp_timeout,
+            local_hostname=settings.smtp_local_hostname,
         )
         deps.signers = Signers(
             load_or_create_key(settings.dkim_key_path), settings.dkim_selector, settings.dkim_domain

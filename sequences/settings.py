@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(None, alias="SMTP_PASSWORD")
     smtp_starttls: bool = Field(False, alias="SMTP_STARTTLS")
     smtp_timeout: float = Field(30.0, alias="SMTP_TIMEOUT")
+    smtp_local_hostname: str | None = Field(
+        None, alias="SMTP_LOCAL_HOSTNAME", description="The name we greet the relay with (EHLO)."
+    )
     smtp_pool_size: int = Field(8, alias="SMTP_POOL_SIZE")
     smtp_rate_per_second: float = Field(2000.0, alias="SMTP_RATE_PER_SECOND")
 
