@@ -29,6 +29,15 @@ async def get_conn(deps: DepsDep) -> AsyncIterator[AsyncConnection]:
 ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
 
 
+async def get_read_conn(deps: DepsDep) -> AsyncIterator[AsyncConnection]:
+    """For GET handlers: reads never wait on (or block) the database's writers."""
+    async with deps.reader.connect() as conn:
+        yield conn
+
+
+ReadConnDep = Annotated[AsyncConnection, Depends(get_read_conn)]
+
+
 def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     allowed = {Role.admin, *roles}
 

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.deps import ConnDep, DepsDep, Enroller, Reader
+from api.deps import ConnDep, DepsDep, Enroller, ReadConnDep, Reader
 from api.schemas import ContactUpdate
 from sequences import contacts
 from sequences.engagement import SCORE_WEIGHTS
@@ -52,7 +53,7 @@ async def put_contact(
 
 
 @router.get("/{email}")
-async def get_contact(email: str, conn: ConnDep, _: Reader) -> dict[str, Any]:
+async def get_contact(email: str, conn: ReadConnDep, _: Reader) -> dict[str, Any]:
     """A contact's attributes, engagement score, suppression and enrollments."""
     ref = await contacts.find(conn, email=checked_email(email))
     if ref is None:
@@ -60,7 +61,7 @@ async def get_contact(email: str, conn: ConnDep, _: Reader) -> dict[str, Any]:
     return await _contact(conn, ref.id)
 
 
-async def _contact(conn: ConnDep, contact_id: int) -> dict[str, Any]:
+async def _contact(conn: AsyncConnection, contact_id: int) -> dict[str, Any]:
     row = (await conn.execute(select(CONTACTS).where(CONTACTS.c.id == contact_id))).one()
     enrollments = await conn.execute(
         select(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.deps import ConnDep, DepsDep, Enroller, Reader
+from api.deps import ConnDep, DepsDep, Enroller, ReadConnDep, Reader
 from api.schemas import BulkEnrollmentIn, ContactIn, EnrollmentIn
 from sequences import contacts, lifecycle, registry
 from sequences.deps import Deps
@@ -120,7 +120,7 @@ async def bulk_enroll(body: BulkEnrollmentIn, deps: DepsDep, _: Enroller) -> dic
 
 
 @router.get("/{enrollment_id}")
-async def get_enrollment(enrollment_id: str, conn: ConnDep, _: Reader) -> dict[str, Any]:
+async def get_enrollment(enrollment_id: str, conn: ReadConnDep, _: Reader) -> dict[str, Any]:
     """Status, pinned version, current step, next run, timeline and engagement."""
     return await describe(conn, enrollment_id)
 

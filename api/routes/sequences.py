@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.deps import Admin, ConnDep, DepsDep, Reader
+from api.deps import Admin, ConnDep, DepsDep, ReadConnDep, Reader
 from sequences import registry
 from sequences.definition import DefinitionError, FieldError
 from sequences.errors import NotFound
@@ -48,7 +49,7 @@ async def apply_sequence(
 
 
 @router.get("")
-async def list_sequences(conn: ConnDep, _: Reader) -> dict[str, Any]:
+async def list_sequences(conn: ReadConnDep, _: Reader) -> dict[str, Any]:
     """All sequences with their current version and active enrollments."""
     active = (
         select(ENROLLMENTS.c.sequence_id, func.count().label("active"))
@@ -82,7 +83,7 @@ async def list_sequences(conn: ConnDep, _: Reader) -> dict[str, Any]:
 
 
 @router.get("/{key}")
-async def get_sequence(key: str, conn: ConnDep, _: Reader) -> dict[str, Any]:
+async def get_sequence(key: str, conn: ReadConnDep, _: Reader) -> dict[str, Any]:
     """The current definition, its versions, and per-step send statistics."""
     pinned = await registry.current(conn, key)
     if pinned is None:
@@ -104,7 +105,7 @@ async def get_sequence(key: str, conn: ConnDep, _: Reader) -> dict[str, Any]:
     }
 
 
-async def _step_stats(conn: ConnDep, sequence_id: int) -> dict[str, dict[str, int]]:
+async def _step_stats(conn: AsyncConnection, sequence_id: int) -> dict[str, dict[str, int]]:
     rows = await conn.execute(
         select(MESSAGES.c.step_id, MESSAGES.c.state, func.count().label("n"))
         .join(ENROLLMENTS, ENROLLMENTS.c.id == MESSAGES.c.enrollment_id)
