@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import uvicorn
@@ -15,6 +16,15 @@ from sequences.embedded import Embedded, Endpoints
 from sequences.mail.capture import RejectRule
 from sequences.settings import Settings
 from sequences.worker import build_worker, stop_worker
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM once it has stopped, which would kill this process before it
+    stops the embedded Valkey and the worker; here the caller handles signals instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 @dataclass
@@ -38,7 +48,7 @@ async def running(
     with Embedded(settings, rules=rules) as endpoints:
         app = create_app(settings, redis_url=endpoints.redis_url)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-        server = uvicorn.Server(config)
+        server = _Server(config)
         worker = (
             build_worker(settings, redis_url=endpoints.redis_url, smtp=endpoints.smtp)
             if with_worker
@@ -62,7 +72,12 @@ async def running(
 
 async def serve_forever(settings: Settings, *, host: str, port: int, with_worker: bool) -> None:
     async with running(settings, host=host, port=port, with_worker=with_worker) as run:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, setattr, run.server, "should_exit", True)
+        if not settings.redis_url:
+            print(f"embedded Valkey: {run.endpoints.redis_url}")
         if run.endpoints.inbox is not None:
             print(f"dev inbox (captured emails): {run.endpoints.inbox}")
-        print(f"Dripline API on http://{host}:{port}  (OpenAPI at /docs)")
+        print(f"Dripline API on http://{host}:{port}  (OpenAPI at /docs)", flush=True)
         await run.serving  # until Ctrl-C: uvicorn handles the signal and returns

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
+import redis
 from harness import make_settings, running_stack
 from typer.testing import CliRunner
 
@@ -61,3 +68,36 @@ def test_apply_keys_and_dkim(cli_env: Path) -> None:
     assert dkim.exit_code == 0
     assert dkim.stdout.startswith('dripline._domainkey.acme.test. IN TXT "v=DKIM1; k=rsa; p=')
     assert (cli_env / "data" / "dkim_private.pem").exists()
+
+
+def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`dripline serve` on embedded services: after SIGTERM nothing it started is left."""
+    port = _free_port()
+    env = {**os.environ, "DRIPLINE_DATA_DIR": str(tmp_path / "data")}
+    for name in ("DATABASE_URL", "REDIS_URL", "SMTP_HOST"):
+        env.pop(name, None)
+    dripline = str(Path(sys.executable).parent / "dripline")
+    proc = subprocess.Popen(
+        [dripline, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)] if proc.stdout else []
+        valkey = next(line.split(": ", 1)[1].strip() for line in lines if "Valkey" in line)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert health.json()["status"] == "ok"
+        assert redis.Redis.from_url(valkey).ping()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis.from_url(valkey, socket_connect_timeout=1).ping()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
