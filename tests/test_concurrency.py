@@ -50,3 +50,18 @@ async def test_fifty_concurrent_enrollments(
         assert active == 1
         clash = next(r for r in results if r[0] == 409)
         assert clash[1] is None
+
+
+async def test_concurrent_applies_make_consecutive_versions(
+    database_url: str, capture: CaptureServer, tmp_path: Path, redis_db: str
+) -> None:
+    settings = make_settings(tmp_path, database_url)
+    async with running_stack(settings, redis_db, capture, worker=False) as stack:
+        documents = [SEQUENCE.format(key="racy").replace("Hello.", f"Hello {n}.") for n in range(8)]
+        responses = await asyncio.gather(*(stack.apply("racy", d) for d in documents))
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) <= {201, 409}, [r.text for r in responses]
+        created = sorted(r.json()["version"] for r in responses if r.status_code == 201)
+        assert created == list(range(1, len(created) + 1))  # no gaps, no duplicates
+        refused = [r.json()["error"]["code"] for r in responses if r.status_code == 409]
+        assert set(refused) <= {"concurrent_apply"}

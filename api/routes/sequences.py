@@ -6,12 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import Admin, ConnDep, DepsDep, ReadConnDep, Reader
 from sequences import registry
 from sequences.definition import DefinitionError, FieldError
-from sequences.errors import NotFound
+from sequences.errors import Conflict, NotFound
 from sequences.loading import parse_definition
 from sequences.models import (
     ENROLLMENTS,
@@ -42,7 +43,13 @@ async def apply_sequence(
         raise DefinitionError(
             [FieldError("key", f"the body's key '{defn.key}' differs from the URL's '{key}'")]
         )
-    applied = await registry.apply(conn, defn, deps.clock.now())
+    try:
+        async with conn.begin_nested():
+            applied = await registry.apply(conn, defn, deps.clock.now())
+    except IntegrityError:
+        raise Conflict(
+            "concurrent_apply", f"sequence '{key}' was changed by another request; apply again"
+        ) from None
     if not applied.created:
         response.status_code = 200
     return {"key": applied.key, "version": applied.version, "created": applied.created}
