@@ -18,6 +18,7 @@ from sequences.db import make_engine
 from sequences.definition import DefinitionError
 from sequences.loading import parse_definition
 from sequences.mail.dkim import dns_txt_record
+from sequences.mail.render import LayoutRenderer
 from sequences.mail.signers import load_or_create_key
 from sequences.settings import Settings
 
@@ -89,6 +90,7 @@ def apply(path: Path) -> None:
         raise _fail(f"{path}: {error.strerror}") from None
     try:
         defn = parse_definition(source)
+        registry.check_layouts(defn, LayoutRenderer().exists)
     except DefinitionError as error:
         for item in error.errors:
             typer.secho(f"{path}: {item.path}: {item.message}", fg=typer.colors.RED, err=True)

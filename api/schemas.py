@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 MAX_ATTRIBUTES_BYTES = 64_000
+
+
+def deliverable(address: str) -> str:
+    """Without SMTPUTF8 the local part must be ASCII; an international domain goes as IDNA."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise ValueError(
+            "the part before @ must be ASCII: international mailboxes are not supported"
+        )
+    return f"{local}@{domain.encode('idna').decode('ascii')}"
+
+
+Email = Annotated[EmailStr, AfterValidator(deliverable)]
 
 
 class ContactUpdate(BaseModel):
@@ -34,7 +47,7 @@ class ContactUpdate(BaseModel):
 
 
 class ContactIn(ContactUpdate):
-    email: EmailStr = Field(description="The contact's address; unique case-insensitively.")
+    email: Email = Field(description="The contact's address; unique case-insensitively.")
 
 
 def valid_zone(value: str | None) -> str | None:
@@ -75,8 +88,8 @@ class EventIn(BaseModel):
         None, max_length=200, description="Your event id; a repeated id is accepted once."
     )
     type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")
-    email: EmailStr | None = None
-    contact_id: int | None = None
+    email: Email | None = None
+    contact_id: int | None = Field(None, ge=1, le=2**31 - 1)
     message_id: str | None = Field(
         None, max_length=255, description="Our Message-ID (or message id) it concerns."
     )

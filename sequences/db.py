@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, event
+from sqlalchemy import JSON, DateTime, Table, event, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
 READ_ONLY_OPTION = "dripline_read_only"
@@ -69,3 +70,14 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 def read_only(engine: AsyncEngine) -> AsyncEngine:
     """The same pool for reads only: on SQLite they begin DEFERRED and never wait for writers."""
     return engine.execution_options(**{READ_ONLY_OPTION: True})
+
+
+async def lock_rows(conn: AsyncConnection, table: Table, ids: Sequence[object]) -> None:
+    """Lock rows in id order (PostgreSQL), so transactions that lock several never deadlock.
+
+    Engine-wide order: contacts, then enrollments, then outbox rows. SQLite needs nothing:
+    a writer there holds the whole database from ``BEGIN IMMEDIATE``.
+    """
+    if ids and conn.dialect.name == "postgresql":
+        query = select(table.c.id).where(table.c.id.in_(ids)).order_by(table.c.id)
+        await conn.execute(query.with_for_update())

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences import engagement, lifecycle, outbox, registry, timeline
+from sequences.db import lock_rows
 from sequences.definition import (
     BranchStep,
     ChooseStep,
@@ -130,6 +131,8 @@ async def advance_many(
 
     ``signals`` holds engagement already loaded for some enrollments (branches read it).
     """
+    # Enrollments before outbox rows, as everywhere (see sequences.db.lock_rows).
+    await lock_rows(conn, ENROLLMENTS, sorted({f.ctx.enrollment_id for f in finished}))
     held = await outbox.finish_many(conn, [f.claim for f in finished])
     now = deps.clock.now()
     moves: list[Move] = []

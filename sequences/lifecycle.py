@@ -10,6 +10,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences import outbox, timeline
+from sequences.db import lock_rows
 from sequences.models import ENROLLMENTS, SUPPRESSIONS, EnrollmentStatus
 
 # These always end every sequence for the address, whatever exit_on says.
@@ -28,6 +29,7 @@ async def end(
     """Move active enrollments to a final status; returns those that were still active."""
     if not enrollment_ids:
         return []
+    await lock_rows(conn, ENROLLMENTS, sorted(enrollment_ids))
     values: dict[str, object] = {
         "status": status,
         "exit_reason": reason,

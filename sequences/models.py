@@ -156,6 +156,7 @@ class Link(SQLModel, table=True):
 
 class Event(SQLModel, table=True):
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_message_type_at", "message_pk", "type", "occurred_at"),)
     id: int | None = Field(default=None, primary_key=True)
     event_key: str = Field(max_length=300, unique=True)
     contact_id: int = Field(foreign_key="contacts.id", index=True)

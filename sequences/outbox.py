@@ -66,7 +66,14 @@ async def release(conn: AsyncConnection, claim: Claim, due_at: datetime) -> bool
     result = await conn.execute(
         update(RUNS)
         .where(_held(claim))
-        .values(state=RunState.due, due_at=due_at, claim_token=None, claimed_until=None)
+        .values(
+            # A deliberate postponement is no failure: ``attempts`` counts lapsed claims only.
+            state=RunState.due,
+            due_at=due_at,
+            claim_token=None,
+            claimed_until=None,
+            attempts=0,
+        )
     )
     return result.rowcount == 1
 

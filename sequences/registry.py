@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.definition import SequenceDefinition
+from sequences.definition import DefinitionError, EmailStep, FieldError, SequenceDefinition
 from sequences.loading import definition_checksum, parse_definition
 from sequences.models import SEQUENCES, VERSIONS
 
@@ -120,3 +121,14 @@ async def all_current(conn: AsyncConnection) -> list[Pinned]:
 
 def summary(defn: SequenceDefinition) -> dict[str, Any]:
     return {"key": defn.key, "name": defn.name, "steps": [s.id for s in defn.steps]}
+
+
+def check_layouts(defn: SequenceDefinition, exists: Callable[[str], bool]) -> None:
+    """Refuse a definition naming a layout that is not there, before any contact reaches it."""
+    errors = [] if exists(defn.layout) else [FieldError("layout", f"no layout '{defn.layout}'")]
+    for number, step in enumerate(defn.steps):
+        if isinstance(step, EmailStep) and step.email.layout and not exists(step.email.layout):
+            path = f"steps.{number}.email.layout"
+            errors.append(FieldError(path, f"no layout '{step.email.layout}'"))
+    if errors:
+        raise DefinitionError(errors)

@@ -8,7 +8,9 @@ import time
 from collections.abc import Awaitable
 from datetime import timedelta
 
-from sequences import engagement, outbox
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sequences import engagement, lifecycle, outbox
 from sequences.definition import EmailStep, WaitStep
 from sequences.deps import Deps
 from sequences.flow import Finished, RunContext, advance_many, load_contexts
@@ -50,6 +52,7 @@ async def run_batch(deps: Deps, claims: list[outbox.Claim]) -> None:
     async with deps.reader.connect() as conn:
         contexts = await load_contexts(conn, [c.enrollment_id for c in claims])
     gone: list[outbox.Claim] = []
+    poisoned: list[outbox.Claim] = []
     emails: list[Job] = []
     others: list[tuple[outbox.Claim, RunContext]] = []
     for claim in claims:
@@ -57,14 +60,18 @@ async def run_batch(deps: Deps, claims: list[outbox.Claim]) -> None:
         if ctx is None or ctx.status != EnrollmentStatus.active:
             gone.append(claim)  # ended meanwhile (an exit, a cancel): nothing left to run
             continue
+        if claim.attempts > deps.settings.max_run_attempts:
+            poisoned.append(claim)  # it failed every time: stop it holding its batch back
+            continue
         step = ctx.definition.step(claim.step_id)
         if isinstance(step, EmailStep):
             emails.append(Job(claim, ctx, step))
         else:
             others.append((claim, ctx))
-    if gone:
+    if gone or poisoned:
         async with deps.engine.begin() as conn:
             await outbox.finish_many(conn, gone, RunState.cancelled)
+            await _give_up(conn, deps, poisoned)
     await asyncio.gather(_guarded(send_batch(deps, emails)), _guarded(_continue(deps, others)))
 
 
@@ -95,3 +102,19 @@ async def _continue(deps: Deps, rows: list[tuple[outbox.Claim, RunContext]]) -> 
         due = await advance_many(conn, deps, finished, signals)
     # Rows due now are claimed by run_due's next round; only later ones need a wake-up job.
     await deps.waker.wake_at([d for d in due if d > now])
+
+
+async def _give_up(conn: AsyncConnection, deps: Deps, poisoned: list[outbox.Claim]) -> None:
+    held = await outbox.finish_many(conn, poisoned, RunState.done)
+    for claim in poisoned:
+        if claim.run_id in held:
+            log.error("step failed on every attempt", extra={"step": claim.step_id})
+            reason = f"step {claim.step_id} failed {claim.attempts - 1} times"
+            await lifecycle.end(
+                conn,
+                [claim.enrollment_id],
+                status=EnrollmentStatus.exited,
+                reason=reason,
+                now=deps.clock.now(),
+                step_id=claim.step_id,
+            )

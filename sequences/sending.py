@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.copy import Draft
@@ -39,7 +39,7 @@ from sequences.mail.smtp import (
     UnknownOutcomeError,
 )
 from sequences.models import LINKS, MESSAGES, SUPPRESSIONS, EnrollmentStatus, MessageState, RunState
-from sequences.pacing import deferral
+from sequences.pacing import cap_releases, window_release
 from sequences.sandbox import SandboxError
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class Job:
     ctx: RunContext
     step: EmailStep
     message: Outgoing | None = None
+    data: bytes | None = None  # the signed message, built before it is recorded as sending
     signals: engagement.Engagement | None = None
 
 
@@ -66,7 +67,19 @@ async def send_batch(deps: Deps, jobs: list[Job]) -> None:
         # then costs at most the claims (which lapse and are re-run), never an unknown outcome.
         await deps.limiter.acquire(len(fresh) + len(resend))
     drafted, skipped = await _draft(deps, fresh, now) if fresh else ([], [])
-    await _deliver(deps, await _record(deps, drafted, skipped, resend, now))
+    resend = [job for job in await asyncio.gather(*(_rebuild(deps, j) for j in resend)) if job]
+    await _deliver(deps, await _record(deps, drafted, skipped, resend))
+
+
+async def _rebuild(deps: Deps, job: Job) -> Job | None:
+    """The exact bytes of a message that got a 4xx, to try again."""
+    assert job.message is not None
+    try:
+        job.data = await asyncio.to_thread(message_bytes, deps, job.ctx, job.message)
+    except Exception:  # a signing setup broken since: the claim lapses and the row runs again
+        log.exception("could not rebuild a message to retry", extra={"message_pk": job.message.id})
+        return None
+    return job
 
 
 async def _triage(
@@ -141,16 +154,21 @@ async def _exit_suppressed(conn: AsyncConnection, job: Job, reason: str, now: da
 
 
 async def _deferred(conn: AsyncConnection, deps: Deps, job: Job, now: datetime) -> datetime | None:
-    """Outside the send window or over the frequency cap: the row waits for later."""
-    later, why = await deferral(conn, deps, job.ctx, now)
-    if later is None:
-        return None
-    if await outbox.release(conn, job.claim, later):
+    """Outside the recipient's send window: the row waits for it to open."""
+    later = window_release(deps, job.ctx, now)
+    if later is not None:
+        await _postpone(conn, job, later, "outside the send window", now)
+    return later
+
+
+async def _postpone(
+    conn: AsyncConnection, job: Job, until: datetime, why: str, now: datetime
+) -> None:
+    if await outbox.release(conn, job.claim, until):
         entry = timeline.entry(
-            job.ctx.enrollment_id, now, "deferred", job.step.id, until=later.isoformat(), reason=why
+            job.ctx.enrollment_id, now, "deferred", job.step.id, until=until.isoformat(), reason=why
         )
         await timeline.record(conn, [entry])
-    return later
 
 
 async def _after_crash(deps: Deps, job: Job, state: str) -> None:
@@ -173,30 +191,40 @@ async def _after_crash(deps: Deps, job: Job, state: str) -> None:
 async def _draft(
     deps: Deps, jobs: list[Job], now: datetime
 ) -> tuple[list[tuple[Job, str | None, Draft]], list[Finished]]:
-    """Draft and render the batch's messages; steps whose fallback fails are skipped."""
+    """Draft, render and sign the batch's messages before any is recorded as sending; a step
+    whose message cannot be made is skipped, and the timeline says why."""
     async with deps.reader.connect() as conn:
         signals = await engagement.load_many(
             conn, [(j.ctx.enrollment_id, j.ctx.contact_id, j.ctx.started_at) for j in jobs]
         )
-    drafted: list[tuple[Job, str | None, Draft]] = []
-    skipped: list[Finished] = []
-    requests = []
     for job in jobs:
         job.signals = signals[job.ctx.enrollment_id]
-        try:
-            variant, request = copy_request(job.ctx, job.step, job.signals.summary())
-        except SandboxError as error:  # never send a broken email: skip it and say why
-            reason = f"fallback template failed: {error}"
-            skipped.append(
-                Finished(job.claim, job.ctx, job.step.id, {"outcome": "skipped", "reason": reason})
-            )
-            continue
-        requests.append((job, variant, request))
-    drafts = await asyncio.gather(*(deps.writer.write(request) for _, _, request in requests))
-    for (job, variant, _), draft in zip(requests, drafts, strict=True):
-        job.message = render_message(deps, job.ctx, job.step, draft, now)
-        drafted.append((job, variant, draft))
+    results = await asyncio.gather(*(_draft_one(deps, job, now) for job in jobs))
+    drafted = [r for r in results if not isinstance(r, Finished)]
+    skipped = [r for r in results if isinstance(r, Finished)]
     return drafted, skipped
+
+
+async def _draft_one(
+    deps: Deps, job: Job, now: datetime
+) -> tuple[Job, str | None, Draft] | Finished:
+    assert job.signals is not None
+    try:
+        variant, request = copy_request(job.ctx, job.step, job.signals.summary())
+        draft = await deps.writer.write(request)
+        job.message = render_message(deps, job.ctx, job.step, draft, now)
+        # RSA signing releases the GIL: in a thread it runs on the other core.
+        job.data = await asyncio.to_thread(message_bytes, deps, job.ctx, job.message)
+    except SandboxError as error:
+        return _skipped(job, f"fallback template failed: {error}")
+    except Exception as error:  # one unsendable message must not hold up its batch
+        log.exception("email step could not be composed", extra={"step": job.step.id})
+        return _skipped(job, f"{type(error).__name__}: {error}")
+    return job, variant, draft
+
+
+def _skipped(job: Job, reason: str) -> Finished:
+    return Finished(job.claim, job.ctx, job.step.id, {"outcome": "skipped", "reason": reason})
 
 
 async def _record(
@@ -204,12 +232,21 @@ async def _record(
     drafted: list[tuple[Job, str | None, Draft]],
     skipped: list[Finished],
     resend: list[Job],
-    now: datetime,
 ) -> list[Job]:
     """Commit every message as ``sending`` before any SMTP call; returns the jobs to send."""
+    now = deps.clock.now()  # drafting may have taken a while: the new lease starts now
     lease = now + timedelta(seconds=deps.settings.claim_lease_seconds)
-    claims = [job.claim for job, _, _ in drafted] + [job.claim for job in resend]
+    later: list[datetime] = []
     async with deps.engine.begin() as conn:
+        # Checked here, contacts locked, in the transaction that records the messages: two
+        # workers cannot both take a contact's last slot under the frequency cap.
+        releases = await cap_releases(conn, deps, [job.ctx for job, _, _ in drafted], now)
+        for (job, _, _), until in zip(drafted, releases, strict=True):
+            if until is not None:
+                await _postpone(conn, job, until, "frequency cap", now)
+                later.append(until)
+        drafted = [d for d, until in zip(drafted, releases, strict=True) if until is None]
+        claims = [job.claim for job, _, _ in drafted] + [job.claim for job in resend]
         # A claim that lapsed meanwhile belongs to another worker now: leave it alone.
         held = await outbox.extend_many(conn, claims, lease)
         kept = [(job, v, d) for job, v, d in drafted if job.claim.run_id in held]
@@ -230,7 +267,7 @@ async def _record(
             await conn.execute(insert(LINKS), links)
         await timeline.record(conn, [_drafted_entry(job, v, d, now) for job, v, d in kept])
         due = await advance_many(conn, deps, skipped, {}) if skipped else []
-    await deps.waker.wake_at([d for d in due if d > now])
+    await deps.waker.wake_at([d for d in due if d > now] + later)
     return [job for job, _, _ in kept] + retried
 
 
@@ -263,14 +300,15 @@ async def _deliver(deps: Deps, jobs: list[Job]) -> None:
 
 
 async def _transmit(deps: Deps, job: Job) -> str | SendError:
-    assert deps.mailer is not None and job.message is not None
-    # RSA signing releases the GIL: in a thread it runs on the other core.
-    data = await asyncio.to_thread(message_bytes, deps, job.ctx, job.message)
+    assert deps.mailer is not None and job.message is not None and job.data is not None
     _, from_addr = split_address(job.ctx.definition.sender.from_)
     try:
-        return await deps.mailer.send(from_addr, job.message.to_addr, data)
+        return await deps.mailer.send(from_addr, job.message.to_addr, job.data)
     except SendError as error:
         return error
+    except Exception as error:  # we cannot tell whether it left: never resend it blindly
+        log.exception("unexpected error while sending", extra={"message_pk": job.message.id})
+        return UnknownOutcomeError(None, f"{type(error).__name__}: {error}")
 
 
 async def _mark_sent(deps: Deps, sent: list[tuple[Job, str]]) -> None:
@@ -291,7 +329,15 @@ async def _mark_sent(deps: Deps, sent: list[tuple[Job, str]]) -> None:
     async with deps.engine.begin() as conn:
         await conn.execute(
             update(MESSAGES)
-            .where(MESSAGES.c.id == bindparam("pk"))
+            # An ``unknown`` set by a worker that took over a lapsed claim is corrected here.
+            .where(
+                MESSAGES.c.id == bindparam("pk"),
+                # or_, not in_: an IN list cannot be bound per row of an executemany.
+                or_(
+                    MESSAGES.c.state == MessageState.sending,
+                    MESSAGES.c.state == MessageState.unknown,
+                ),
+            )
             .values(
                 state=MessageState.sent,
                 sent_at=now,
@@ -333,7 +379,7 @@ async def _retry_later(deps: Deps, job: Job, error: SendError) -> None:
     async with deps.engine.begin() as conn:
         await conn.execute(
             update(MESSAGES)
-            .where(MESSAGES.c.id == job.message.id)
+            .where(MESSAGES.c.id == job.message.id, MESSAGES.c.state == MessageState.sending)
             .values(
                 state=MessageState.failed if give_up else MessageState.retrying,
                 attempts=attempts,
@@ -379,8 +425,9 @@ async def _bounced(deps: Deps, job: Job, error: PermanentSendError) -> None:
 
 
 async def _set_state(conn: AsyncConnection, message_pk: str, state: str, reply: str) -> None:
+    """Only a message still ``sending`` changes: another worker may have settled it already."""
     await conn.execute(
         update(MESSAGES)
-        .where(MESSAGES.c.id == message_pk)
+        .where(MESSAGES.c.id == message_pk, MESSAGES.c.state == MessageState.sending)
         .values(state=state, last_reply=reply[:1000])
     )

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         description="Batches one worker runs at once, so SMTP and the database overlap.",
     )
     retry_base_seconds: float = Field(30.0, alias="DRIPLINE_RETRY_BASE_SECONDS", gt=0)
+    max_run_attempts: int = Field(
+        5,
+        alias="DRIPLINE_MAX_RUN_ATTEMPTS",
+        gt=0,
+        description="Claims of one outbox row that may lapse (crashes, errors) before it fails.",
+    )
     max_send_attempts: int = Field(5, alias="DRIPLINE_MAX_SEND_ATTEMPTS", gt=0)
     max_body_bytes: int = Field(1_000_000, alias="DRIPLINE_MAX_BODY_BYTES", gt=0)
     bot_click_window_seconds: float = Field(2.0, alias="DRIPLINE_BOT_CLICK_SECONDS")

@@ -141,3 +141,32 @@ async def test_bad_timezone_is_refused(stack: Stack) -> None:
         }
     ]
     assert await _rows(stack) == before
+
+
+async def test_unknown_layout_is_refused_at_apply(stack: Stack) -> None:
+    before = await _rows(stack)
+    response = await stack.apply("bad-input", GOOD.replace("steps:", "layout: nosuch\nsteps:"))
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == [
+        {"path": "layout", "message": "no layout 'nosuch'"}
+    ]
+    assert await _rows(stack) == before
+
+
+async def test_addresses_must_be_deliverable(stack: Stack) -> None:
+    assert (await stack.apply("bad-input", GOOD)).status_code == 201
+    before = await _rows(stack)
+    refused = await stack.enroll("bad-input", "jörg@example.com")
+    assert refused.status_code == 422
+    assert "must be ASCII" in refused.json()["error"]["details"][0]["message"]
+    assert await _rows(stack) == before
+    accepted = await stack.enroll("bad-input", "anna@bücher.example")
+    assert accepted.status_code == 201
+    assert accepted.json()["email"] == "anna@xn--bcher-kva.example"
+
+
+async def test_out_of_range_contact_id(stack: Stack) -> None:
+    batch = {"events": [{"type": "clicked", "contact_id": 10**20}]}
+    response = await stack.client.post("/v1/events", json=batch, headers=stack.auth())
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["path"] == "events.0.contact_id"

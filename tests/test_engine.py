@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -10,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from harness import Stack, eventually, make_settings, running_stack
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from sequences.mail.capture import CaptureServer
-from sequences.models import MESSAGES
+from sequences.models import MESSAGES, RUNS
 
 SENDER = 'sender: {from: "Ops <ops@acme.test>"}'
 
@@ -188,6 +189,13 @@ async def test_bulk_enrollment_reports_each_contact(stack: Stack) -> None:
     assert response.status_code == 207
     assert (body["created"], body["failed"]) == (2, 1)
     assert body["results"][2]["error"]["code"] == "already_enrolled"
+    await eventually(lambda: _states(stack, ["sent", "sent"]))  # one batch, both recorded sent
+
+
+async def _states(stack: Stack, expected: list[str]) -> bool:
+    async with stack.deps.reader.connect() as conn:
+        states = sorted((await conn.execute(select(MESSAGES.c.state))).scalars())
+    return states == expected
 
 
 async def _has(stack: Stack, address: str, subject: str) -> bool:
@@ -246,3 +254,60 @@ async def _window_scenario(stack: Stack) -> None:
     assert sent_at is not None
     local = stack.deps.seqtime.to_virtual(sent_at).astimezone(tokyo)
     assert local.hour == opens.hour  # sent inside the window, in the contact's own zone
+
+
+async def test_a_broken_step_does_not_hold_up_its_batch(stack: Stack) -> None:
+    document = (
+        f"key: strict\nname: S\n{SENDER}\nsteps:\n"
+        + email_step("hello", "Hello {{ contact.first_name }}")  # no default: may fail
+    )
+    assert (await stack.apply("strict", document)).status_code == 201
+    contacts = [
+        {"email": "named@example.com", "attributes": {"first_name": "Nia"}},
+        {"email": "nameless@example.com"},
+    ]
+    response = await stack.client.post(
+        "/v1/enrollments/bulk",
+        json={"sequence": "strict", "contacts": contacts},
+        headers=stack.auth(),
+    )
+    ids = [r["id"] for r in response.json()["results"]]
+    await eventually(lambda: _has(stack, "named@example.com", "Hello Nia"))
+    skipped = await eventually(lambda: _status(stack, ids[1], "completed"))
+    outcome = next(e for e in skipped["timeline"] if e["kind"] == "step_done")
+    assert outcome["outcome"] == "skipped" and "first_name" in outcome["reason"]
+    assert not stack.mail_to("nameless@example.com")
+
+
+async def test_a_row_that_keeps_failing_is_given_up(stack: Stack) -> None:
+    document = f"key: poison\nname: P\n{SENDER}\nsteps:\n  - id: hold\n    wait: {{for: 60d}}\n"
+    assert (await stack.apply("poison", document)).status_code == 201
+    enrollment = (await stack.enroll("poison", "pia@example.com")).json()["id"]
+    async with stack.deps.engine.begin() as conn:
+        # As if five workers had died holding this row: the next claim is its sixth.
+        await conn.execute(
+            update(RUNS)
+            .where(RUNS.c.enrollment_id == enrollment)
+            .values(attempts=5, due_at=stack.deps.clock.now())
+        )
+    await stack.deps.waker.wake_at([stack.deps.clock.now()])
+    ended = await eventually(lambda: _status(stack, enrollment, "exited"))
+    assert ended["exit_reason"] == "step hold failed 5 times"
+
+
+async def test_frequency_cap_holds_across_sequences(stack: Stack) -> None:
+    for key in ("cap-a", "cap-b"):
+        document = (
+            f"key: {key}\nname: {key}\n{SENDER}\nfrequency_cap: {{max: 1, per: 3d}}\nsteps:\n"
+            + email_step("only", f"From {key}")
+        )
+        assert (await stack.apply(key, document)).status_code == 201
+    first = (await stack.enroll("cap-a", "cal@example.com")).json()["id"]
+    second = (await stack.enroll("cap-b", "cal@example.com")).json()["id"]
+    await eventually(lambda: _at_least(stack, "cal@example.com", 1))
+    await asyncio.sleep(1.0)
+    assert len(stack.mail_to("cal@example.com")) == 1  # the other waits out the cap (3 s here)
+    bodies = [await stack.enrollment(e) for e in (first, second)]
+    deferred = [e for b in bodies for e in b["timeline"] if e["kind"] == "deferred"]
+    assert [d["reason"] for d in deferred] == ["frequency cap"]
+    await eventually(lambda: _at_least(stack, "cal@example.com", 2), within=10)

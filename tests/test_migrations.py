@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
+from sqlmodel import SQLModel
 
+import sequences.models  # noqa: F401  (registers the tables)
 from sequences import migrate
 from sequences.db import make_engine
 from sequences.migrate import alembic_config
@@ -12,6 +16,11 @@ from sequences.migrate import alembic_config
 
 def _tables(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
+
+
+def _schema_drift(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, SQLModel.metadata))
 
 
 def _downgrade(connection: Connection) -> None:

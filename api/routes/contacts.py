@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import EmailStr, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import ConnDep, DepsDep, Enroller, ReadConnDep, Reader
-from api.schemas import ContactUpdate
+from api.schemas import ContactUpdate, Email
 from sequences import contacts
 from sequences.engagement import SCORE_WEIGHTS
 from sequences.errors import Invalid, NotFound
@@ -23,7 +23,7 @@ from sequences.models import (
 )
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
-_EMAIL = TypeAdapter(EmailStr)
+_EMAIL = TypeAdapter(Email)
 
 
 def checked_email(email: str) -> str:

@@ -43,6 +43,7 @@ async def apply_sequence(
         raise DefinitionError(
             [FieldError("key", f"the body's key '{defn.key}' differs from the URL's '{key}'")]
         )
+    registry.check_layouts(defn, deps.renderer.exists)
     try:
         async with conn.begin_nested():
             applied = await registry.apply(conn, defn, deps.clock.now())

@@ -144,6 +144,10 @@ class LayoutRenderer:
         logger.info("compiled layout %s version %s", layout, compiled.version)
         return compiled
 
+    def exists(self, layout: str) -> bool:
+        """Whether ``layout`` names a layout file (checked when a sequence is applied)."""
+        return bool(_LAYOUT_NAME_RE.match(layout)) and (self._dir / f"{layout}.mjml").is_file()
+
     def _read_layout(self, layout: str) -> str:
         # The name may come from a sequence definition; never let it walk out of the directory.
         if not _LAYOUT_NAME_RE.match(layout):
