@@ -6,21 +6,26 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
+from sqlalchemy import make_url
+from sqlalchemy.exc import DBAPIError
 
 from api.auth import Role, create_key
 from sequences import migrate, registry
 from sequences.db import make_engine
 from sequences.definition import DefinitionError
 from sequences.loading import parse_definition
-from sequences.mail.dkim import dns_txt_record
+from sequences.mail.dkim import check_names, dns_txt_record
 from sequences.mail.render import LayoutRenderer
 from sequences.mail.signers import load_or_create_key
 from sequences.settings import Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Dripline: AI-agent email sequences.", no_args_is_help=True)
 keys = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -106,7 +111,7 @@ def apply(path: Path) -> None:
             await engine.dispose()
 
     _ensure_data_dir()
-    applied = asyncio.run(run())
+    applied = _with_database(run())
     state = "new version" if applied.created else "unchanged"
     typer.echo(f"{applied.key}: version {applied.version} ({state})")
 
@@ -128,7 +133,7 @@ def keys_create(
             await engine.dispose()
 
     _ensure_data_dir()
-    typer.echo(asyncio.run(run()))
+    typer.echo(_with_database(run()))
 
 
 @dkim.command("keygen")
@@ -140,11 +145,16 @@ def dkim_keygen(
 ) -> None:
     """Create the RSA-2048 signing key (if missing) and print the DNS TXT record to publish."""
     settings = Settings()
+    selector = selector or settings.dkim_selector
+    try:
+        check_names(domain, selector)
+    except ValueError as error:
+        raise _fail(str(error)) from None
     path = settings.dkim_key_path
     existed = path.exists()
     pem = load_or_create_key(path)
     typer.echo(f"# key: {path} ({'existing' if existed else 'new'})", err=True)
-    typer.echo(dns_txt_record(pem, selector or settings.dkim_selector, domain))
+    typer.echo(dns_txt_record(pem, selector, domain))
 
 
 @db.command("upgrade")
@@ -159,7 +169,7 @@ def db_upgrade() -> None:
             await engine.dispose()
 
     _ensure_data_dir()
-    asyncio.run(run())
+    _with_database(run())
     typer.echo("database is at the newest schema")
 
 
@@ -186,3 +196,13 @@ def _logging(level: int) -> None:
     # Every sweep and SMTP connection would log a line a second; keep those for debugging.
     for chatty in ("arq.worker", "arq.jobs", "mail.log", "alembic.runtime.migration"):
         logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
+
+
+def _with_database(job: Coroutine[Any, Any, T]) -> T:
+    """Run a database job; an unreachable or refusing database is a message, not a traceback."""
+    try:
+        return asyncio.run(job)
+    except (OSError, DBAPIError) as error:
+        url = make_url(Settings().resolved_database_url).render_as_string(hide_password=True)
+        reason = getattr(error, "orig", None) or error
+        raise _fail(f"cannot use the database at {url}: {reason}") from None

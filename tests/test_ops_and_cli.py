@@ -101,3 +101,15 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def test_cli_errors_are_messages(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    bad_domain = runner.invoke(app, ["dkim", "keygen", "--domain", "bad domain;"])
+    assert bad_domain.exit_code == 2 and "invalid DKIM domain" in bad_domain.output
+    assert not (cli_env / "data" / "dkim_private.pem").exists()  # nothing made for a bad call
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://nobody:secret@127.0.0.1:1/x")
+    down = runner.invoke(app, ["db", "upgrade"])
+    assert down.exit_code == 2
+    assert "cannot use the database at postgresql+asyncpg://nobody:***@127.0.0.1:1/x" in down.output
+    assert "secret" not in down.output

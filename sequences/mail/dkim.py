@@ -59,8 +59,16 @@ def generate_private_key_pem() -> bytes:
     )
 
 
+def check_names(domain: str, selector: str) -> None:
+    """Both go verbatim into headers and DNS names; a ";" or space would corrupt them."""
+    for label, value in (("domain", domain), ("selector", selector)):
+        if not _DNS_NAME_RE.match(value):
+            raise ValueError(f"invalid DKIM {label}: {value!r} (letters, digits, '-', '_', '.')")
+
+
 def dns_txt_record(private_key_pem: bytes, selector: str, domain: str) -> str:
     """The zone-file line publishing the public half of ``private_key_pem``."""
+    check_names(domain, selector)
     public_der = (
         _load_rsa_key(private_key_pem)
         .public_key()
@@ -87,10 +95,7 @@ class DkimSigner:
         headers: Sequence[str] = SIGNED_HEADERS,
     ) -> None:
         self._key = _load_rsa_key(private_key_pem)
-        for label, value in (("domain", domain), ("selector", selector)):
-            # These go verbatim into the header; a ";" or space would corrupt the tag list.
-            if not _DNS_NAME_RE.match(value):
-                raise ValueError(f"invalid DKIM {label}: {value!r}")
+        check_names(domain, selector)
         self._domain = domain
         self._selector = selector
         self._headers = tuple(h.lower() for h in headers)
