@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import DepsDep
 from sequences import feedback
+from sequences.deps import Deps
 from sequences.feedback import Incoming
 from sequences.models import CONTACTS, EVENTS, LINKS, MESSAGES
 
-router = APIRouter(tags=["tracking"], include_in_schema=True)
+router = APIRouter(tags=["tracking"])
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 SCANNERS = re.compile(
     r"(bot|crawler|spider|scanner|preview|proofpoint|mimecast|barracuda|safelinks|urldefense|"
@@ -27,9 +30,30 @@ NO_STORE = {"Cache-Control": "no-store, private"}
 BURST_WINDOW = timedelta(seconds=2)
 
 
-async def _message(
-    conn: AsyncConnection, token: str
-) -> tuple[str, str, int, str, datetime | None] | None:
+@dataclass(frozen=True)
+class Tracked:
+    """The message a tracking token or link points at, and whom it went to."""
+
+    message_pk: str
+    enrollment_id: str
+    contact_id: int
+    email_key: str
+    sent_at: datetime | None
+
+    def event(self, kind: str, now: datetime, source: str, **fields: Any) -> Incoming:
+        return Incoming(
+            type=kind,
+            contact_id=self.contact_id,
+            email_key=self.email_key,
+            occurred_at=now,
+            message_pk=self.message_pk,
+            enrollment_id=self.enrollment_id,
+            source=source,
+            **fields,
+        )
+
+
+async def _tracked(conn: AsyncConnection, where: ColumnElement[bool]) -> Tracked | None:
     row = (
         await conn.execute(
             select(
@@ -40,76 +64,54 @@ async def _message(
                 MESSAGES.c.sent_at,
             )
             .join(CONTACTS, CONTACTS.c.id == MESSAGES.c.contact_id)
-            .where(MESSAGES.c.token == token)
+            .where(where)
         )
     ).first()
-    return (row.id, row.enrollment_id, row.contact_id, row.email_key, row.sent_at) if row else None
+    return Tracked(*row) if row else None
 
 
-@router.get("/t/o/{token}", include_in_schema=False)
+async def _record(
+    deps: Deps, conn: AsyncConnection, event: Incoming, now: datetime
+) -> list[datetime]:
+    """Store the event and act on it; returns the wake-ups to send once it is committed."""
+    return (await feedback.ingest(conn, deps, [event], now)).wake
+
+
+@router.get("/t/o/{token}")
 async def open_pixel(token: str, deps: DepsDep) -> Response:
     """A 1x1 GIF; the open is stored unverified (privacy proxies fetch every image)."""
     now = deps.clock.now()
+    wake: list[datetime] = []
     async with deps.engine.begin() as conn:
-        found = await _message(conn, token)
+        found = await _tracked(conn, MESSAGES.c.token == token)
         if found is not None:
-            event = Incoming(
-                type="opened",
-                contact_id=found[2],
-                email_key=found[3],
-                occurred_at=now,
-                message_pk=found[0],
-                enrollment_id=found[1],
-                source="pixel",
-                verified=False,
-            )
-            outcome = await feedback.ingest(conn, deps, [event], now)
-    if found is not None:
-        await deps.waker.wake_at(outcome.wake)
+            event = found.event("opened", now, "pixel", verified=False)
+            wake = await _record(deps, conn, event, now)
+    await deps.waker.wake_at(wake)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
-@router.api_route("/t/c/{token}", methods=["GET", "HEAD"], include_in_schema=False)
+@router.api_route("/t/c/{token}", methods=["GET", "HEAD"])
 async def click(token: str, request: Request, deps: DepsDep) -> Response:
     """Redirect to the stored link; HEAD requests, scanners and instant clicks count as bots."""
     now = deps.clock.now()
     async with deps.engine.begin() as conn:
-        row = (
+        link = (
             await conn.execute(
                 select(LINKS.c.url, LINKS.c.message_pk).where(LINKS.c.token == token)
             )
         ).first()
-        if row is None:
-            return HTMLResponse(
-                _page("Link not found", "This link is not valid any more."), status_code=404
-            )
-        found = await _message_by_pk(conn, row.message_pk)
-        reason = _bot_reason(request, found[4], now, deps.settings.bot_click_window_seconds)
-        if reason is None and await _link_burst(conn, found[0], row.url, now):
+        found = await _tracked(conn, MESSAGES.c.id == link.message_pk) if link else None
+        if link is None or found is None:
+            return _not_found("This link is not valid any more.")
+        reason = _bot_reason(request, found.sent_at, now, deps.settings.bot_click_window_seconds)
+        if reason is None and await _link_burst(conn, found.message_pk, link.url, now):
             reason = "every-link burst"
-        event = Incoming(
-            type="clicked",
-            contact_id=found[2],
-            email_key=found[3],
-            occurred_at=now,
-            message_pk=found[0],
-            enrollment_id=found[1],
-            source="click",
-            properties={"url": row.url, **({"bot": reason} if reason else {})},
-            is_bot=reason is not None,
-        )
-        outcome = await feedback.ingest(conn, deps, [event], now)
-    await deps.waker.wake_at(outcome.wake)
-    return RedirectResponse(row.url, status_code=302, headers=NO_STORE)
-
-
-async def _message_by_pk(
-    conn: AsyncConnection, message_pk: str
-) -> tuple[str, str, int, str, datetime | None]:
-    row = (await conn.execute(select(MESSAGES.c.token).where(MESSAGES.c.id == message_pk))).one()
-    found = await _message(conn, row.token)
-    assert found is not None
-    return found
+        properties = {"url": link.url, **({"bot": reason} if reason else {})}
+        event = found.event("clicked", now, "click", properties=properties, is_bot=bool(reason))
+        wake = await _record(deps, conn, event, now)
+    await deps.waker.wake_at(wake)
+    return RedirectResponse(link.url, status_code=302, headers=NO_STORE)
 
 
 async def _link_burst(conn: AsyncConnection, message_pk: str, url: str, now: datetime) -> bool:
@@ -137,15 +139,13 @@ def _bot_reason(
     return None
 
 
-@router.get("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/u/{token}", response_class=HTMLResponse)
 async def unsubscribe_page(token: str, deps: DepsDep) -> HTMLResponse:
     """A confirmation page; fetching it changes nothing (link scanners fetch it too)."""
     async with deps.reader.connect() as conn:
-        found = await _message(conn, token)
+        found = await _tracked(conn, MESSAGES.c.token == token)
     if found is None:
-        return HTMLResponse(
-            _page("Link not found", "This unsubscribe link is not valid."), status_code=404
-        )
+        return _not_found("This unsubscribe link is not valid.")
     form = (
         f'<form method="post" action="/u/{token}"><input type="hidden" name="List-Unsubscribe" '
         'value="One-Click"><button type="submit">Unsubscribe</button></form>'
@@ -155,28 +155,22 @@ async def unsubscribe_page(token: str, deps: DepsDep) -> HTMLResponse:
     )
 
 
-@router.post("/u/{token}", include_in_schema=False)
+@router.post("/u/{token}")
 async def unsubscribe(token: str, deps: DepsDep) -> HTMLResponse:
     """RFC 8058 one-click: no login, no redirect; the address is suppressed at once."""
     now = deps.clock.now()
     async with deps.engine.begin() as conn:
-        found = await _message(conn, token)
+        found = await _tracked(conn, MESSAGES.c.token == token)
         if found is None:
-            return HTMLResponse(
-                _page("Link not found", "This unsubscribe link is not valid."), status_code=404
-            )
-        event = Incoming(
-            type="unsubscribed",
-            contact_id=found[2],
-            email_key=found[3],
-            occurred_at=now,
-            event_id=found[0],
-            message_pk=found[0],
-            enrollment_id=found[1],
-            source="unsubscribe",
-        )
-        await feedback.ingest(conn, deps, [event], now)
+            return _not_found("This unsubscribe link is not valid.")
+        # The message id as event id: a second click on the same link is accepted once.
+        event = found.event("unsubscribed", now, "unsubscribe", event_id=found.message_pk)
+        await _record(deps, conn, event, now)  # suppression ends everything: nothing to wake
     return HTMLResponse(_page("Unsubscribed", "You are unsubscribed. No more emails will be sent."))
+
+
+def _not_found(text: str) -> HTMLResponse:
+    return HTMLResponse(_page("Link not found", text), status_code=404)
 
 
 def _page(title: str, body: str) -> str:
