@@ -106,8 +106,8 @@ async def advance(
     ``entered`` means ``from_step`` itself is still to be run (a control step reached by the
     claim); otherwise the walk starts after it. Returns the due times of rows to wake.
     """
-    step = Finished(claim, ctx, from_step, detail, entered)
-    return await advance_many(conn, deps, [step], {})
+    finished = Finished(claim, ctx, from_step, detail, entered)
+    return await advance_many(conn, deps, [finished], {})
 
 
 @dataclass(frozen=True)
