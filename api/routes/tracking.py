@@ -147,8 +147,11 @@ async def unsubscribe_page(token: str, deps: DepsDep) -> HTMLResponse:
     if found is None:
         return _not_found("This unsubscribe link is not valid.")
     form = (
-        f'<form method="post" action="/u/{token}"><input type="hidden" name="List-Unsubscribe" '
-        'value="One-Click"><button type="submit">Unsubscribe</button></form>'
+        f'</p><form method="post" action="/u/{token}">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        '<button type="submit" style="font:inherit;font-weight:600;color:#fff;background:#2563eb;'
+        'border:0;border-radius:6px;padding:.7rem 1.4rem;cursor:pointer">Unsubscribe</button>'
+        "</form><p>"
     )
     return HTMLResponse(
         _page("Unsubscribe?", "You will get no more emails from these sequences." + form)
