@@ -44,10 +44,3 @@ class ArqWaker:
                 )
             except Exception:  # the sweeper re-enqueues; a Redis blip must not fail the request
                 log.warning("wake enqueue failed; the sweeper will pick the rows up", exc_info=True)
-
-
-class NullWaker:
-    """For code paths with no queue (CLI one-offs): the sweeper finds the rows."""
-
-    async def wake_at(self, due: Iterable[datetime]) -> None:
-        return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -117,10 +116,6 @@ async def all_current(conn: AsyncConnection) -> list[Pinned]:
         .where(VERSIONS.c.version == SEQUENCES.c.current_version)
     )
     return [Pinned(r.id, r.vid, r.version, await load_version(conn, r.vid)) for r in rows.all()]
-
-
-def summary(defn: SequenceDefinition) -> dict[str, Any]:
-    return {"key": defn.key, "name": defn.name, "steps": [s.id for s in defn.steps]}
 
 
 def check_layouts(defn: SequenceDefinition, exists: Callable[[str], bool]) -> None:
