@@ -91,7 +91,8 @@ async def open_pixel(token: str, deps: DepsDep) -> Response:
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
-@router.api_route("/t/c/{token}", methods=["GET", "HEAD"])
+@router.get("/t/c/{token}")
+@router.head("/t/c/{token}", include_in_schema=False)  # link scanners probe with HEAD
 async def click(token: str, request: Request, deps: DepsDep) -> Response:
     """Redirect to the stored link; HEAD requests, scanners and instant clicks count as bots."""
     now = deps.clock.now()
