@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -81,7 +82,7 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         [dripline, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True
     )
     try:
-        lines = [proc.stdout.readline() for _ in range(3)] if proc.stdout else []
+        lines = [_line(proc, within=30) for _ in range(3)]
         valkey = next(line.split(": ", 1)[1].strip() for line in lines if "Valkey" in line)
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
         assert health.json()["status"] == "ok"
@@ -94,6 +95,14 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _line(proc: subprocess.Popen[str], within: float) -> str:
+    """The next line the process prints, failing (not hanging) if none comes in time."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], within)
+    assert ready, f"no output within {within}s"
+    return proc.stdout.readline()
 
 
 def _free_port() -> int:
