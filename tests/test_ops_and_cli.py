@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
-import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -82,7 +83,7 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         [dripline, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True
     )
     try:
-        lines = [_line(proc, within=30) for _ in range(3)]
+        lines = _lines(proc, 3, within=30)
         valkey = next(line.split(": ", 1)[1].strip() for line in lines if "Valkey" in line)
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
         assert health.json()["status"] == "ok"
@@ -97,12 +98,18 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             proc.wait()
 
 
-def _line(proc: subprocess.Popen[str], within: float) -> str:
-    """The next line the process prints, failing (not hanging) if none comes in time."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], within)
-    assert ready, f"no output within {within}s"
-    return proc.stdout.readline()
+def _lines(proc: subprocess.Popen[str], count: int, within: float) -> list[str]:
+    """The first lines the process prints, failing (not hanging) if they do not come in time."""
+    found: queue.Queue[str] = queue.Queue()
+    stream = proc.stdout
+    assert stream is not None
+
+    def pump() -> None:
+        for line in stream:
+            found.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return [found.get(timeout=within) for _ in range(count)]
 
 
 def _free_port() -> int:
