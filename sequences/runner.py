@@ -15,7 +15,8 @@ from sequences.definition import EmailStep, WaitStep
 from sequences.deps import Deps
 from sequences.flow import Finished, RunContext, advance_many, load_contexts
 from sequences.models import EnrollmentStatus, RunState
-from sequences.sending import Job, send_batch
+from sequences.outcomes import Job
+from sequences.sending import send_batch
 
 log = logging.getLogger(__name__)
 

@@ -6,14 +6,13 @@ not have left, so it becomes ``unknown`` and is never resent blindly.
 
 The common path is set-based: one statement loads what the batch needs, one records its
 messages, one marks them sent and a few move the enrollments on. Rare outcomes (a crash to
-recover from, a bounce, a retry) are handled one row at a time.
+recover from, a bounce, a retry) are handled one row at a time, in sequences.outcomes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, insert, or_, select, update
@@ -28,40 +27,26 @@ from sequences.compose import (
     message_row,
     render_message,
 )
-from sequences.definition import EmailStep
 from sequences.deps import Deps
-from sequences.feedback import record_bounce
-from sequences.flow import Finished, RunContext, advance, advance_many
+from sequences.flow import Finished, advance_many
 from sequences.mail.mime import split_address
 from sequences.mail.smtp import (
-    PermanentSendError,
     SendError,
     UnknownOutcomeError,
 )
 from sequences.models import LINKS, MESSAGES, SUPPRESSIONS, EnrollmentStatus, MessageState, RunState
+from sequences.outcomes import Job, after_crash, failed
 from sequences.pacing import cap_releases, window_release
 from sequences.sandbox import SandboxError
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Job:
-    """One claimed email row on its way out."""
-
-    claim: outbox.Claim
-    ctx: RunContext
-    step: EmailStep
-    message: Outgoing | None = None
-    data: bytes | None = None  # the signed message, built before it is recorded as sending
-    signals: engagement.Engagement | None = None
-
-
 async def send_batch(deps: Deps, jobs: list[Job]) -> None:
     now = deps.clock.now()
     fresh, resend, recover = await _triage(deps, jobs, now)
     for job, state in recover:
-        await _after_crash(deps, job, state)
+        await after_crash(deps, job, state)
     if deps.limiter is not None and fresh + resend:
         # Wait for the relay's budget before any message is recorded as being sent: a long wait
         # then costs at most the claims (which lapse and are re-run), never an unknown outcome.
@@ -169,23 +154,6 @@ async def _postpone(
             job.ctx.enrollment_id, now, "deferred", job.step.id, until=until.isoformat(), reason=why
         )
         await timeline.record(conn, [entry])
-
-
-async def _after_crash(deps: Deps, job: Job, state: str) -> None:
-    """A row run before whose message exists: never send it again, just move on."""
-    assert job.message is not None
-    now = deps.clock.now()
-    outcome = MessageState.unknown if state == MessageState.sending else state
-    async with deps.engine.begin() as conn:
-        if state == MessageState.sending:
-            await _set_state(conn, job.message.id, MessageState.unknown, "process died mid-send")
-            log.warning(
-                "message outcome unknown; not resending", extra={"message_pk": job.message.id}
-            )
-        due = await advance(
-            conn, deps, job.claim, job.ctx, job.step.id, message=job.message.id, outcome=outcome
-        )
-    await deps.waker.wake_at([d for d in due if d > now])
 
 
 async def _draft(
@@ -296,7 +264,7 @@ async def _deliver(deps: Deps, jobs: list[Job]) -> None:
     await _mark_sent(deps, sent)
     for job, outcome in zip(jobs, outcomes, strict=True):
         if isinstance(outcome, SendError):
-            await _failed(deps, job, outcome)
+            await failed(deps, job, outcome)
 
 
 async def _transmit(deps: Deps, job: Job) -> str | SendError:
@@ -348,86 +316,3 @@ async def _mark_sent(deps: Deps, sent: list[tuple[Job, str]]) -> None:
         )
         due = await advance_many(conn, deps, finished, signals)
     await deps.waker.wake_at([d for d in due if d > now])
-
-
-async def _failed(deps: Deps, job: Job, error: SendError) -> None:
-    if isinstance(error, UnknownOutcomeError):
-        await _unknown(deps, job, error)
-    elif isinstance(error, PermanentSendError) and error.stage in ("rcpt", "data"):
-        await _bounced(deps, job, error)
-    else:  # a 4xx, or our sender or relay refused: not the recipient's fault, so no suppression
-        await _retry_later(deps, job, error)
-
-
-async def _unknown(deps: Deps, job: Job, error: UnknownOutcomeError) -> None:
-    assert job.message is not None
-    now = deps.clock.now()
-    async with deps.engine.begin() as conn:
-        await _set_state(conn, job.message.id, MessageState.unknown, str(error))
-        due = await advance(
-            conn, deps, job.claim, job.ctx, job.step.id, message=job.message.id, outcome="unknown"
-        )
-    await deps.waker.wake_at([d for d in due if d > now])
-
-
-async def _retry_later(deps: Deps, job: Job, error: SendError) -> None:
-    assert job.message is not None
-    now = deps.clock.now()
-    attempts = job.message.attempts + 1
-    give_up = attempts >= deps.settings.max_send_attempts
-    delay = timedelta(seconds=min(deps.settings.retry_base_seconds * 2 ** (attempts - 1), 3600))
-    async with deps.engine.begin() as conn:
-        await conn.execute(
-            update(MESSAGES)
-            .where(MESSAGES.c.id == job.message.id, MESSAGES.c.state == MessageState.sending)
-            .values(
-                state=MessageState.failed if give_up else MessageState.retrying,
-                attempts=attempts,
-                last_reply=str(error)[:1000],
-            )
-        )
-        entry = timeline.entry(
-            job.ctx.enrollment_id,
-            now,
-            "send_failed" if give_up else "send_retry",
-            job.step.id,
-            message=job.message.id,
-            reply=str(error),
-            attempt=attempts,
-        )
-        await timeline.record(conn, [entry])
-        if give_up:
-            await outbox.finish(conn, job.claim, RunState.done)
-            await lifecycle.end(
-                conn,
-                [job.ctx.enrollment_id],
-                status=EnrollmentStatus.exited,
-                reason="send failed",
-                now=now,
-                step_id=job.step.id,
-            )
-        else:
-            await outbox.release(conn, job.claim, now + delay)
-    if not give_up:
-        await deps.waker.wake_at([now + delay])
-
-
-async def _bounced(deps: Deps, job: Job, error: PermanentSendError) -> None:
-    assert job.message is not None
-    now = deps.clock.now()
-    ctx = job.ctx
-    async with deps.engine.begin() as conn:
-        await _set_state(conn, job.message.id, MessageState.bounced, str(error))
-        await outbox.finish(conn, job.claim, RunState.done)
-        await record_bounce(
-            conn, ctx.contact_id, ctx.email_key, ctx.enrollment_id, job.message.id, str(error), now
-        )
-
-
-async def _set_state(conn: AsyncConnection, message_pk: str, state: str, reply: str) -> None:
-    """Only a message still ``sending`` changes: another worker may have settled it already."""
-    await conn.execute(
-        update(MESSAGES)
-        .where(MESSAGES.c.id == message_pk, MESSAGES.c.state == MessageState.sending)
-        .values(state=state, last_reply=reply[:1000])
-    )
