@@ -24,7 +24,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/engine_throughput.py
+	$(BIN)/python -m benchmarks.engine_throughput
 
 serve: $(STAMP)
 	$(BIN)/dripline serve

@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sequences.db import dialect_insert
 from sequences.models import CONTACTS
 
 
@@ -37,9 +36,8 @@ async def upsert(
     """Create or update a contact. ``replace`` swaps the attributes (a CRM's PUT); otherwise
     the given attributes are merged over the stored ones (an enrollment's snapshot)."""
     key = email_key(email)
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     await conn.execute(
-        insert(CONTACTS)
+        dialect_insert(conn, CONTACTS)
         .values(
             email=email.strip(),
             email_key=key,

@@ -8,6 +8,10 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, Table, event, select
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -81,3 +85,10 @@ async def lock_rows(conn: AsyncConnection, table: Table, ids: Sequence[object]) 
     if ids and conn.dialect.name == "postgresql":
         query = select(table.c.id).where(table.c.id.in_(ids)).order_by(table.c.id)
         await conn.execute(query.with_for_update())
+
+
+def dialect_insert(conn: AsyncConnection, table: Table) -> PgInsert | SqliteInsert:
+    """An INSERT with ``on_conflict_do_nothing/do_update`` for whichever database this is."""
+    if conn.dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)

@@ -13,11 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences import lifecycle, outbox, registry, timeline
+from sequences.db import dialect_insert
 from sequences.definition import WaitStep
 from sequences.deps import Deps
 from sequences.errors import Conflict
@@ -82,9 +81,8 @@ async def ingest(
 
 async def _store(conn: AsyncConnection, event: Incoming, now: datetime) -> bool:
     key = f"{event.source}:{event.event_id}" if event.event_id else f"auto:{secrets.token_hex(12)}"
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     result = await conn.execute(
-        insert(EVENTS)
+        dialect_insert(conn, EVENTS)
         .values(
             event_key=key,
             contact_id=event.contact_id,

@@ -5,12 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences import outbox, timeline
-from sequences.db import lock_rows
+from sequences.db import dialect_insert, lock_rows
 from sequences.models import ENROLLMENTS, SUPPRESSIONS, EnrollmentStatus
 
 # These always end every sequence for the address, whatever exit_on says.
@@ -75,8 +73,7 @@ async def suppress(
 ) -> list[str]:
     """Stop every sequence for this address, now and for future enrollments."""
     values = {"email_key": email_key, "reason": reason, "detail": detail, "created_at": now}
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    await conn.execute(insert(SUPPRESSIONS).values(**values).on_conflict_do_nothing())
+    await conn.execute(dialect_insert(conn, SUPPRESSIONS).values(**values).on_conflict_do_nothing())
     active = await active_for_contact(conn, contact_id)
     return await end(conn, active, status=EnrollmentStatus.exited, reason=reason, now=now)
 

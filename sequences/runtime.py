@@ -8,14 +8,12 @@ from datetime import datetime
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.composer import OfflineComposer
 from sequences import migrate
 from sequences.clock import Clock, SequenceTime, SystemClock
-from sequences.db import make_engine, read_only
+from sequences.db import dialect_insert, make_engine, read_only
 from sequences.deps import Deps
 from sequences.mail.ratelimit import RateLimiter
 from sequences.mail.render import LayoutRenderer
@@ -35,9 +33,8 @@ async def clock_anchor(engine: AsyncEngine, day_seconds: float, now: datetime) -
             return SequenceTime.from_day_seconds(
                 datetime.fromisoformat(rows[anchor_key]), day_seconds
             )
-        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         for key, value in ((speed_key, repr(day_seconds)), (anchor_key, now.isoformat())):
-            stmt = insert(META).values(key=key, value=value)
+            stmt = dialect_insert(conn, META).values(key=key, value=value)
             await conn.execute(
                 stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value})
             )
