@@ -2,13 +2,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench serve clean
+.PHONY: demo test lint bench serve clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -28,6 +28,10 @@ bench: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/dripline serve
+
+lock: $(STAMP)
+	( echo "# Versions the tests last passed with; 'make lock' regenerates this file."; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^-e' ) > constraints.txt
 
 clean:
 	rm -rf $(VENV) .dripline .dripline-demo .mypy_cache .pytest_cache .ruff_cache
