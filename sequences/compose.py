@@ -100,7 +100,7 @@ def render_message(
             cta_text=draft.cta_text,
             cta_url=draft.cta_url,
         ),
-        unsubscribe_url=f"{base}/u/{token}",
+        unsubscribe_url=unsubscribe_url(deps, token),
         pixel_url=f"{base}/t/o/{token}",
         sender_line=f"{sender['name']} · {sender['email']}",
         link_rewriter=track,
@@ -116,6 +116,26 @@ def render_message(
         html_body=rendered.html,
         created_at=now,
         links=links,
+    )
+
+
+def unsubscribe_url(deps: Deps, token: str) -> str:
+    """The one address behind both the body's link and the List-Unsubscribe header."""
+    return f"{deps.settings.public_url.rstrip('/')}/u/{token}"
+
+
+def outgoing_from_row(row: Any) -> Outgoing:
+    """A stored message (see ``message_row``) back as the Outgoing it was made from."""
+    return Outgoing(
+        id=row.id,
+        message_id=row.message_id,
+        token=row.token,
+        to_addr=row.to_addr,
+        subject=row.subject,
+        text_body=row.text_body,
+        html_body=row.html_body,
+        created_at=row.created_at,
+        attempts=row.attempts,
     )
 
 
@@ -157,7 +177,7 @@ def message_bytes(deps: Deps, ctx: RunContext, message: Outgoing) -> bytes:
             text=message.text_body,
             html=message.html_body,
             message_id=message.message_id,
-            unsubscribe_url=f"{deps.settings.public_url.rstrip('/')}/u/{message.token}",
+            unsubscribe_url=unsubscribe_url(deps, message.token),
             reply_to=sender.reply_to,
             date=message.created_at,
         )

@@ -79,7 +79,14 @@ async def suppress(
 
 
 async def is_suppressed(conn: AsyncConnection, email_key: str) -> str | None:
-    row = await conn.execute(
-        select(SUPPRESSIONS.c.reason).where(SUPPRESSIONS.c.email_key == email_key)
+    return (await suppressed(conn, {email_key})).get(email_key)
+
+
+async def suppressed(conn: AsyncConnection, email_keys: set[str]) -> dict[str, str]:
+    """The suppression reason of each of these addresses that has one."""
+    rows = await conn.execute(
+        select(SUPPRESSIONS.c.email_key, SUPPRESSIONS.c.reason).where(
+            SUPPRESSIONS.c.email_key.in_(email_keys)
+        )
     )
-    return row.scalar_one_or_none()
+    return {row.email_key: row.reason for row in rows}

@@ -25,6 +25,7 @@ from sequences.compose import (
     copy_request,
     message_bytes,
     message_row,
+    outgoing_from_row,
     render_message,
 )
 from sequences.deps import Deps
@@ -34,7 +35,7 @@ from sequences.mail.smtp import (
     SendError,
     UnknownOutcomeError,
 )
-from sequences.models import LINKS, MESSAGES, SUPPRESSIONS, EnrollmentStatus, MessageState, RunState
+from sequences.models import LINKS, MESSAGES, EnrollmentStatus, MessageState, RunState
 from sequences.outcomes import Job, after_crash, failed
 from sequences.pacing import cap_releases, window_release
 from sequences.sandbox import SandboxError
@@ -77,7 +78,7 @@ async def _triage(
     later: list[datetime] = []
     async with deps.engine.begin() as conn:
         existing = await _existing(conn, [j.claim.run_id for j in jobs])
-        suppressed = await _suppressed(conn, {j.ctx.email_key for j in jobs})
+        suppressed = await lifecycle.suppressed(conn, {j.ctx.email_key for j in jobs})
         for job in jobs:
             found = existing.get(job.claim.run_id)
             if found is not None:
@@ -98,32 +99,7 @@ async def _triage(
 
 async def _existing(conn: AsyncConnection, run_ids: list[int]) -> dict[int, tuple[Outgoing, str]]:
     rows = await conn.execute(select(MESSAGES).where(MESSAGES.c.step_run_id.in_(run_ids)))
-    return {
-        row.step_run_id: (
-            Outgoing(
-                id=row.id,
-                message_id=row.message_id,
-                token=row.token,
-                to_addr=row.to_addr,
-                subject=row.subject,
-                text_body=row.text_body,
-                html_body=row.html_body,
-                created_at=row.created_at,
-                attempts=row.attempts,
-            ),
-            row.state,
-        )
-        for row in rows
-    }
-
-
-async def _suppressed(conn: AsyncConnection, email_keys: set[str]) -> dict[str, str]:
-    rows = await conn.execute(
-        select(SUPPRESSIONS.c.email_key, SUPPRESSIONS.c.reason).where(
-            SUPPRESSIONS.c.email_key.in_(email_keys)
-        )
-    )
-    return {row.email_key: row.reason for row in rows}
+    return {row.step_run_id: (outgoing_from_row(row), row.state) for row in rows}
 
 
 async def _exit_suppressed(conn: AsyncConnection, job: Job, reason: str, now: datetime) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.deps import ConnDep, DepsDep, Enroller, ReadConnDep, Reader
 from api.schemas import ContactUpdate, Email
 from sequences import contacts
-from sequences.engagement import SCORE_WEIGHTS
+from sequences.engagement import Engagement
 from sequences.errors import Invalid, NotFound
 from sequences.models import (
     CONTACTS,
@@ -92,7 +92,7 @@ async def _contact(conn: AsyncConnection, contact_id: int) -> dict[str, Any]:
         "email": row.email,
         "timezone": row.timezone,
         "attributes": row.attributes or {},
-        "score": sum(SCORE_WEIGHTS.get(t, 0.0) for t in types),
+        "score": Engagement(types=list(types)).score,
         "suppressed": suppressed,
         "enrollments": [
             {
