@@ -1,7 +1,7 @@
 """The offline composer: copy from the step's fallback, with no model involved.
 
-It is the default when no model is configured, and what the agent falls back to when the model
-fails, so a broken API never leaves a sequence dead. Its drafts say so in ``model``.
+It is the model when none is configured, and what the agent falls back to when the model fails,
+so a broken API never leaves a sequence dead. Its drafts say so in ``model``.
 """
 
 from __future__ import annotations
@@ -20,23 +20,21 @@ def split_paragraphs(body: str) -> tuple[str, ...]:
     return tuple(p for p in parts if p)
 
 
-class OfflineComposer:
-    async def write(self, request: CopyRequest) -> Draft:
-        return compose(request)
-
-
-def compose(request: CopyRequest) -> Draft:
-    fallback = request.fallback
-    preheader = fallback.preheader or _first_sentence(fallback.body)
-    angle = f" (variant {request.variant}: {request.angle})" if request.variant else ""
+def compose(request: CopyRequest, variant: str | None = None, *, why: str = "") -> Draft:
+    """The step's fallback copy for ``variant`` (or the step's own), labelled as such."""
+    fallback = request.fallback_for(variant)
+    option = request.variant(variant)
+    reason = why or "no model configured"
+    angle = f" (variant {option.id}: {option.angle})" if option else ""
     return Draft(
         subject=" ".join(fallback.subject.split()),
-        preheader=preheader,
+        preheader=fallback.preheader or _first_sentence(fallback.body),
         paragraphs=split_paragraphs(fallback.body),
         cta_text=request.cta.text if request.cta else None,
         cta_url=request.cta.url if request.cta else None,
-        rationale=f"Offline composer: the step's fallback copy{angle}; no model configured.",
+        rationale=f"Offline composer: the step's fallback copy{angle}; {reason}.",
         model=COMPOSER_MODEL,
+        variant=variant,
     )
 
 

@@ -1,47 +1,126 @@
 """The copy seam: what the engine asks for and what it gets back.
 
-agents/ knows nothing of the database. The engine hands over a typed request (contact data,
-engagement so far, the step's brief and its already-rendered fallback) and receives a draft.
+agents/ knows nothing of the database. The engine hands over a typed request (contact data, the
+engagement so far, the step's brief, its candidates and its already-rendered fallback) and gets
+back a decision and a draft. Every type here is a frozen pydantic model, so a request or a draft
+can be stored with a pending review and read back unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
-@dataclass(frozen=True)
-class Fallback:
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Fallback(_Frozen):
     """The step's fallback copy, already rendered from its template for this contact."""
 
     subject: str
-    preheader: str
+    preheader: str = ""
     body: str
 
 
-@dataclass(frozen=True)
-class Cta:
+class Cta(_Frozen):
     text: str
     url: str
 
 
-@dataclass(frozen=True)
-class CopyRequest:
+class PastStep(_Frozen):
+    """One email this enrollment already received, and what the contact did with it."""
+
+    step_id: str
+    subject: str
+    sent_at: str
+    opened: bool = False  # unverified: privacy proxies fetch every pixel
+    clicked: tuple[str, ...] = ()  # the URLs a human clicked (bot clicks are left out)
+    offered: tuple[str, ...] = ()  # every link the email carried
+    replied: bool = False
+
+    @property
+    def ignored(self) -> tuple[str, ...]:
+        """Links the email offered that were not clicked."""
+        return tuple(url for url in self.offered if url not in self.clicked)
+
+
+class EngagementSummary(_Frozen):
+    history: tuple[PastStep, ...] = ()
+    events: tuple[str, ...] = ()  # every human event type in the enrollment, oldest first
+    score: float = 0.0
+
+    def clicked(self) -> tuple[str, ...]:
+        return tuple(url for step in self.history for url in step.clicked)
+
+    def ignored(self) -> tuple[str, ...]:
+        clicked = set(self.clicked())
+        return tuple(url for step in self.history for url in step.ignored if url not in clicked)
+
+    def for_prompt(self) -> dict[str, Any]:
+        """The summary as the model reads it: per email, what was said and what happened."""
+        return {
+            "emails_so_far": [
+                {
+                    "step": s.step_id,
+                    "subject": s.subject,
+                    "sent_at": s.sent_at,
+                    "opened_unverified": s.opened,
+                    "clicked_links": list(s.clicked),
+                    "ignored_links": list(s.ignored),
+                    "replied": s.replied,
+                }
+                for s in self.history
+            ],
+            "other_events": [e for e in self.events if e not in _EMAIL_EVENTS],
+            "engagement_score": round(self.score, 2),
+        }
+
+
+_EMAIL_EVENTS = frozenset({"delivered", "opened", "clicked", "replied"})
+
+
+class VariantOption(_Frozen):
+    """One variant the definition allows for this step; ``score`` comes from feedback."""
+
+    id: str
+    angle: str
+    score: float | None = None
+
+
+class CopyRequest(_Frozen):
     sequence_key: str
     step_id: str
     brief: str
     fallback: Fallback
-    contact: Mapping[str, Any]
+    contact: dict[str, Any]
+    sender_name: str = ""
     cta: Cta | None = None
-    variant: str | None = None
-    angle: str | None = None
+    variants: tuple[VariantOption, ...] = ()
+    # The engine's pick among ``variants`` (a stable split today); the choose node starts there.
+    preferred_variant: str | None = None
+    # Fallback copy per variant id, when a variant brings its own.
+    variant_fallbacks: dict[str, Fallback] = Field(default_factory=dict)
     allowed_links: tuple[str, ...] = ()
-    engagement: Mapping[str, Any] = field(default_factory=dict)
+    engagement: EngagementSummary = EngagementSummary()
+    prompt_version: str = "v1"
+    needs_review: bool = False
+
+    @property
+    def links(self) -> tuple[str, ...]:
+        """Every URL the step may carry: its links and its call to action."""
+        return self.allowed_links + ((self.cta.url,) if self.cta else ())
+
+    def variant(self, variant_id: str | None) -> VariantOption | None:
+        return next((v for v in self.variants if v.id == variant_id), None)
+
+    def fallback_for(self, variant_id: str | None) -> Fallback:
+        return self.variant_fallbacks.get(variant_id or "", self.fallback)
 
 
-@dataclass(frozen=True)
-class Draft:
+class Draft(_Frozen):
     subject: str
     preheader: str
     paragraphs: tuple[str, ...]
@@ -49,9 +128,62 @@ class Draft:
     cta_url: str | None
     rationale: str
     model: str
+    variant: str | None = None
+
+    @property
+    def body(self) -> str:
+        return "\n\n".join(self.paragraphs)
+
+    def text(self) -> str:
+        """Everything a reader sees, for the guardrails to read."""
+        parts = [self.subject, self.preheader, *self.paragraphs, self.cta_text or ""]
+        return "\n".join(p for p in parts if p)
 
 
-class CopyWriter(Protocol):
-    """Anything that turns a request into a draft: the offline composer, or the agent."""
+class Finding(_Frozen):
+    """One guardrail's verdict on a draft."""
 
-    async def write(self, request: CopyRequest) -> Draft: ...
+    rule: str
+    ok: bool
+    message: str = ""
+
+
+class Preview(_Frozen):
+    """A draft rendered into the step's layout, as a reviewer sees it before it is sent."""
+
+    html: str
+    text: str
+    unsubscribe_url: str
+
+
+class ModelCall(_Frozen):
+    """One request to the model, for the cost ledger."""
+
+    model: str
+    purpose: Literal["draft", "revise"]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    latency_ms: int = 0
+    outcome: str = "ok"
+
+
+class Decision(_Frozen):
+    """What a reviewer (or a passed deadline) decided about a draft waiting for review."""
+
+    action: Literal["approve", "regenerate", "fallback", "skip"]
+    subject: str | None = None
+    preheader: str | None = None
+    body: str | None = None
+    note: str | None = None
+    by: str = "reviewer"
+
+
+class Outcome(_Frozen):
+    """What the graph returns once it is done: a draft to send, or the step skipped."""
+
+    action: Literal["send", "skip"]
+    draft: Draft | None = None
+    reason: str = ""
+    findings: tuple[Finding, ...] = ()
+    preview: Preview | None = None

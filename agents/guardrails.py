@@ -1,0 +1,271 @@
+"""The check node's rules. Each is named, documented and returns a Finding.
+
+``check_copy`` runs every rule that reads the copy itself; ``check_preview`` the one that reads
+the rendered email. The same functions check a model's draft and a reviewer's edit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from agents.copy import CopyRequest, Draft, Finding, Preview
+
+SUBJECT_CHARS = (3, 78)
+PREHEADER_MAX = 150
+BODY_WORDS = (15, 300)
+MAX_PARAGRAPHS = 6
+CTA_MAX = 40
+
+Rule = Callable[[Draft, CopyRequest], Finding]
+
+_PLACEHOLDER = re.compile(
+    r"\{\{|\}\}|\{%|%\}|\{#|"  # Jinja / Handlebars
+    r"\{[a-z_][a-z0-9_.]*\}|\$\{[^}]*\}|"  # {first_name}, ${name}
+    r"\*\|[A-Z_]+\|\*|%[A-Z_]{3,}%|"  # Mailchimp *|FNAME|*, %FIRSTNAME%
+    r"\[(?:insert|your|first|last|company|name|link|date)[^\]]*\]|"  # [First Name], [insert link]
+    r"<[a-zA-Z/!][^>]*>|"  # HTML or XML markup in plain text
+    r"\blorem ipsum\b|\bTODO\b|\bXXX\b",
+    re.IGNORECASE,
+)
+_URL = re.compile(
+    r"(?:https?://|www\.)[^\s<>()\"']+|"
+    r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|io|net|org|co|ai|app|dev|test|xyz|info|biz|me|us|"
+    r"uk|de|fr|ly|gl|gg|sh|link|site|online|store|shop)\b(?:/[^\s<>()\"']*)?",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"[$€£¥]?\s?\d[\d,.]*\s?(?:%|k\b|m\b)?", re.IGNORECASE)
+_MONTHS = [
+    *("january", "february", "march", "april", "may", "june", "july", "august"),
+    *("september", "october", "november", "december", "monday", "tuesday", "wednesday"),
+    *("thursday", "friday", "saturday", "sunday", "tomorrow", "tonight"),
+]
+_DATE_WORD = re.compile(r"\b(" + "|".join(_MONTHS) + r")\b", re.IGNORECASE)
+_CAPITALISED = re.compile(r"(?<![\w'\u2019])([A-Z][A-Za-z'\u2019&-]*[A-Za-z]|[A-Z]{2,})\b")
+_SENTENCE_START = re.compile(r"(^|[.!?:;\n\u2014\u2013-]\s*|[\"\u201c(]\s*)$")
+_COMMON_CAPS = frozenset(
+    "I I'm I've I'd I'll OK PS FAQ FAQs PDF CSV API APIs URL UI UX AI CRM SaaS ROI B2B "
+    "CEO CTO Q&A HTML Mr Mrs Ms Dr".lower().split()
+)
+_NUMBER_WORDS = {
+    w: str(n)
+    for n, w in enumerate(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    )
+}
+_SPAM = (
+    "act now",
+    "100% free",
+    "risk-free",
+    "risk free",
+    "click here",
+    "limited time",
+    "guaranteed",
+    "no obligation",
+    "winner",
+    "cash bonus",
+    "double your",
+    "earn money",
+    "free gift",
+    "urgent",
+    "once in a lifetime",
+    "buy now",
+    "order now",
+    "this isn't spam",
+    "not spam",
+    "$$$",
+    "!!!",
+)
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules?|prompts?|above|previous)\b|"
+    r"\b(system prompt|you are now|you must now|new instructions?|act as|pretend to be)\b|"
+    r"\b(assistant|system)\s*:|<\|[a-z_]+\|>|\b(write|say|include|add|put|insert)\b.{0,60}\b"
+    r"(in|into|to) (the|your|this) (email|subject|reply|message|response)\b",
+    re.IGNORECASE,
+)
+
+
+def _finding(rule: str, problems: list[str]) -> Finding:
+    return Finding(rule=rule, ok=not problems, message="; ".join(problems[:5]))
+
+
+def schema_valid(draft: Draft, request: CopyRequest) -> Finding:
+    """The draft has a subject and a body; a step with a call to action has a button label.
+    (A model's malformed JSON fails this rule before a Draft exists: see agents.schema.)"""
+    problems = []
+    if not draft.subject.strip():
+        problems.append("the subject is empty")
+    if not any(p.strip() for p in draft.paragraphs):
+        problems.append("the body is empty")
+    if request.cta and not (draft.cta_text or "").strip():
+        problems.append("the step has a call to action but the draft names no button")
+    return _finding("schema_valid", problems)
+
+
+def length_bounds(draft: Draft, request: CopyRequest) -> Finding:
+    """Subject 3-78 characters, preheader up to 150, body 15-300 words in at most 6
+    paragraphs, button label up to 40 characters."""
+    problems = []
+    if not SUBJECT_CHARS[0] <= len(draft.subject) <= SUBJECT_CHARS[1]:
+        problems.append(f"subject is {len(draft.subject)} characters (allowed {SUBJECT_CHARS})")
+    if len(draft.preheader) > PREHEADER_MAX:
+        problems.append(f"preheader is {len(draft.preheader)} characters (max {PREHEADER_MAX})")
+    words = len(draft.body.split())
+    if not BODY_WORDS[0] <= words <= BODY_WORDS[1]:
+        problems.append(f"body is {words} words (allowed {BODY_WORDS})")
+    if len(draft.paragraphs) > MAX_PARAGRAPHS:
+        problems.append(f"{len(draft.paragraphs)} paragraphs (max {MAX_PARAGRAPHS})")
+    if draft.cta_text and len(draft.cta_text) > CTA_MAX:
+        problems.append(f"button label is {len(draft.cta_text)} characters (max {CTA_MAX})")
+    return _finding("length_bounds", problems)
+
+
+def no_placeholders(draft: Draft, request: CopyRequest) -> Finding:
+    """No unresolved placeholder ({{ name }}, [First Name], *|FNAME|*), template syntax or
+    markup in the copy: it is plain text, filled in for one recipient."""
+    found = sorted({m.group(0) for m in _PLACEHOLDER.finditer(draft.text())})
+    return _finding("no_placeholders", [f"unresolved {f!r}" for f in found])
+
+
+def allowed_links(draft: Draft, request: CopyRequest) -> Finding:
+    """Every URL or domain in the copy is one the step allows (its links and its CTA)."""
+    allowed = {_norm_url(u) for u in request.links}
+    hosts = {_norm_url(u).split("/", 1)[0] for u in request.links}
+    problems = []
+    for match in _URL.finditer(draft.text()):
+        url = _norm_url(match.group(0))
+        if url not in allowed and url not in hosts:
+            problems.append(f"link {match.group(0)!r} is not one the step allows")
+    return _finding("allowed_links", problems)
+
+
+def no_invented_facts(draft: Draft, request: CopyRequest) -> Finding:
+    """No number, price, date or name that appears neither in the brief (with the step's
+    fallback, CTA, angle and sender) nor in the contact's data nor in earlier subjects."""
+    known = _known_text(request)
+    known_numbers = {_norm_number(m.group(0)) for m in _NUMBER.finditer(known)}
+    known_numbers |= {d for w, d in _NUMBER_WORDS.items() if re.search(rf"\b{w}\b", known)}
+    known_words = set(re.findall(r"[a-z0-9'\u2019&-]+", known))
+    problems: list[str] = []
+    text = draft.text()
+    for match in _NUMBER.finditer(text):
+        if _norm_number(match.group(0)) not in known_numbers:
+            problems.append(f"number {match.group(0).strip()!r} is in neither brief nor data")
+    for match in _DATE_WORD.finditer(text):
+        if match.group(0).lower() not in known_words:
+            problems.append(f"date {match.group(0)!r} is in neither brief nor data")
+    for name in _proper_names(text):
+        if name.lower() not in known_words and name.lower() not in _COMMON_CAPS:
+            problems.append(f"name {name!r} is in neither brief nor data")
+    return _finding("no_invented_facts", list(dict.fromkeys(problems)))
+
+
+def spam_phrases(draft: Draft, request: CopyRequest) -> Finding:
+    """No phrase spam filters score ("act now", "100% free", "click here"...), no shouted
+    subject (two or more ALL-CAPS words) and no run of exclamation marks."""
+    text = draft.text().lower()
+    problems = [f"spam phrase {p!r}" for p in _SPAM if p in text]
+    caps = re.findall(r"\b[A-Z]{4,}\b", draft.subject)
+    shouted = [w for w in caps if w.lower() not in _COMMON_CAPS]
+    if len(shouted) >= 2:
+        problems.append(f"shouted subject ({' '.join(shouted)})")
+    if "!!" in text and "!!!" not in text:
+        problems.append("repeated exclamation marks")
+    return _finding("spam_phrases", problems)
+
+
+def no_injected_text(draft: Draft, request: CopyRequest) -> Finding:
+    """No text copied from a contact field that reads like an instruction (a prompt-injection
+    payload): four words in a row from such a field is a leak."""
+    text = _words(draft.text())
+    problems = []
+    for path, value in _strings(request.contact):
+        if not _INSTRUCTION.search(value):
+            continue
+        words = _words(value)
+        size = min(4, len(words))
+        shingles = {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
+        joined = " ".join(text)
+        if any(f" {s} " in f" {joined} " for s in shingles if s):
+            problems.append(f"copies instruction-like text from contact field {path}")
+    return _finding("no_injected_text", problems)
+
+
+def unsubscribe_present(preview: Preview) -> Finding:
+    """The rendered email, HTML and text alike, carries the recipient's unsubscribe link."""
+    problems = []
+    if preview.unsubscribe_url not in preview.html:
+        problems.append("the HTML part has no unsubscribe link")
+    if preview.unsubscribe_url not in preview.text:
+        problems.append("the text part has no unsubscribe link")
+    return _finding("unsubscribe_present", problems)
+
+
+COPY_RULES: dict[str, Rule] = {
+    rule.__name__: rule
+    for rule in (
+        schema_valid,
+        length_bounds,
+        no_placeholders,
+        allowed_links,
+        no_invented_facts,
+        spam_phrases,
+        no_injected_text,
+    )
+}
+RULE_NAMES = (*COPY_RULES, "unsubscribe_present")
+
+
+def check_copy(draft: Draft, request: CopyRequest) -> list[Finding]:
+    return [rule(draft, request) for rule in COPY_RULES.values()]
+
+
+def check_preview(preview: Preview) -> list[Finding]:
+    return [unsubscribe_present(preview)]
+
+
+def failed(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if not f.ok]
+
+
+def _known_text(request: CopyRequest) -> str:
+    parts = [request.brief, request.sender_name, request.sequence_key.replace("-", " ")]
+    for fallback in (request.fallback, *request.variant_fallbacks.values()):
+        parts += [fallback.subject, fallback.preheader, fallback.body]
+    parts += [v.angle for v in request.variants]
+    parts += [request.cta.text] if request.cta else []
+    parts += [step.subject for step in request.engagement.history]
+    parts += [value for _, value in _strings(request.contact) if not _INSTRUCTION.search(value)]
+    return "\n".join(parts).lower()
+
+
+def _strings(value: Any, path: str = "contact") -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        for n, item in enumerate(value):
+            yield from _strings(item, f"{path}.{n}")
+    elif value is not None and not isinstance(value, bool):
+        yield path, str(value)
+
+
+def _proper_names(text: str) -> Iterator[str]:
+    for line in text.splitlines():
+        for match in _CAPITALISED.finditer(line):
+            if not _SENTENCE_START.search(line[: match.start()]):
+                yield re.sub(r"['\u2019]s$", "", match.group(1))
+
+
+def _norm_number(text: str) -> str:
+    return re.sub(r"[\s,$€£¥]", "", text).rstrip(".").lower()
+
+
+def _norm_url(url: str) -> str:
+    url = re.sub(r"^https?://", "", url.strip().lower()).rstrip(".,;:!?")
+    return url.removeprefix("www.").rstrip("/")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())

@@ -1,0 +1,237 @@
+"""The graph's nodes: small functions of state. None sends or writes anything, so a node that a
+resume re-runs does no harm; the engine acts on the graph's outcome."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from langgraph.runtime import Runtime
+from langgraph.types import Command, interrupt
+
+from agents import guardrails
+from agents.composer import compose, split_paragraphs
+from agents.copy import CopyRequest, Decision, Draft, Finding, ModelCall, Outcome, Preview
+from agents.llm import ModelError
+from agents.prompting import PromptError, draft_messages, draft_of, revise_messages
+from agents.schema import SCHEMA_NAME, output_schema, parse_answer
+from agents.state import AgentContext, CopyState
+
+log = logging.getLogger(__name__)
+Update = dict[str, Any]
+
+
+def _request(state: CopyState) -> CopyRequest:
+    return CopyRequest.model_validate(state["request"])
+
+
+def gather(state: CopyState, runtime: Runtime[AgentContext]) -> Update:
+    """What the contact did so far, reduced to the signals later nodes and reviewers read."""
+    engagement = _request(state).engagement
+    signals = {
+        "clicked": list(engagement.clicked()),
+        "ignored": list(engagement.ignored()),
+        "replied": any(step.replied for step in engagement.history),
+        "emails_so_far": len(engagement.history),
+        "score": engagement.score,
+    }
+    mode = "model" if runtime.context.model is not None else "composer"
+    return {"signals": signals, "mode": mode, "revisions": 0}
+
+
+def choose(state: CopyState) -> Update:
+    """Which variant to write. The engine's pick stands when it is one of the candidates."""
+    request = _request(state)
+    ids = [v.id for v in request.variants]
+    if not ids:
+        return {"variant": None, "choice_reason": "the step has no variants"}
+    if request.preferred_variant in ids:
+        option = request.variant(request.preferred_variant)
+        assert option is not None
+        reason = f"variant {option.id} ({option.angle}): the engine's split for this enrollment"
+        return {"variant": option.id, "choice_reason": reason}
+    return {"variant": ids[0], "choice_reason": f"variant {ids[0]}: first candidate"}
+
+
+async def draft(state: CopyState, runtime: Runtime[AgentContext]) -> Update:
+    request = _request(state)
+    variant = state.get("variant")
+    model = runtime.context.model
+    if model is None:
+        copy = compose(request, variant)
+        return {"draft": copy.model_dump(), "findings": [], "fallback_reason": None}
+    try:
+        messages = draft_messages(request, variant, state.get("reviewer_note"))
+    except PromptError as error:
+        log.error("prompt could not be rendered", extra={"error": str(error)})
+        return {"draft": None, "fallback_reason": f"prompt error: {error}"}
+    return await _ask(state, runtime, request, messages, "draft")
+
+
+async def revise(state: CopyState, runtime: Runtime[AgentContext]) -> Update:
+    request = _request(state)
+    findings = [Finding.model_validate(f) for f in state.get("findings", [])]
+    messages = revise_messages(request, state["messages"], state.get("answer", ""), findings)
+    update = await _ask(state, runtime, request, messages, "revise")
+    return {**update, "revisions": state.get("revisions", 0) + 1}
+
+
+async def _ask(
+    state: CopyState,
+    runtime: Runtime[AgentContext],
+    request: CopyRequest,
+    messages: list[dict[str, str]],
+    purpose: str,
+) -> Update:
+    model = runtime.context.model
+    assert model is not None
+    try:
+        completion = await model.complete(messages, output_schema(), SCHEMA_NAME)
+    except ModelError as error:
+        runtime.context.calls.append(
+            ModelCall(model=model.name, purpose=purpose, outcome=type(error).__name__)
+        )
+        return {"draft": None, "fallback_reason": f"{error.reason} ({error})"}
+    runtime.context.calls.append(
+        ModelCall(
+            model=completion.model,
+            purpose=purpose,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            cached_tokens=completion.cached_tokens,
+            latency_ms=completion.latency_ms,
+        )
+    )
+    parsed = parse_answer(completion.content)
+    base: Update = {"messages": messages, "answer": completion.content, "fallback_reason": None}
+    if isinstance(parsed, Finding):
+        return {**base, "draft": None, "findings": [parsed.model_dump()]}
+    copy = draft_of(parsed, request, state.get("variant"), completion.model)
+    return {**base, "draft": copy.model_dump(), "findings": []}
+
+
+def after_draft(state: CopyState) -> str:
+    if state.get("fallback_reason"):
+        return "fallback"
+    if state.get("mode") == "composer":
+        return "render"  # the composer's copy is the sequence author's own: nothing to check
+    return "check"
+
+
+def check(state: CopyState) -> Update:
+    if state.get("draft") is None:  # the answer was not valid JSON for the schema
+        return {}
+    copy = Draft.model_validate(state["draft"])
+    findings = guardrails.check_copy(copy, _request(state))
+    return {"findings": [f.model_dump() for f in findings]}
+
+
+def after_check(state: CopyState, runtime: Runtime[AgentContext]) -> str:
+    failed = [f for f in state.get("findings", []) if not f["ok"]]
+    if not failed and state.get("draft") is not None:
+        return "render"
+    if state.get("revisions", 0) < runtime.context.max_revisions:
+        return "revise"
+    return "fallback"
+
+
+def fallback(state: CopyState) -> Update:
+    """The composer's copy, with the reason the model's did not stand."""
+    reason = state.get("fallback_reason") or _failed_rules(state)
+    copy = compose(_request(state), state.get("variant"), why=reason)
+    return {"draft": copy.model_dump(), "fallback_reason": reason}
+
+
+def _failed_rules(state: CopyState) -> str:
+    failed = [f for f in state.get("findings", []) if not f["ok"]]
+    named = ", ".join(f"{f['rule']} ({f['message']})" for f in failed) or "no usable draft"
+    return f"guardrails refused the model's drafts: {named}"
+
+
+def render(state: CopyState, runtime: Runtime[AgentContext]) -> Update:
+    copy = Draft.model_validate(state["draft"])
+    preview = runtime.context.render(copy)
+    checked = guardrails.check_preview(preview)
+    kept = [f for f in state.get("findings", []) if f["rule"] != "unsubscribe_present"]
+    return {"preview": preview.model_dump(), "findings": kept + [f.model_dump() for f in checked]}
+
+
+def review(state: CopyState) -> Command[Any]:
+    """Send, or stop for a reviewer when the request says so; resumed with a Decision."""
+    findings = [Finding.model_validate(f) for f in state.get("findings", [])]
+    if any(f.rule == "unsubscribe_present" and not f.ok for f in findings):
+        return _done("skip", state, "the rendered email has no unsubscribe link; not sent")
+    request = _request(state)
+    if state.get("approved_by"):
+        return _done("send", state, f"approved by {state['approved_by']}")
+    if not request.needs_review:
+        return _done("send", state, state.get("fallback_reason") or "")
+    answer = interrupt(_review_payload(state, request))
+    decision = Decision.model_validate(answer)
+    return _decide(state, request, decision)
+
+
+def _review_payload(state: CopyState, request: CopyRequest) -> dict[str, Any]:
+    fallback_copy = compose(request, state.get("variant"), why="shown to the reviewer")
+    return {
+        "draft": state["draft"],
+        "preview": state["preview"],
+        "findings": state.get("findings", []),
+        "fallback": fallback_copy.model_dump(),
+        "variant": state.get("variant"),
+        "choice_reason": state.get("choice_reason", ""),
+        "fallback_reason": state.get("fallback_reason"),
+        "signals": state.get("signals", {}),
+    }
+
+
+def _decide(state: CopyState, request: CopyRequest, decision: Decision) -> Command[Any]:
+    if decision.action == "skip":
+        return _done("skip", state, f"skipped by {decision.by}" + _noted(decision))
+    if decision.action == "regenerate":
+        update: Update = {"reviewer_note": decision.note, "revisions": 0, "draft": None}
+        return Command(goto="draft", update=update)
+    if decision.action == "fallback":
+        reason = f"{decision.by} chose the fallback copy" + _noted(decision)
+        return Command(
+            goto="fallback", update={"fallback_reason": reason, "approved_by": decision.by}
+        )
+    edited = apply_edits(Draft.model_validate(state["draft"]), decision)
+    if edited is None:
+        return _done("send", {**state, "approved_by": decision.by}, f"approved by {decision.by}")
+    findings = guardrails.check_copy(edited, request)
+    if guardrails.failed(findings):  # the API checks edits first; this is the last line
+        return Command(goto="review", update={"findings": [f.model_dump() for f in findings]})
+    return Command(goto="render", update={"draft": edited.model_dump(), "approved_by": decision.by})
+
+
+def apply_edits(copy: Draft, decision: Decision) -> Draft | None:
+    """The draft with a reviewer's edits, or None when they changed nothing."""
+    changes: dict[str, Any] = {}
+    if decision.subject is not None and decision.subject.strip() != copy.subject:
+        changes["subject"] = " ".join(decision.subject.split())
+    if decision.preheader is not None and decision.preheader.strip() != copy.preheader:
+        changes["preheader"] = decision.preheader.strip()
+    if decision.body is not None and split_paragraphs(decision.body) != copy.paragraphs:
+        changes["paragraphs"] = split_paragraphs(decision.body)
+    if not changes:
+        return None
+    note = f" Edited by {decision.by}."
+    return copy.model_copy(update={**changes, "rationale": copy.rationale + note})
+
+
+def _noted(decision: Decision) -> str:
+    return f": {decision.note}" if decision.note else ""
+
+
+def _done(action: str, state: CopyState, reason: str) -> Command[Any]:
+    draft_value = state.get("draft")
+    preview = state.get("preview")
+    outcome = Outcome(
+        action=action,
+        draft=Draft.model_validate(draft_value) if draft_value and action == "send" else None,
+        reason=reason,
+        findings=tuple(Finding.model_validate(f) for f in state.get("findings", [])),
+        preview=Preview.model_validate(preview) if preview else None,
+    )
+    return Command(goto="__end__", update={"outcome": outcome.model_dump()})

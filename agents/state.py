@@ -1,0 +1,42 @@
+"""The graph's state, checkpointed between a draft and its review. Plain JSON values only, so a
+checkpoint reads back the same in any process and under any serializer settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from agents.copy import Draft, ModelCall, Preview
+from agents.llm import ChatModel, Message
+
+
+class CopyState(TypedDict, total=False):
+    request: dict[str, Any]  # CopyRequest.model_dump()
+    mode: str  # "model" or "composer"
+    signals: dict[str, Any]  # what gather made of the engagement, for choose and the reviewer
+    variant: str | None
+    choice_reason: str
+    messages: list[Message]  # the conversation with the model so far, for a revision
+    answer: str  # the model's last raw answer
+    draft: dict[str, Any] | None  # Draft.model_dump()
+    findings: list[dict[str, Any]]  # Finding.model_dump() per rule
+    revisions: int
+    fallback_reason: str | None
+    reviewer_note: str | None
+    approved_by: str | None  # set once a reviewer accepted what will be sent
+    preview: dict[str, Any] | None  # Preview.model_dump()
+    outcome: dict[str, Any] | None  # Outcome.model_dump(): the graph's answer
+
+
+Render = Callable[[Draft], Preview]
+
+
+@dataclass
+class AgentContext:
+    """Per invocation and never checkpointed: the model, the engine's renderer, the ledger."""
+
+    model: ChatModel | None
+    render: Render
+    max_revisions: int = 1
+    calls: list[ModelCall] = field(default_factory=list)
