@@ -7,6 +7,7 @@ database; running it again, after a crash, returns the pending review instead of
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +55,15 @@ class CopyAgent:
     ) -> None:
         self.model = model
         self.max_revisions = max_revisions
+        self.offline_reason: str | None = None
         self._plain = build()
         self._reviewed = build(checkpointer) if checkpointer is not None else None
+
+    def offline(self, reason: str) -> CopyAgent:
+        """The same graphs and checkpoints with the composer as the model, for ``reason``."""
+        twin = copy.copy(self)
+        twin.model, twin.offline_reason = None, reason
+        return twin
 
     @property
     def model_name(self) -> str:
@@ -109,7 +117,12 @@ class CopyAgent:
         return Result(outcome=Outcome.model_validate(outcome)) if outcome else None
 
     def _context(self, render: Render) -> AgentContext:
-        return AgentContext(model=self.model, render=render, max_revisions=self.max_revisions)
+        return AgentContext(
+            model=self.model,
+            render=render,
+            max_revisions=self.max_revisions,
+            offline_reason=self.offline_reason,
+        )
 
     def _result(self, state: dict[str, Any], context: AgentContext) -> Result:
         interrupts = state.get("__interrupt__") or ()

@@ -21,12 +21,13 @@ CTA_MAX = 40
 Rule = Callable[[Draft, CopyRequest], Finding]
 
 _PLACEHOLDER = re.compile(
-    r"\{\{|\}\}|\{%|%\}|\{#|"  # Jinja / Handlebars
+    r"\{\{[^{}\n]*\}\}|\{%[^{}\n]*%\}|\{#[^{}\n]*#\}|"  # a whole Jinja / Handlebars tag
+    r"\{\{|\}\}|\{%|%\}|\{#|"  # or a stray half of one
     r"\{[a-z_][a-z0-9_.]*\}|\$\{[^}]*\}|"  # {first_name}, ${name}
     r"\*\|[A-Z_]+\|\*|%[A-Z_]{3,}%|"  # Mailchimp *|FNAME|*, %FIRSTNAME%
     r"\[(?:insert|your|first|last|company|name|link|date)[^\]]*\]|"  # [First Name], [insert link]
     r"<[a-zA-Z/!][^>]*>|"  # HTML or XML markup in plain text
-    r"\blorem ipsum\b|\bTODO\b|\bXXX\b",
+    r"\blorem ipsum\b|(?-i:\bTODO\b|\bXXX\b)",  # "your todo list" is copy, "TODO" a marker
     re.IGNORECASE,
 )
 _URL = re.compile(
@@ -42,6 +43,8 @@ _MONTHS = [
     *("thursday", "friday", "saturday", "sunday", "tomorrow", "tonight"),
 ]
 _DATE_WORD = re.compile(r"\b(" + "|".join(_MONTHS) + r")\b", re.IGNORECASE)
+# "you may", "march on", "august company": only a capitalised one is the month.
+_NOT_DATES_IN_LOWER_CASE = frozenset({"may", "march", "august"})
 _CAPITALISED = re.compile(r"(?<![\w'\u2019])([A-Z][A-Za-z'\u2019&-]*[A-Za-z]|[A-Z]{2,})\b")
 _SENTENCE_START = re.compile(r"(^|[.!?:;\n\u2014\u2013-]\s*|[\"\u201c(]\s*)$")
 _COMMON_CAPS = frozenset(
@@ -77,6 +80,7 @@ _SPAM = (
     "$$$",
     "!!!",
 )
+_SPAM_RE = {p: re.compile(r"(?<![a-z0-9])" + re.escape(p)) for p in _SPAM}
 _INSTRUCTION = re.compile(
     r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules?|prompts?|above|previous)\b|"
     r"\b(system prompt|you are now|you must now|new instructions?|act as|pretend to be)\b|"
@@ -146,28 +150,37 @@ def no_invented_facts(draft: Draft, request: CopyRequest) -> Finding:
     known = _known_text(request)
     known_numbers = {_norm_number(m.group(0)) for m in _NUMBER.finditer(known)}
     known_numbers |= {d for w, d in _NUMBER_WORDS.items() if re.search(rf"\b{w}\b", known)}
-    known_words = set(re.findall(r"[a-z0-9'\u2019&-]+", known))
+    known_words = set(re.findall(r"[a-z0-9'&-]+", known))
+    known_words |= {re.sub(r"'s$", "", w) for w in known_words}  # "Globex's" names Globex
     problems: list[str] = []
     text = draft.text()
     for match in _NUMBER.finditer(text):
         if _norm_number(match.group(0)) not in known_numbers:
             problems.append(f"number {match.group(0).strip()!r} is in neither brief nor data")
     for match in _DATE_WORD.finditer(text):
+        if match.group(0) in _NOT_DATES_IN_LOWER_CASE:
+            continue
         if match.group(0).lower() not in known_words:
             problems.append(f"date {match.group(0)!r} is in neither brief nor data")
     for name in _proper_names(text):
-        if name.lower() not in known_words and name.lower() not in _COMMON_CAPS:
+        key = name.lower().replace("\u2019", "'")  # "I\u2019m" is "I'm"
+        if key not in known_words and key not in _COMMON_CAPS:
             problems.append(f"name {name!r} is in neither brief nor data")
     return _finding("no_invented_facts", list(dict.fromkeys(problems)))
 
 
 def spam_phrases(draft: Draft, request: CopyRequest) -> Finding:
     """No phrase spam filters score ("act now", "100% free", "click here"...), no shouted
-    subject (two or more ALL-CAPS words) and no run of exclamation marks."""
+    subject (two or more ALL-CAPS words the brief and data do not use) and no run of
+    exclamation marks."""
     text = draft.text().lower()
-    problems = [f"spam phrase {p!r}" for p in _SPAM if p in text]
+    # "impact now" and "contact now" are not "act now"
+    problems = [f"spam phrase {p!r}" for p, pattern in _SPAM_RE.items() if pattern.search(text)]
     caps = re.findall(r"\b[A-Z]{4,}\b", draft.subject)
-    shouted = [w for w in caps if w.lower() not in _COMMON_CAPS]
+    known = _known_raw(request)  # an acronym the brief or the data uses (GDPR, HIPAA) is no shout
+    shouted = [
+        w for w in caps if w.lower() not in _COMMON_CAPS and not re.search(rf"\b{w}\b", known)
+    ]
     if len(shouted) >= 2:
         problems.append(f"shouted subject ({' '.join(shouted)})")
     if "!!" in text and "!!!" not in text:
@@ -195,6 +208,8 @@ def no_injected_text(draft: Draft, request: CopyRequest) -> Finding:
 def unsubscribe_present(preview: Preview) -> Finding:
     """The rendered email, HTML and text alike, carries the recipient's unsubscribe link."""
     problems = []
+    if not preview.unsubscribe_url.strip():  # "" is in every string: no URL is a failure
+        return _finding("unsubscribe_present", ["the email has no unsubscribe URL"])
     if preview.unsubscribe_url not in preview.html:
         problems.append("the HTML part has no unsubscribe link")
     if preview.unsubscribe_url not in preview.text:
@@ -230,6 +245,11 @@ def failed(findings: list[Finding]) -> list[Finding]:
 
 
 def _known_text(request: CopyRequest) -> str:
+    """Everything the copy may draw facts from, lower-cased, apostrophes straightened."""
+    return _known_raw(request).lower().replace("\u2019", "'")
+
+
+def _known_raw(request: CopyRequest) -> str:
     parts = [request.brief, request.sender_name, request.sequence_key.replace("-", " ")]
     for fallback in (request.fallback, *request.variant_fallbacks.values()):
         parts += [fallback.subject, fallback.preheader, fallback.body]
@@ -237,7 +257,7 @@ def _known_text(request: CopyRequest) -> str:
     parts += [request.cta.text] if request.cta else []
     parts += [step.subject for step in request.engagement.history]
     parts += [value for _, value in _strings(request.contact) if not _INSTRUCTION.search(value)]
-    return "\n".join(parts).lower()
+    return "\n".join(parts)
 
 
 def _strings(value: Any, path: str = "contact") -> Iterator[tuple[str, str]]:

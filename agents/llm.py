@@ -10,6 +10,7 @@ provider's request and token limits.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from agents.config import ModelConfig
 
@@ -121,13 +123,18 @@ class OpenAIChatModel:
             "type": "json_schema",
             "json_schema": {"name": schema_name, "schema": schema, "strict": True},
         }
-        response = await self._client.chat.completions.create(
-            model=self._config.model,
-            messages=cast(Any, messages),
-            temperature=self._config.temperature,
-            max_tokens=self._config.max_tokens,
-            response_format=response_format,
-        )
+        try:
+            response = await self._client.chat.completions.create(
+                model=self._config.model,
+                messages=cast(Any, messages),
+                temperature=self._config.temperature,
+                max_tokens=self._config.max_tokens,
+                response_format=response_format,
+            )
+        except json.JSONDecodeError as error:  # a JSON content type, a body that is not JSON
+            raise ModelOutputError(f"the response body was not JSON: {error}") from error
+        if not isinstance(response, ChatCompletion):  # the SDK returns any other body as text
+            raise ModelOutputError("the response was not a chat completion")
         latency = int((time.perf_counter() - started) * 1000)
         choices = getattr(response, "choices", None) or []
         content = choices[0].message.content if choices and choices[0].message else None

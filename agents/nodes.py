@@ -58,8 +58,9 @@ async def draft(state: CopyState, runtime: Runtime[AgentContext]) -> Update:
     variant = state.get("variant")
     model = runtime.context.model
     if model is None:
-        copy = compose(request, variant)
-        return {"draft": copy.model_dump(), "findings": [], "fallback_reason": None}
+        reason = runtime.context.offline_reason
+        copy = compose(request, variant, why=reason or "")
+        return {"draft": copy.model_dump(), "findings": [], "fallback_reason": reason}
     try:
         messages = draft_messages(request, variant, state.get("reviewer_note"))
     except PromptError as error:

@@ -39,4 +39,5 @@ class AgentContext:
     model: ChatModel | None
     render: Render
     max_revisions: int = 1
+    offline_reason: str | None = None  # why the composer writes although a model exists
     calls: list[ModelCall] = field(default_factory=list)

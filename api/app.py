@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import contacts, enrollments, events, ops, sequences, tracking
+from api.routes import contacts, drafts, enrollments, events, ops, sequences, tracking
 from sequences.clock import Clock
 from sequences.runtime import open_deps
 from sequences.settings import Settings
@@ -35,7 +35,7 @@ def create_app(settings: Settings, *, redis_url: str, clock: Clock | None = None
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (sequences, contacts, enrollments, events, tracking, ops):
+    for module in (sequences, contacts, enrollments, events, drafts, tracking, ops):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

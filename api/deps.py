@@ -64,3 +64,4 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
 Admin = Annotated[Principal, Depends(require())]
 Enroller = Annotated[Principal, Depends(require(Role.enroll))]
 Reader = Annotated[Principal, Depends(require(Role.enroll, Role.reviewer))]
+Reviewer = Annotated[Principal, Depends(require(Role.reviewer))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
@@ -108,3 +108,30 @@ class EventsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     events: list[EventIn] = Field(min_length=1, max_length=1000)
+
+
+class ApproveIn(BaseModel):
+    """Approve a pending draft, optionally with edits (which pass the same guardrails)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str | None = Field(None, min_length=1, max_length=200, description="A new subject.")
+    preheader: str | None = Field(None, max_length=300, description="A new preheader.")
+    body: str | None = Field(
+        None,
+        min_length=1,
+        max_length=20_000,
+        description="A new body: plain text, paragraphs separated by a blank line.",
+    )
+    note: str | None = Field(None, max_length=1000, description="Why, for the timeline.")
+
+
+class RejectIn(BaseModel):
+    """Reject a pending draft: draft it again, send the fallback copy, or skip the step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["regenerate", "fallback", "skip"]
+    note: str | None = Field(
+        None, max_length=1000, description="For regenerate, what the new draft should change."
+    )

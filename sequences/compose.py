@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agents.copy import CopyRequest, Cta, Draft, Fallback
+from agents.copy import (
+    CopyRequest,
+    Cta,
+    Draft,
+    EngagementSummary,
+    Fallback,
+    Preview,
+    VariantOption,
+)
 from sequences import outbox
 from sequences.definition import EmailStep
+from sequences.definition import Fallback as FallbackSpec
 from sequences.deps import Deps
 from sequences.flow import RunContext, stable_pick
 from sequences.mail.mime import OutgoingEmail, build_message, make_message_id, split_address
@@ -38,38 +48,70 @@ class Outgoing:
 
 
 def copy_request(
-    ctx: RunContext, step: EmailStep, summary: dict[str, Any]
-) -> tuple[str | None, CopyRequest]:
+    ctx: RunContext,
+    step: EmailStep,
+    engagement: EngagementSummary,
+    *,
+    needs_review: bool = False,
+    prompt_version: str = "v1",
+) -> CopyRequest:
+    """What the agent needs for this step and contact; fallbacks are rendered here, once."""
     spec = step.email
-    fallback_spec = spec.fallback
-    variant_id: str | None = None
-    angle: str | None = None
-    if spec.variants:
-        ids = [v.id or f"v{i + 1}" for i, v in enumerate(spec.variants)]
-        variant_id = stable_pick(ctx.enrollment_id, step.id, ids)
-        chosen = spec.variants[ids.index(variant_id)]
-        angle = chosen.angle
-        fallback_spec = chosen.fallback or fallback_spec
     context = {"contact": ctx.contact_view(), "sender": sender_view(ctx), "step": {"id": step.id}}
-    fallback = Fallback(
-        subject=render_template(fallback_spec.subject, context),
-        preheader=render_template(fallback_spec.preheader, context),
-        body=render_template(fallback_spec.body, context),
-    )
-    cta = Cta(spec.cta.text, str(spec.cta.url)) if spec.cta else None
-    request = CopyRequest(
+
+    def rendered(fallback: FallbackSpec) -> Fallback:
+        return Fallback(
+            subject=render_template(fallback.subject, context),
+            preheader=render_template(fallback.preheader, context),
+            body=render_template(fallback.body, context),
+        )
+
+    variants = tuple(VariantOption(id=v.id or "", angle=v.angle) for v in spec.variants)
+    ids = [v.id for v in variants]
+    return CopyRequest(
         sequence_key=ctx.sequence_key,
         step_id=step.id,
         brief=spec.brief,
-        fallback=fallback,
+        fallback=rendered(spec.fallback),
         contact=ctx.contact_view(),
-        cta=cta,
-        variant=variant_id,
-        angle=angle,
+        sender_name=sender_view(ctx)["name"],
+        cta=Cta(text=spec.cta.text, url=str(spec.cta.url)) if spec.cta else None,
+        variants=variants,
+        preferred_variant=stable_pick(ctx.enrollment_id, step.id, ids) if ids else None,
+        variant_fallbacks={v.id or "": rendered(v.fallback) for v in spec.variants if v.fallback},
         allowed_links=tuple(str(u) for u in spec.links),
-        engagement=summary,
+        engagement=engagement,
+        prompt_version=ctx.definition.prompt or prompt_version,
+        needs_review=needs_review,
     )
-    return variant_id, request
+
+
+def preview_renderer(deps: Deps, ctx: RunContext, step: EmailStep) -> Callable[[Draft], Preview]:
+    """How the agent sees a draft in its layout: the real layout, with placeholder links."""
+    unsubscribe = unsubscribe_url(deps, "preview")
+    sender = sender_view(ctx)
+
+    def render(draft: Draft) -> Preview:
+        rendered = deps.renderer.render(
+            step.email.layout or ctx.definition.layout,
+            _email_copy(draft),
+            unsubscribe_url=unsubscribe,
+            pixel_url=None,
+            sender_line=f"{sender['name']} · {sender['email']}",
+        )
+        return Preview(html=rendered.html, text=rendered.text, unsubscribe_url=unsubscribe)
+
+    return render
+
+
+def _email_copy(draft: Draft) -> EmailCopy:
+    return EmailCopy(
+        subject=draft.subject,
+        preheader=draft.preheader,
+        paragraphs=draft.paragraphs,
+        cta_text=draft.cta_text,
+        cta_url=draft.cta_url,
+    )
 
 
 def sender_view(ctx: RunContext) -> dict[str, str]:
@@ -93,13 +135,7 @@ def render_message(
     sender = sender_view(ctx)
     rendered = deps.renderer.render(
         step.email.layout or ctx.definition.layout,
-        EmailCopy(
-            subject=draft.subject,
-            preheader=draft.preheader,
-            paragraphs=draft.paragraphs,
-            cta_text=draft.cta_text,
-            cta_url=draft.cta_url,
-        ),
+        _email_copy(draft),
         unsubscribe_url=unsubscribe_url(deps, token),
         pixel_url=f"{base}/t/o/{token}",
         sender_line=f"{sender['name']} · {sender['email']}",
@@ -144,7 +180,6 @@ def message_row(
     claim: outbox.Claim,
     ctx: RunContext,
     step: EmailStep,
-    variant: str | None,
     draft: Draft,
 ) -> dict[str, Any]:
     return {
@@ -153,7 +188,7 @@ def message_row(
         "enrollment_id": ctx.enrollment_id,
         "contact_id": ctx.contact_id,
         "step_id": step.id,
-        "variant": variant,
+        "variant": draft.variant,
         "message_id": message.message_id,
         "token": message.token,
         "to_addr": message.to_addr,

@@ -265,6 +265,8 @@ class SequenceDefinition(_Model):
     approval_deadline: Duration | None = None
     approval_timeout_policy: Literal["hold", "fallback", "skip"] = "fallback"
     layout: Slug = "basic"
+    # A prompt version under prompts/drafting/ (v1, v2...); unset means the setting's default.
+    prompt: Annotated[str, StringConstraints(pattern=r"^v[0-9]+[a-z0-9-]*$")] | None = None
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
 
     @model_validator(mode="after")

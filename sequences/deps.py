@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agents.copy import CopyWriter
+from agents.agent import CopyAgent
 from sequences.clock import Clock, SequenceTime
 from sequences.mail.ratelimit import RateLimiter
 from sequences.mail.render import LayoutRenderer
@@ -27,7 +27,7 @@ class Deps:
     clock: Clock
     seqtime: SequenceTime
     waker: Waker
-    writer: CopyWriter
+    agent: CopyAgent
     renderer: LayoutRenderer
     mailer: Mailer | None = None
     signers: Signers | None = None

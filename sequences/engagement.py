@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.models import EVENTS, MESSAGES
+from agents.copy import EngagementSummary, PastStep
+from sequences.models import EVENTS, LINKS, MESSAGES, MessageState
 
 # Clicks and replies are deliberate; opens are fetched by privacy proxies, so they weigh little.
 SCORE_WEIGHTS = {"clicked": 3.0, "replied": 5.0, "converted": 8.0, "opened": 0.5}
@@ -94,3 +95,63 @@ def _add(engagement: Engagement, row: Any) -> None:
     if row.step_id is not None:
         engagement.by_step.setdefault(row.step_id, set()).add(row.type)
     engagement.last_event = {"type": row.type, "properties": row.properties or {}}
+
+
+async def summaries(
+    conn: AsyncConnection, engagements: dict[str, Engagement]
+) -> dict[str, EngagementSummary]:
+    """What the agent reads per enrollment: each email sent so far, what it offered and what
+    the contact did with it (human events only), in three queries for the whole batch."""
+    if not engagements:
+        return {}
+    sent = (
+        await conn.execute(
+            select(
+                MESSAGES.c.id,
+                MESSAGES.c.enrollment_id,
+                MESSAGES.c.step_id,
+                MESSAGES.c.subject,
+                MESSAGES.c.sent_at,
+            )
+            .where(
+                MESSAGES.c.enrollment_id.in_(engagements),
+                MESSAGES.c.state.in_([MessageState.sent, MessageState.unknown]),
+            )
+            .order_by(MESSAGES.c.created_at)
+        )
+    ).all()
+    ids = [m.id for m in sent]
+    offered: dict[str, list[str]] = {}
+    acted: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    if ids:
+        for link in await conn.execute(
+            select(LINKS.c.message_pk, LINKS.c.url).where(LINKS.c.message_pk.in_(ids))
+        ):
+            offered.setdefault(link.message_pk, []).append(link.url)
+        for event in await conn.execute(
+            select(EVENTS.c.message_pk, EVENTS.c.type, EVENTS.c.properties).where(
+                EVENTS.c.message_pk.in_(ids), EVENTS.c.is_bot.is_(False)
+            )
+        ):
+            acted.setdefault(event.message_pk, []).append((event.type, event.properties or {}))
+    history: dict[str, list[PastStep]] = {e: [] for e in engagements}
+    for message in sent:
+        events = acted.get(message.id, [])
+        clicks = [p.get("url") for t, p in events if t == "clicked" and p.get("url")]
+        history[message.enrollment_id].append(
+            PastStep(
+                step_id=message.step_id,
+                subject=message.subject,
+                sent_at=message.sent_at.isoformat() if message.sent_at else "",
+                opened=any(t == "opened" for t, _ in events),
+                clicked=tuple(dict.fromkeys(str(u) for u in clicks)),
+                offered=tuple(dict.fromkeys(offered.get(message.id, []))),
+                replied=any(t == "replied" for t, _ in events),
+            )
+        )
+    return {
+        e: EngagementSummary(
+            history=tuple(history[e]), events=tuple(found.types), score=found.score
+        )
+        for e, found in engagements.items()
+    }

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences import outbox, timeline
+from sequences import outbox, reviews, timeline
 from sequences.db import dialect_insert, lock_rows
 from sequences.models import ENROLLMENTS, SUPPRESSIONS, EnrollmentStatus
 
@@ -46,6 +46,7 @@ async def end(
     )
     ended = [r.id for r in rows]
     await outbox.cancel_pending(conn, ended)
+    await reviews.cancel_for(conn, ended)
     kind = "completed" if status == EnrollmentStatus.completed else str(status)
     await timeline.record(
         conn, [timeline.entry(e, now, kind, step_id, reason=reason) for e in ended]

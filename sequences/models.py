@@ -31,6 +31,7 @@ class EnrollmentStatus(StrEnum):
 class RunState(StrEnum):
     due = "due"
     claimed = "claimed"
+    held = "held"  # an email waiting for a reviewer: no worker claims it until a decision
     done = "done"
     cancelled = "cancelled"
 
@@ -201,6 +202,65 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
 
 
+class DraftStatus(StrEnum):
+    pending = "pending"  # waiting for a reviewer
+    approved = "approved"  # decided; the worker resumes the graph and sends
+    rejected = "rejected"  # decided: regenerate, fallback or skip
+    expired = "expired"  # the deadline passed and the sequence's policy decided
+    resolved = "resolved"  # the worker acted on the decision
+    cancelled = "cancelled"  # the enrollment ended while it waited
+
+
+class DraftRecord(SQLModel, table=True):
+    """A draft the graph stopped on for review; the graph's checkpoint holds its thread."""
+
+    __tablename__ = "drafts"
+    __table_args__ = (
+        UniqueConstraint("step_run_id", "revision"),
+        Index("ix_drafts_status_created", "status", "created_at"),
+    )
+    id: str = Field(primary_key=True, max_length=32)
+    step_run_id: int = Field(foreign_key="step_runs.id", index=True)
+    revision: int = 1
+    thread_id: str = Field(max_length=120)
+    enrollment_id: str = Field(foreign_key="enrollments.id", index=True, max_length=32)
+    contact_id: int = Field(foreign_key="contacts.id")
+    sequence_key: str = Field(max_length=63)
+    step_id: str = Field(max_length=63)
+    variant: str | None = Field(default=None, max_length=63)
+    status: str = Field(default=DraftStatus.pending, max_length=16)
+    model: str = Field(max_length=120)
+    subject: str = Field(max_length=998)
+    copy_: dict[str, Any] = Field(sa_column=Column("copy", JsonType, nullable=False))
+    preview_html: str
+    preview_text: str
+    review: dict[str, Any] = Field(sa_column=Column(JsonType, nullable=False))
+    request: dict[str, Any] = Field(sa_column=Column(JsonType, nullable=False))
+    decision: dict[str, Any] | None = Field(default=None, sa_column=Column(JsonType))
+    decided_by: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    deadline_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    decided_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+
+
+class ModelCallRecord(SQLModel, table=True):
+    """The cost ledger: one row per request to the model, against the outbox row it drafted."""
+
+    __tablename__ = "model_calls"
+    id: int | None = Field(default=None, primary_key=True)
+    step_run_id: int = Field(foreign_key="step_runs.id", index=True)
+    sequence_key: str = Field(max_length=63)
+    step_id: str = Field(max_length=63)
+    model: str = Field(max_length=120)
+    purpose: str = Field(max_length=16)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    latency_ms: int = 0
+    outcome: str = Field(default="ok", max_length=64)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
 class Meta(SQLModel, table=True):
     """Process-shared facts, such as the accelerated clock's anchor."""
 
@@ -227,3 +287,5 @@ TIMELINE = _table(TimelineEntry)
 SUPPRESSIONS = _table(Suppression)
 API_KEYS = _table(ApiKey)
 META = _table(Meta)
+DRAFTS = _table(DraftRecord)
+MODEL_CALLS = _table(ModelCallRecord)

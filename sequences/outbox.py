@@ -78,6 +78,30 @@ async def release(conn: AsyncConnection, claim: Claim, due_at: datetime) -> bool
     return result.rowcount == 1
 
 
+async def hold(conn: AsyncConnection, claim: Claim, until: datetime) -> bool:
+    """Park a claimed row while its draft waits for a reviewer. No worker claims a held row;
+    a decision (or the review deadline, ``until``) makes it due again."""
+    result = await conn.execute(
+        update(RUNS)
+        .where(_held(claim))
+        .values(state=RunState.held, due_at=until, claim_token=None, claimed_until=None, attempts=0)
+    )
+    return result.rowcount == 1
+
+
+async def unhold(conn: AsyncConnection, run_ids: list[int], now: datetime) -> list[int]:
+    """Held rows due at once (a reviewer decided, or the deadline passed); returns those moved."""
+    if not run_ids:
+        return []
+    rows = await conn.execute(
+        update(RUNS)
+        .where(RUNS.c.id.in_(run_ids), RUNS.c.state == RunState.held)
+        .values(state=RunState.due, due_at=now)
+        .returning(RUNS.c.id)
+    )
+    return [r.id for r in rows]
+
+
 def _held(claim: Claim) -> ColumnElement[bool]:
     return and_(
         RUNS.c.id == claim.run_id,
@@ -103,7 +127,7 @@ async def cancel_pending(conn: AsyncConnection, enrollment_ids: list[str]) -> No
             update(RUNS)
             .where(
                 RUNS.c.enrollment_id.in_(enrollment_ids),
-                RUNS.c.state.in_([RunState.due, RunState.claimed]),
+                RUNS.c.state.in_([RunState.due, RunState.claimed, RunState.held]),
             )
             .values(state=RunState.cancelled, claim_token=None, claimed_until=None)
         )

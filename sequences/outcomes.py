@@ -5,12 +5,14 @@ time, and every state write is conditional on the message still being ``sending`
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agents.copy import CopyRequest, Decision, ModelCall
 from sequences import engagement, lifecycle, outbox, timeline
 from sequences.compose import Outgoing
 from sequences.definition import EmailStep
@@ -33,6 +35,14 @@ class Job:
     message: Outgoing | None = None
     data: bytes | None = None  # the signed message, built before it is recorded as sending
     signals: engagement.Engagement | None = None
+    # The copy agent's side (see sequences.drafting): the newest draft row for this outbox
+    # row, a decision the deadline made, the model calls made, and the outcome's reason.
+    draft_row: Any = None
+    request: CopyRequest | None = None
+    expired: Decision | None = None
+    overdue: bool = False
+    calls: list[ModelCall] = field(default_factory=list)
+    outcome_reason: str = ""
 
 
 async def after_crash(deps: Deps, job: Job, state: str) -> None:

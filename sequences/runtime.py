@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agents.composer import OfflineComposer
+from agents.agent import CopyAgent
+from agents.llm import OpenAIChatModel
 from sequences import migrate
+from sequences.checkpoints import open_checkpointer
 from sequences.clock import Clock, SequenceTime, SystemClock
 from sequences.db import dialect_insert, make_engine, read_only
 from sequences.deps import Deps
@@ -19,6 +21,7 @@ from sequences.mail.ratelimit import RateLimiter
 from sequences.mail.render import LayoutRenderer
 from sequences.mail.signers import Signers, load_or_create_key
 from sequences.mail.smtp import SmtpMailer
+from sequences.modelbudget import ModelBudget
 from sequences.models import META
 from sequences.queue import QUEUE_NAME, ArqWaker
 from sequences.settings import Settings
@@ -49,6 +52,18 @@ async def arq_pool(redis_url: str) -> ArqRedis:
     return await create_pool(arq_settings(redis_url), default_queue_name=QUEUE_NAME)
 
 
+def _model(settings: Settings, redis: ArqRedis) -> OpenAIChatModel | None:
+    """The configured model, or None: with no key and no endpoint the composer writes."""
+    config = settings.agent_model
+    if not config.configured:
+        return None
+    endpoint = config.base_url or "api.openai.com"
+    budget = ModelBudget(
+        redis, endpoint, settings.model_requests_per_minute, settings.model_tokens_per_minute
+    )
+    return OpenAIChatModel(config, budget)
+
+
 @asynccontextmanager
 async def open_deps(
     settings: Settings,
@@ -66,6 +81,11 @@ async def open_deps(
     if run_migrations:
         await migrate.upgrade(engine)
     pool = await arq_pool(redis_url)
+    stack = AsyncExitStack()
+    checkpointer = await stack.enter_async_context(
+        open_checkpointer(settings.resolved_database_url)
+    )
+    model = _model(settings, pool)
     deps = Deps(
         settings=settings,
         engine=engine,
@@ -74,7 +94,7 @@ async def open_deps(
         clock=clock,
         seqtime=await clock_anchor(engine, settings.day_seconds, clock.now()),
         waker=ArqWaker(pool),
-        writer=OfflineComposer(),
+        agent=CopyAgent(model, checkpointer, max_revisions=settings.agent_model.max_revisions),
         renderer=LayoutRenderer(),
     )
     if smtp is not None:
@@ -97,6 +117,9 @@ async def open_deps(
     try:
         yield deps
     finally:
+        if model is not None:
+            await model.close()
+        await stack.aclose()
         if deps.mailer is not None:
             await deps.mailer.close()
         await pool.aclose()

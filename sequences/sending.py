@@ -19,16 +19,16 @@ from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.copy import Draft
-from sequences import engagement, lifecycle, outbox, timeline
+from sequences import drafting, lifecycle, outbox, reviews, timeline
 from sequences.compose import (
     Outgoing,
-    copy_request,
     message_bytes,
     message_row,
     outgoing_from_row,
     render_message,
 )
 from sequences.deps import Deps
+from sequences.drafting import Held
 from sequences.flow import Finished, advance_many
 from sequences.mail.mime import split_address
 from sequences.mail.smtp import (
@@ -38,7 +38,6 @@ from sequences.mail.smtp import (
 from sequences.models import LINKS, MESSAGES, EnrollmentStatus, MessageState, RunState
 from sequences.outcomes import Job, after_crash, failed
 from sequences.pacing import cap_releases, window_release
-from sequences.sandbox import SandboxError
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +51,9 @@ async def send_batch(deps: Deps, jobs: list[Job]) -> None:
         # Wait for the relay's budget before any message is recorded as being sent: a long wait
         # then costs at most the claims (which lapse and are re-run), never an unknown outcome.
         await deps.limiter.acquire(len(fresh) + len(resend))
-    drafted, skipped = await _draft(deps, fresh, now) if fresh else ([], [])
+    drafted, skipped, held = await _draft(deps, fresh, now) if fresh else ([], [], [])
     resend = [job for job in await asyncio.gather(*(_rebuild(deps, j) for j in resend)) if job]
-    await _deliver(deps, await _record(deps, drafted, skipped, resend))
+    await _deliver(deps, await _record(deps, drafted, skipped, resend, held, fresh))
 
 
 async def _rebuild(deps: Deps, job: Job) -> Job | None:
@@ -134,48 +133,36 @@ async def _postpone(
 
 async def _draft(
     deps: Deps, jobs: list[Job], now: datetime
-) -> tuple[list[tuple[Job, str | None, Draft]], list[Finished]]:
-    """Draft, render and sign the batch's messages before any is recorded as sending; a step
-    whose message cannot be made is skipped, and the timeline says why."""
-    async with deps.reader.connect() as conn:
-        signals = await engagement.load_many(
-            conn, [(j.ctx.enrollment_id, j.ctx.contact_id, j.ctx.started_at) for j in jobs]
-        )
-    for job in jobs:
-        job.signals = signals[job.ctx.enrollment_id]
-    results = await asyncio.gather(*(_draft_one(deps, job, now) for job in jobs))
+) -> tuple[list[tuple[Job, Draft]], list[Finished], list[Held]]:
+    """Draft (through the agent), render and sign the batch's messages before any is recorded
+    as sending; a step whose message cannot be made is skipped, and the timeline says why."""
+    prepared = await drafting.prepare(deps, jobs, now)
+    results = await asyncio.gather(
+        *(_build(deps, job, draft, now) for job, draft in prepared.drafted)
+    )
     drafted = [r for r in results if not isinstance(r, Finished)]
-    skipped = [r for r in results if isinstance(r, Finished)]
-    return drafted, skipped
+    skipped = prepared.skipped + [r for r in results if isinstance(r, Finished)]
+    return drafted, skipped, prepared.held
 
 
-async def _draft_one(
-    deps: Deps, job: Job, now: datetime
-) -> tuple[Job, str | None, Draft] | Finished:
-    assert job.signals is not None
+async def _build(deps: Deps, job: Job, draft: Draft, now: datetime) -> tuple[Job, Draft] | Finished:
     try:
-        variant, request = copy_request(job.ctx, job.step, job.signals.summary())
-        draft = await deps.writer.write(request)
         job.message = render_message(deps, job.ctx, job.step, draft, now)
         # RSA signing releases the GIL: in a thread it runs on the other core.
         job.data = await asyncio.to_thread(message_bytes, deps, job.ctx, job.message)
-    except SandboxError as error:
-        return _skipped(job, f"fallback template failed: {error}")
     except Exception as error:  # one unsendable message must not hold up its batch
         log.exception("email step could not be composed", extra={"step": job.step.id})
-        return _skipped(job, f"{type(error).__name__}: {error}")
-    return job, variant, draft
-
-
-def _skipped(job: Job, reason: str) -> Finished:
-    return Finished(job.claim, job.ctx, job.step.id, {"outcome": "skipped", "reason": reason})
+        return drafting.skipped(job, f"{type(error).__name__}: {error}")
+    return job, draft
 
 
 async def _record(
     deps: Deps,
-    drafted: list[tuple[Job, str | None, Draft]],
+    drafted: list[tuple[Job, Draft]],
     skipped: list[Finished],
     resend: list[Job],
+    held: list[Held],
+    jobs: list[Job],
 ) -> list[Job]:
     """Commit every message as ``sending`` before any SMTP call; returns the jobs to send."""
     now = deps.clock.now()  # drafting may have taken a while: the new lease starts now
@@ -184,38 +171,37 @@ async def _record(
     async with deps.engine.begin() as conn:
         # Checked here, contacts locked, in the transaction that records the messages: two
         # workers cannot both take a contact's last slot under the frequency cap.
-        releases = await cap_releases(conn, deps, [job.ctx for job, _, _ in drafted], now)
-        for (job, _, _), until in zip(drafted, releases, strict=True):
+        releases = await cap_releases(conn, deps, [job.ctx for job, _ in drafted], now)
+        for (job, _), until in zip(drafted, releases, strict=True):
             if until is not None:
                 await _postpone(conn, job, until, "frequency cap", now)
                 later.append(until)
         drafted = [d for d, until in zip(drafted, releases, strict=True) if until is None]
-        claims = [job.claim for job, _, _ in drafted] + [job.claim for job in resend]
+        claims = [job.claim for job, _ in drafted] + [job.claim for job in resend]
         # A claim that lapsed meanwhile belongs to another worker now: leave it alone.
-        held = await outbox.extend_many(conn, claims, lease)
-        kept = [(job, v, d) for job, v, d in drafted if job.claim.run_id in held]
-        retried = [job for job in resend if job.claim.run_id in held and job.message]
+        ours = await outbox.extend_many(conn, claims, lease)
+        kept = [(job, d) for job, d in drafted if job.claim.run_id in ours]
+        retried = [job for job in resend if job.claim.run_id in ours and job.message]
         if retried:
             await conn.execute(
                 update(MESSAGES)
                 .where(MESSAGES.c.id.in_([job.message.id for job in retried if job.message]))
                 .values(state=MessageState.sending)
             )
-        messages = [
-            message_row(j.message, j.claim, j.ctx, j.step, v, d) for j, v, d in kept if j.message
-        ]
+        messages = [message_row(j.message, j.claim, j.ctx, j.step, d) for j, d in kept if j.message]
         if messages:
             await conn.execute(insert(MESSAGES), messages)
-        links = [link for job, _, _ in kept if job.message for link in job.message.links]
+        links = [link for job, _ in kept if job.message for link in job.message.links]
         if links:
             await conn.execute(insert(LINKS), links)
-        await timeline.record(conn, [_drafted_entry(job, v, d, now) for job, v, d in kept])
+        await timeline.record(conn, [_drafted_entry(job, d, now) for job, d in kept])
+        await reviews.record(conn, jobs, held, now)
         due = await advance_many(conn, deps, skipped, {}) if skipped else []
     await deps.waker.wake_at([d for d in due if d > now] + later)
-    return [job for job, _, _ in kept] + retried
+    return [job for job, _ in kept] + retried
 
 
-def _drafted_entry(job: Job, variant: str | None, draft: Draft, now: datetime) -> dict[str, object]:
+def _drafted_entry(job: Job, draft: Draft, now: datetime) -> dict[str, object]:
     assert job.message is not None
     return timeline.entry(
         job.ctx.enrollment_id,
@@ -223,9 +209,10 @@ def _drafted_entry(job: Job, variant: str | None, draft: Draft, now: datetime) -
         "drafted",
         job.step.id,
         message=job.message.id,
-        variant=variant,
+        variant=draft.variant,
         model=draft.model,
         rationale=draft.rationale,
+        **({"reason": job.outcome_reason} if job.outcome_reason else {}),
     )
 
 

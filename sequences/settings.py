@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.config import ModelConfig
+
 
 class Settings(BaseSettings):
     """Dripline's configuration. Unset values fall back to the embedded defaults."""
@@ -60,6 +62,46 @@ class Settings(BaseSettings):
     max_send_attempts: int = Field(5, alias="DRIPLINE_MAX_SEND_ATTEMPTS", gt=0)
     max_body_bytes: int = Field(1_000_000, alias="DRIPLINE_MAX_BODY_BYTES", gt=0)
     bot_click_window_seconds: float = Field(2.0, alias="DRIPLINE_BOT_CLICK_SECONDS")
+
+    openai_api_key: str | None = Field(None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(
+        None, alias="OPENAI_BASE_URL", description="Any OpenAI-compatible server (vLLM, Ollama)."
+    )
+    model: str = Field("gpt-4o-mini", alias="DRIPLINE_MODEL")
+    model_timeout_seconds: float = Field(20.0, alias="DRIPLINE_MODEL_TIMEOUT", gt=0)
+    model_max_retries: int = Field(2, alias="DRIPLINE_MODEL_RETRIES", ge=0, le=5)
+    model_temperature: float = Field(0.4, alias="DRIPLINE_MODEL_TEMPERATURE", ge=0, le=2)
+    model_max_tokens: int = Field(900, alias="DRIPLINE_MODEL_MAX_TOKENS", gt=0)
+    model_max_revisions: int = Field(1, alias="DRIPLINE_MODEL_REVISIONS", ge=0, le=3)
+    model_requests_per_minute: float = Field(500.0, alias="DRIPLINE_MODEL_RPM", gt=0)
+    model_tokens_per_minute: float = Field(200_000.0, alias="DRIPLINE_MODEL_TPM", gt=0)
+    model_price_input: float = Field(0.15, alias="DRIPLINE_MODEL_PRICE_INPUT", ge=0)
+    model_price_cached: float = Field(0.075, alias="DRIPLINE_MODEL_PRICE_CACHED", ge=0)
+    model_price_output: float = Field(0.60, alias="DRIPLINE_MODEL_PRICE_OUTPUT", ge=0)
+    draft_budget_seconds: float = Field(
+        45.0,
+        alias="DRIPLINE_DRAFT_BUDGET_SECONDS",
+        gt=0,
+        description="The longest one draft may take, retries included, before the fallback.",
+    )
+    prompt_version: str = Field("v1", alias="DRIPLINE_PROMPT_VERSION")
+
+    @property
+    def agent_model(self) -> ModelConfig:
+        """The agent's view of the model settings."""
+        return ModelConfig(
+            model=self.model,
+            api_key=self.openai_api_key,
+            base_url=self.openai_base_url,
+            timeout_seconds=self.model_timeout_seconds,
+            max_retries=self.model_max_retries,
+            temperature=self.model_temperature,
+            max_tokens=self.model_max_tokens,
+            max_revisions=self.model_max_revisions,
+            price_input=self.model_price_input,
+            price_cached=self.model_price_cached,
+            price_output=self.model_price_output,
+        )
 
     @property
     def resolved_database_url(self) -> str:

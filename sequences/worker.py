@@ -15,7 +15,7 @@ from typing import Any
 from arq import cron
 from arq.worker import Worker, func
 
-from sequences import outbox
+from sequences import outbox, reviews
 from sequences.deps import Deps
 from sequences.queue import QUEUE_NAME, WAKE_JOB
 from sequences.runner import run_due
@@ -36,6 +36,8 @@ async def sweep(ctx: dict[str, Any]) -> None:
     now = deps.clock.now()
     async with deps.engine.begin() as conn:
         expired = await outbox.expire_claims(conn, now)
+        # Drafts left unreviewed past their deadline: the worker applies the sequence's policy.
+        await reviews.release_overdue(conn, now)
         overdue = await outbox.overdue(conn, now, limit=1)
     if expired:
         log.warning("expired stale claims", extra={"count": expired})
