@@ -43,7 +43,9 @@ def prompt_data(messages: list[Message]) -> dict[str, Any]:
 
 def prompt_field(messages: list[Message], label: str) -> str:
     user = next(m["content"] for m in messages if m["role"] == "user")
-    found = re.search(rf"^{label}:\s*(.*?)(?:\n\s*\n|\n[A-Z ]+:)", user + "\n\n", re.M | re.S)
+    # A field ends at a blank line or at the next label: "CALL TO ACTION:", "ANGLE for this ...".
+    end = r"(?:\n\s*\n|\n[A-Z]{2,}[A-Z ]*(?::|\s[a-z(]))"
+    found = re.search(rf"^{label}:\s*(.*?){end}", user + "\n\n", re.M | re.S)
     return " ".join(found.group(1).split()) if found else ""
 
 

@@ -80,7 +80,10 @@ _SPAM = (
     "$$$",
     "!!!",
 )
-_SPAM_RE = {p: re.compile(r"(?<![a-z0-9])" + re.escape(p)) for p in _SPAM}
+# A phrase that starts with a letter starts a word: "impact now" is not "act now".
+_SPAM_RE = {
+    p: re.compile((r"(?<![a-z0-9])" if p[0].isalnum() else "") + re.escape(p)) for p in _SPAM
+}
 _INSTRUCTION = re.compile(
     r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules?|prompts?|above|previous)\b|"
     r"\b(system prompt|you are now|you must now|new instructions?|act as|pretend to be)\b|"
@@ -140,7 +143,8 @@ def allowed_links(draft: Draft, request: CopyRequest) -> Finding:
     for match in _URL.finditer(draft.text()):
         url = _norm_url(match.group(0))
         if url not in allowed and url not in hosts:
-            problems.append(f"link {match.group(0)!r} is not one the step allows")
+            link = match.group(0).rstrip(".,;:!?")  # the sentence's full stop is no part of it
+            problems.append(f"link {link!r} is not one the step allows")
     return _finding("allowed_links", problems)
 
 
@@ -153,7 +157,8 @@ def no_invented_facts(draft: Draft, request: CopyRequest) -> Finding:
     known_words = set(re.findall(r"[a-z0-9'&-]+", known))
     known_words |= {re.sub(r"'s$", "", w) for w in known_words}  # "Globex's" names Globex
     problems: list[str] = []
-    text = draft.text()
+    # A link is allowed_links' business: "cal.com/maya/30min" states no number and no name.
+    text = _URL.sub(" ", draft.text())
     for match in _NUMBER.finditer(text):
         if _norm_number(match.group(0)) not in known_numbers:
             problems.append(f"number {match.group(0).strip()!r} is in neither brief nor data")
@@ -174,7 +179,6 @@ def spam_phrases(draft: Draft, request: CopyRequest) -> Finding:
     subject (two or more ALL-CAPS words the brief and data do not use) and no run of
     exclamation marks."""
     text = draft.text().lower()
-    # "impact now" and "contact now" are not "act now"
     problems = [f"spam phrase {p!r}" for p, pattern in _SPAM_RE.items() if pattern.search(text)]
     caps = re.findall(r"\b[A-Z]{4,}\b", draft.subject)
     known = _known_raw(request)  # an acronym the brief or the data uses (GDPR, HIPAA) is no shout

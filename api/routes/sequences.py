@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import Admin, ConnDep, DepsDep, ReadConnDep, Reader
 from sequences import registry
+from sequences.costs import step_costs
 from sequences.definition import DefinitionError, FieldError
 from sequences.errors import Conflict, NotFound
 from sequences.loading import parse_definition
@@ -91,8 +92,8 @@ async def list_sequences(conn: ReadConnDep, _: Reader) -> dict[str, Any]:
 
 
 @router.get("/{key}")
-async def get_sequence(key: str, conn: ReadConnDep, _: Reader) -> dict[str, Any]:
-    """The current definition, its versions, and per-step send statistics."""
+async def get_sequence(key: str, conn: ReadConnDep, deps: DepsDep, _: Reader) -> dict[str, Any]:
+    """The current definition, its versions, per-step send statistics and copy costs."""
     pinned = await registry.current(conn, key)
     if pinned is None:
         raise NotFound("unknown_sequence", f"no sequence '{key}'")
@@ -110,6 +111,7 @@ async def get_sequence(key: str, conn: ReadConnDep, _: Reader) -> dict[str, Any]
             for v in versions
         ],
         "steps": await _step_stats(conn, pinned.sequence_id),
+        "costs": await step_costs(conn, key, pinned.sequence_id, deps.settings.agent_model),
     }
 
 
