@@ -118,9 +118,10 @@ async def _one(
         return skipped(job, f"{type(error).__name__}: {error}")
     job.calls = result.calls
     if result.review is not None:
-        deadline = job.ctx.definition.approval_deadline_duration
+        wait = job.ctx.definition.approval_deadline_duration
+        deadline = now + deps.seqtime.real_duration(wait) if wait else None
         revision = row.revision + 1 if row is not None else 1
-        return Held(job, result.review, revision, now + deadline if deadline else None)
+        return Held(job, result.review, revision, deadline)
     assert result.outcome is not None
     if result.outcome.action == "skip" or result.outcome.draft is None:
         return skipped(job, result.outcome.reason or "skipped")

@@ -251,7 +251,7 @@ async def test_roles_and_bad_input(
             f"{url}/reject", json={"action": "delete"}, headers=stack.auth(reviewer)
         )
         assert bad_action.status_code == 422
-        assert bad_action.json()["error"]["details"][0]["path"] == "body.action"
+        assert bad_action.json()["error"]["details"][0]["path"] == "action"
         unknown = await stack.client.post(
             f"{url}/approve", json={"subjct": "typo"}, headers=stack.auth(reviewer)
         )
