@@ -164,7 +164,10 @@ def review(state: CopyState) -> Command[Any]:
         return _done("skip", state, "the rendered email has no unsubscribe link; not sent")
     request = _request(state)
     if state.get("approved_by"):
-        return _done("send", state, f"approved by {state['approved_by']}")
+        why = state.get("fallback_reason")
+        return _done(
+            "send", state, f"approved by {state['approved_by']}" + (f"; {why}" if why else "")
+        )
     if not request.needs_review:
         return _done("send", state, state.get("fallback_reason") or "")
     answer = interrupt(_review_payload(state, request))
