@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from agents.devserver import HEURISTIC_MODEL, HeuristicResponder, serve_openai
 from api.auth import Role, create_key
-from api.demo_report import print_summary
+from api.demo_report import print_agent_summary, print_summary
 from api.server import running
 from sequences import migrate
 from sequences.db import make_engine
@@ -56,6 +57,8 @@ class Plan:
     unsubscriber: str = ""
     bouncer: str = ""
     done: set[tuple[str, str]] = field(default_factory=set)
+    reviewed: set[str] = field(default_factory=set)  # steps whose first draft was shown
+    approved: int = 0
 
 
 def _contacts(n: int) -> list[dict[str, Any]]:
@@ -114,6 +117,17 @@ async def run_demo(*, contacts: int, day_seconds: float) -> int:
         }
     )
     key = await _admin_key(settings)
+    async with serve_openai(HeuristicResponder()) as model_url:
+        settings.openai_base_url, settings.model = model_url, HEURISTIC_MODEL
+        print(
+            f"Copy model: {HEURISTIC_MODEL}, reached through the openai client at {model_url}\n"
+            "  (a local, deterministic OpenAI-compatible server; set OPENAI_API_KEY and\n"
+            "  OPENAI_BASE_URL / DRIPLINE_MODEL to have a real model write the copy)"
+        )
+        return await _run(settings, key, port, contacts, day_seconds)
+
+
+async def _run(settings: Settings, key: str, port: int, contacts: int, day_seconds: float) -> int:
     bounce = RejectRule(r"@bounce\.example\.net>?$", 550, "5.1.1 No such mailbox")
     print(
         f"Dripline demo: {contacts} contacts, one sequence day = {day_seconds:g} s, "
@@ -130,11 +144,13 @@ async def run_demo(*, contacts: int, day_seconds: float) -> int:
             finished = await _drive(client, settings, plan, started)
         inbox = run.endpoints.inbox
     await print_summary(settings, "trial-onboarding")
+    await print_agent_summary(settings, "trial-onboarding")
     count = len(list(inbox.glob("*.eml"))) if inbox else 0
     print(
         f"\nCaptured emails: {count} in {inbox.resolve() if inbox else '-'} "
         "(open any .eml in a mail client)"
     )
+    print(f"Drafts approved by the demo's reviewer: {plan.approved}")
     print(f"Finished in {time.monotonic() - started:.1f} s; no process is left running.")
     return 0 if finished else 1
 
@@ -194,6 +210,7 @@ async def _drive(client: httpx.AsyncClient, settings: Settings, plan: Plan, star
                 statuses = [r.status for r in await conn.execute(select(ENROLLMENTS.c.status))]
             for row in sent:
                 await _react(client, plan, row)
+            await _review(client, plan)
             active = statuses.count("active")
             if time.monotonic() - last_report > 5:
                 last_report = time.monotonic()
@@ -208,6 +225,24 @@ async def _drive(client: httpx.AsyncClient, settings: Settings, plan: Plan, star
         return False
     finally:
         await engine.dispose()
+
+
+async def _review(client: httpx.AsyncClient, plan: Plan) -> None:
+    """Play the content-ops reviewer: read each pending draft, approve it (the first of each
+    step is shown with the agent's rationale)."""
+    response = await client.get("/v1/drafts", params={"status": "pending", "limit": 200})
+    response.raise_for_status()
+    for item in response.json()["drafts"]:
+        if item["step"] not in plan.reviewed:
+            plan.reviewed.add(item["step"])
+            print(
+                f"  review {item['step']!r} for {item['email']} (drafted by {item['model']}):\n"
+                f"      subject:   {item['subject']}\n"
+                f"      rationale: {item['rationale']}"
+            )
+        decided = await client.post(f"/v1/drafts/{item['id']}/approve")
+        if decided.status_code == 200:
+            plan.approved += 1
 
 
 async def _react(client: httpx.AsyncClient, plan: Plan, row: Any) -> None:

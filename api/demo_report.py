@@ -7,8 +7,9 @@ from collections import Counter, defaultdict
 from sqlalchemy import select
 
 from sequences import registry
+from sequences.costs import step_costs
 from sequences.db import make_engine
-from sequences.models import ENROLLMENTS, EVENTS, MESSAGES
+from sequences.models import DRAFTS, ENROLLMENTS, EVENTS, MESSAGES, TIMELINE
 from sequences.settings import Settings
 
 
@@ -61,3 +62,40 @@ async def print_summary(settings: Settings, key: str) -> None:
     print("\nHow enrollments ended:")
     for outcome, n in outcomes.most_common():
         print(f"  {n:>3}  {outcome}")
+
+
+async def print_agent_summary(settings: Settings, key: str) -> None:
+    """Who wrote the copy, why (a sample of distinct rationales), reviews, and what it cost."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with engine.connect() as conn:
+            pinned = await registry.current(conn, key)
+            assert pinned is not None
+            writers = Counter(
+                r.copy_source for r in await conn.execute(select(MESSAGES.c.copy_source))
+            )
+            reviews = Counter(r.status for r in await conn.execute(select(DRAFTS.c.status)))
+            drafted = await conn.execute(
+                select(TIMELINE.c.step_id, TIMELINE.c.detail).where(TIMELINE.c.kind == "drafted")
+            )
+            rationales: dict[str, str] = {}
+            for row in drafted:
+                why = (row.detail or {}).get("rationale", "")
+                rationales.setdefault(why, row.step_id)
+            costs = await step_costs(conn, key, pinned.sequence_id, settings.agent_model)
+    finally:
+        await engine.dispose()
+    print("\nWho wrote the emails:")
+    for model, n in writers.most_common():
+        print(f"  {n:>3}  {model}")
+    print("Drafts through review: " + ", ".join(f"{n} {s}" for s, n in reviews.most_common()))
+    print("Some of the agent's rationales:")
+    for why, step in list(rationales.items())[:6]:
+        print(f"  [{step}] {why}")
+    print(f"\nCopy cost by step ({costs['model']}):")
+    for step, c in costs["steps"].items():
+        print(
+            f"  {step:<14} {c['emails']:>3} emails  {c['model_calls']:>3} calls  "
+            f"{c['tokens_per_email'] or 0:>7} tokens/email  "
+            f"${c['cost_per_email_usd'] or 0:.5f}/email"
+        )
