@@ -57,13 +57,15 @@ def heuristic_answer(messages: list[Message]) -> str:
     clicked = [u for e in engagement.get("emails_so_far", []) for u in e["clicked_links"]]
     ignored = [u for e in engagement.get("emails_so_far", []) for u in e["ignored_links"]]
     name = _safe_name(attributes.get("first_name"))
-    brief = prompt_field(messages, "BRIEF")
     cta = prompt_field(messages, "CALL TO ACTION")
+    label = None if cta.startswith("none") else cta.split("->")[0].strip()
     lead, why = _lead(clicked, ignored)
     paragraphs = [
         f"Hi {name}," if name else "Hi there,",
         lead,
-        f"In short: {brief}" if brief else "A quick note from us.",
+        f"The button below ({label}) takes you straight there, whenever you have a quiet moment."
+        if label
+        else "Have a look whenever you have a quiet moment.",
         "Reply to this email if a question comes up; a person reads every reply.",
     ]
     subject = _subject(clicked, name)
@@ -71,7 +73,7 @@ def heuristic_answer(messages: list[Message]) -> str:
         "subject": subject,
         "preheader": "A short note picked for what you looked at so far.",
         "paragraphs": [p for p in paragraphs if p],
-        "cta_text": None if cta.startswith("none") else cta.split("->")[0].strip(),
+        "cta_text": label,
         "rationale": why,
     }
     return json.dumps(answer)
