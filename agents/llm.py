@@ -103,7 +103,8 @@ class OpenAIChatModel:
                 return await self._once(messages, schema, schema_name)
             except openai.RateLimitError as error:
                 last: ModelError = _unavailable(error)
-                wait = _retry_after(error) or self._backoff(attempt)
+                asked = _retry_after(error)
+                wait = self._backoff(attempt) if asked is None else asked
             except (openai.APITimeoutError, openai.APIConnectionError) as error:
                 last, wait = _unavailable(error), self._backoff(attempt)
             except openai.InternalServerError as error:
@@ -167,11 +168,16 @@ def _unavailable(error: openai.APIError) -> ModelUnavailable:
 
 
 def _retry_after(error: openai.APIStatusError) -> float | None:
-    value: str | None = error.response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    """Seconds the server asked us to wait (``retry-after-ms`` wins, as OpenAI sends both)."""
+    headers = error.response.headers
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value: str | None = headers.get(name)
+        try:
+            if value is not None:
+                return max(0.0, float(value) / scale)
+        except ValueError:
+            continue
+    return None
 
 
 def _short(error: Exception) -> str:

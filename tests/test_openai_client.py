@@ -253,8 +253,13 @@ async def test_the_heuristic_responder_writes_a_draft_that_is_sent() -> None:
     assert call.prompt_tokens > 0 and call.completion_tokens > 0
 
 
-async def test_complete_waits_as_long_as_retry_after_says() -> None:
-    server = ScriptedResponder([Reply.error(429, headers={"Retry-After": "0.2"}), GOOD_REPLY])
+@pytest.mark.parametrize(
+    "headers",
+    [{"Retry-After": "0.2"}, {"retry-after-ms": "200", "Retry-After": "1"}],
+    ids=["seconds", "milliseconds-win"],
+)
+async def test_complete_waits_as_long_as_retry_after_says(headers: dict[str, str]) -> None:
+    server = ScriptedResponder([Reply.error(429, headers=headers), GOOD_REPLY])
     async with openai_model(server, backoff_seconds=0.001, max_backoff_seconds=1.0) as model:
         completion = await model.complete([{"role": "user", "content": "hi"}], {}, "x")
 
