@@ -23,7 +23,7 @@ from sequences.definition import Fallback as FallbackSpec
 from sequences.deps import Deps
 from sequences.flow import RunContext, stable_pick
 from sequences.mail.mime import OutgoingEmail, build_message, make_message_id, split_address
-from sequences.mail.render import EmailCopy
+from sequences.mail.render import EmailCopy, RenderedEmail
 from sequences.models import (
     MessageState,
     new_id,
@@ -89,28 +89,39 @@ def copy_request(
 def preview_renderer(deps: Deps, ctx: RunContext, step: EmailStep) -> Callable[[Draft], Preview]:
     """How the agent sees a draft in its layout: the real layout, with placeholder links."""
     unsubscribe = unsubscribe_url(deps, "preview")
-    sender = sender_view(ctx)
 
     def render(draft: Draft) -> Preview:
-        rendered = deps.renderer.render(
-            step.email.layout or ctx.definition.layout,
-            _email_copy(draft),
-            unsubscribe_url=unsubscribe,
-            pixel_url=None,
-            sender_line=f"{sender['name']} · {sender['email']}",
-        )
+        rendered = _render(deps, ctx, step, draft, unsubscribe, pixel_url=None)
         return Preview(html=rendered.html, text=rendered.text, unsubscribe_url=unsubscribe)
 
     return render
 
 
-def _email_copy(draft: Draft) -> EmailCopy:
-    return EmailCopy(
-        subject=draft.subject,
-        preheader=draft.preheader,
-        paragraphs=draft.paragraphs,
-        cta_text=draft.cta_text,
-        cta_url=draft.cta_url,
+def _render(
+    deps: Deps,
+    ctx: RunContext,
+    step: EmailStep,
+    draft: Draft,
+    unsubscribe: str,
+    *,
+    pixel_url: str | None,
+    link_rewriter: Callable[[str], str] | None = None,
+) -> RenderedEmail:
+    """A draft in the step's layout: the one rendering that previews and sends share."""
+    sender = sender_view(ctx)
+    return deps.renderer.render(
+        step.email.layout or ctx.definition.layout,
+        EmailCopy(
+            subject=draft.subject,
+            preheader=draft.preheader,
+            paragraphs=draft.paragraphs,
+            cta_text=draft.cta_text,
+            cta_url=draft.cta_url,
+        ),
+        unsubscribe_url=unsubscribe,
+        pixel_url=pixel_url,
+        sender_line=f"{sender['name']} · {sender['email']}",
+        link_rewriter=link_rewriter,
     )
 
 
@@ -132,16 +143,10 @@ def render_message(
         links.append({"message_pk": message_pk, "token": link_token, "url": url})
         return f"{base}/t/c/{link_token}"
 
-    sender = sender_view(ctx)
-    rendered = deps.renderer.render(
-        step.email.layout or ctx.definition.layout,
-        _email_copy(draft),
-        unsubscribe_url=unsubscribe_url(deps, token),
-        pixel_url=f"{base}/t/o/{token}",
-        sender_line=f"{sender['name']} · {sender['email']}",
-        link_rewriter=track,
-    )
-    domain = sender["email"].rpartition("@")[2] or "dripline.local"
+    unsubscribe = unsubscribe_url(deps, token)
+    pixel = f"{base}/t/o/{token}"
+    rendered = _render(deps, ctx, step, draft, unsubscribe, pixel_url=pixel, link_rewriter=track)
+    domain = sender_view(ctx)["email"].rpartition("@")[2] or "dripline.local"
     return Outgoing(
         id=message_pk,
         message_id=make_message_id(deps.settings.dkim_domain or domain),

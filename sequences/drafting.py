@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.agent import CopyAgent, Result, Review
-from agents.copy import CopyRequest, Decision, Draft, EngagementSummary, Preview
+from agents.copy import CopyRequest, Decision, Draft, EngagementSummary
 from sequences import engagement
 from sequences.compose import copy_request, preview_renderer
 from sequences.deps import Deps
@@ -36,7 +36,7 @@ class Held:
     """A draft the graph stopped on: recorded as pending, its row parked until a decision."""
 
     job: Job
-    review: Review
+    review: Review | None  # None: the draft already waiting stays as it is
     revision: int
     deadline: datetime | None
 
@@ -73,10 +73,6 @@ async def prepare(deps: Deps, jobs: list[Job], now: datetime) -> Prepared:
     return prepared
 
 
-def thread_of(job: Job) -> str:
-    return f"{job.ctx.enrollment_id}:{job.step.id}:{job.claim.run_id}"
-
-
 def _policy(job: Job) -> str:
     return job.step.email.approval or job.ctx.definition.approval
 
@@ -100,7 +96,7 @@ async def _one(
         if row is not None and row.status == DraftStatus.pending:
             decision = _deadline_decision(job, row, now)
             if decision is None:  # still waiting (or held past its deadline by policy)
-                return Held(job, _stored_review(row), row.revision, row.deadline_at)
+                return Held(job, None, row.revision, row.deadline_at)
             job.expired = decision
         request = copy_request(
             job.ctx,
@@ -132,7 +128,7 @@ async def _one(
 async def _invoke(deps: Deps, job: Job, request: CopyRequest) -> Result:
     """Run or resume the graph within the draft budget; past it, the composer's copy."""
     render = preview_renderer(deps, job.ctx, job.step)
-    thread = thread_of(job) if request.needs_review else None
+    thread = job.thread if request.needs_review else None
     decision = job.expired or _decision(job.draft_row)
     budget = deps.settings.draft_budget_seconds
 
@@ -165,19 +161,6 @@ def _deadline_decision(job: Job, row: Any, now: datetime) -> Decision | None:
         return None
     note = "no reviewer decided before the deadline"
     return Decision(action="fallback" if policy == "fallback" else "skip", note=note, by="deadline")
-
-
-def _stored_review(row: Any) -> Review:
-    return Review(
-        draft=Draft.model_validate(row.copy),
-        preview=Preview(html=row.preview_html, text=row.preview_text, unsubscribe_url=""),
-        findings=(),
-        fallback=Draft.model_validate(row.review["fallback"]),
-        variant=row.variant,
-        choice_reason=row.review.get("choice_reason", ""),
-        fallback_reason=row.review.get("fallback_reason"),
-        signals=row.review.get("signals", {}),
-    )
 
 
 def skipped(job: Job, reason: str) -> Finished:

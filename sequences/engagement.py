@@ -24,6 +24,8 @@ class Engagement:
     by_step: dict[str, set[str]] = field(default_factory=dict)
     types: list[str] = field(default_factory=list)
     last_event: dict[str, Any] = field(default_factory=dict)
+    # (type, properties) of the events about each message, for the agent's summary.
+    by_message: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
 
     def did(self, event_type: str, step: str | None = None) -> bool:
         if step is None:
@@ -73,6 +75,7 @@ async def load_many(
             EVENTS.c.enrollment_id,
             EVENTS.c.contact_id,
             EVENTS.c.received_at,
+            EVENTS.c.message_pk,
             MESSAGES.c.step_id,
         )
         .outerjoin(MESSAGES, MESSAGES.c.id == EVENTS.c.message_pk)
@@ -95,13 +98,18 @@ def _add(engagement: Engagement, row: Any) -> None:
     if row.step_id is not None:
         engagement.by_step.setdefault(row.step_id, set()).add(row.type)
     engagement.last_event = {"type": row.type, "properties": row.properties or {}}
+    if row.message_pk is not None:
+        engagement.by_message.setdefault(row.message_pk, []).append(
+            (row.type, row.properties or {})
+        )
 
 
 async def summaries(
     conn: AsyncConnection, engagements: dict[str, Engagement]
 ) -> dict[str, EngagementSummary]:
     """What the agent reads per enrollment: each email sent so far, what it offered and what
-    the contact did with it (human events only), in three queries for the whole batch."""
+    the contact did with it. The events come from ``load_many``; two more queries for the
+    batch read the emails and their links."""
     if not engagements:
         return {}
     sent = (
@@ -122,21 +130,14 @@ async def summaries(
     ).all()
     ids = [m.id for m in sent]
     offered: dict[str, list[str]] = {}
-    acted: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     if ids:
         for link in await conn.execute(
             select(LINKS.c.message_pk, LINKS.c.url).where(LINKS.c.message_pk.in_(ids))
         ):
             offered.setdefault(link.message_pk, []).append(link.url)
-        for event in await conn.execute(
-            select(EVENTS.c.message_pk, EVENTS.c.type, EVENTS.c.properties).where(
-                EVENTS.c.message_pk.in_(ids), EVENTS.c.is_bot.is_(False)
-            )
-        ):
-            acted.setdefault(event.message_pk, []).append((event.type, event.properties or {}))
     history: dict[str, list[PastStep]] = {e: [] for e in engagements}
     for message in sent:
-        events = acted.get(message.id, [])
+        events = engagements[message.enrollment_id].by_message.get(message.id, [])
         clicks = [p.get("url") for t, p in events if t == "clicked" and p.get("url")]
         history[message.enrollment_id].append(
             PastStep(

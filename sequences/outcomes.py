@@ -44,6 +44,11 @@ class Job:
     calls: list[ModelCall] = field(default_factory=list)
     outcome_reason: str = ""
 
+    @property
+    def thread(self) -> str:
+        """The copy graph's checkpoint thread for this outbox row."""
+        return f"{self.ctx.enrollment_id}:{self.step.id}:{self.claim.run_id}"
+
 
 async def after_crash(deps: Deps, job: Job, state: str) -> None:
     """A row run before whose message exists: never send it again, just move on."""

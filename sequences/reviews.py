@@ -35,7 +35,9 @@ async def record(conn: AsyncConnection, jobs: list[Job], held: list[Held], now: 
     acted = [
         j.draft_row.id
         for j in jobs
-        if j.draft_row is not None and id(j) not in parked and j.draft_row.status != "pending"
+        if j.draft_row is not None
+        and id(j) not in parked
+        and j.draft_row.status != DraftStatus.pending
     ]
     await resolve(conn, acted, now)
     await _ledger(conn, jobs, now)
@@ -66,8 +68,7 @@ async def _expired(conn: AsyncConnection, job: Job, decision: Decision, now: dat
 
 
 async def _hold(conn: AsyncConnection, item: Held, now: datetime) -> None:
-    job, review = item.job, item.review
-    previous = job.draft_row
+    job, review, previous = item.job, item.review, item.job.draft_row
     deadline = item.deadline
     if job.overdue:
         deadline = None  # the policy is to hold: noted once, then it waits for a reviewer
@@ -80,6 +81,7 @@ async def _hold(conn: AsyncConnection, item: Held, now: datetime) -> None:
             )
             await timeline.record(conn, [_overdue_entry(job, previous.id, now)])
         return  # still the same draft waiting: nothing new to record
+    assert review is not None, "a new review comes with the draft to review"
     draft_id = new_id("drf")
     await conn.execute(
         insert(DRAFTS).values(
@@ -87,7 +89,7 @@ async def _hold(conn: AsyncConnection, item: Held, now: datetime) -> None:
                 "id": draft_id,
                 "step_run_id": job.claim.run_id,
                 "revision": item.revision,
-                "thread_id": f"{job.ctx.enrollment_id}:{job.step.id}:{job.claim.run_id}",
+                "thread_id": job.thread,
                 "enrollment_id": job.ctx.enrollment_id,
                 "contact_id": job.ctx.contact_id,
                 "sequence_key": job.ctx.sequence_key,
