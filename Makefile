@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum |
 
 .PHONY: demo test lint bench serve clean lock
 
+# The HTML eval report is checked in headless Chromium: Debian's package, since Playwright's own
+# browser downloads are not reachable from here (nor wanted on CI).
+CHROMIUM := /usr/bin/chromium
+
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
@@ -20,7 +24,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+$(CHROMIUM):
+	command -v chromium >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+test: lint $(CHROMIUM)
 	$(BIN)/pytest
 
 bench: $(STAMP)

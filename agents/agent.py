@@ -19,6 +19,7 @@ from agents.composer import COMPOSER_MODEL
 from agents.copy import CopyRequest, Decision, Draft, Finding, ModelCall, Outcome, Preview
 from agents.graph import CopyGraph, build
 from agents.llm import ChatModel
+from agents.prompting import PACKAGED, Prompts
 from agents.state import AgentContext, CopyState, Render
 
 
@@ -52,9 +53,11 @@ class CopyAgent:
         checkpointer: BaseCheckpointSaver[str] | None = None,
         *,
         max_revisions: int = 1,
+        prompts: Prompts = PACKAGED,
     ) -> None:
         self.model = model
         self.max_revisions = max_revisions
+        self.prompts = prompts
         self.offline_reason: str | None = None
         self._plain = build()
         self._reviewed = build(checkpointer) if checkpointer is not None else None
@@ -63,6 +66,12 @@ class CopyAgent:
         """The same graphs and checkpoints with the composer as the model, for ``reason``."""
         twin = copy.copy(self)
         twin.model, twin.offline_reason = None, reason
+        return twin
+
+    def using(self, model: ChatModel | None) -> CopyAgent:
+        """The same compiled graphs with another model: an evaluation swaps one in per case."""
+        twin = copy.copy(self)
+        twin.model = model
         return twin
 
     @property
@@ -122,6 +131,7 @@ class CopyAgent:
             render=render,
             max_revisions=self.max_revisions,
             offline_reason=self.offline_reason,
+            prompts=self.prompts,
         )
 
     def _result(self, state: dict[str, Any], context: AgentContext) -> Result:

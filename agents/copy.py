@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.bandit import ArmStats, Choice, Goal
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -83,11 +85,13 @@ _EMAIL_EVENTS = frozenset({"delivered", "opened", "clicked", "replied"})
 
 
 class VariantOption(_Frozen):
-    """One variant the definition allows for this step; ``score`` comes from feedback."""
+    """One variant the definition allows for this step, with what feedback says of it."""
 
     id: str
     angle: str
-    score: float | None = None
+    score: float | None = None  # the goal's value at the posterior means
+    topics: tuple[str, ...] = ()
+    stats: ArmStats | None = None
 
 
 class CopyRequest(_Frozen):
@@ -107,6 +111,12 @@ class CopyRequest(_Frozen):
     engagement: EngagementSummary = EngagementSummary()
     prompt_version: str = "v1"
     needs_review: bool = False
+    # Adaptive variant choice: with a seed, the choose node samples the variants' posteriors
+    # (blended with the contact's topic affinities) instead of taking ``preferred_variant``.
+    choice_seed: int | None = None
+    goal: Goal = "engagement"
+    affinity_weight: float = 1.0
+    affinities: dict[str, float] = Field(default_factory=dict)
 
     @property
     def links(self) -> tuple[str, ...]:
@@ -187,3 +197,4 @@ class Outcome(_Frozen):
     reason: str = ""
     findings: tuple[Finding, ...] = ()
     preview: Preview | None = None
+    choice: Choice | None = None  # how the variant was picked, for the timeline and replays

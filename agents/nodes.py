@@ -10,10 +10,11 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
 from agents import guardrails
+from agents.bandit import ArmStats, Candidate, thompson
 from agents.composer import compose, split_paragraphs
 from agents.copy import CopyRequest, Decision, Draft, Finding, ModelCall, Outcome, Preview
 from agents.llm import ModelError
-from agents.prompting import PromptError, draft_messages, draft_of, revise_messages
+from agents.prompting import PromptError, draft_of
 from agents.schema import SCHEMA_NAME, output_schema, parse_answer
 from agents.state import AgentContext, CopyState
 
@@ -40,11 +41,24 @@ def gather(state: CopyState, runtime: Runtime[AgentContext]) -> Update:
 
 
 def choose(state: CopyState) -> Update:
-    """Which variant to write. The engine's pick stands when it is one of the candidates."""
+    """Which variant to write: sampled from the variants' feedback when the engine sends a
+    seed, else the engine's stable split; never anything outside the candidates."""
     request = _request(state)
     ids = [v.id for v in request.variants]
     if not ids:
         return {"variant": None, "choice_reason": "the step has no variants"}
+    if request.choice_seed is not None:
+        choice = thompson(
+            [
+                Candidate(id=v.id, topics=v.topics, stats=v.stats or ArmStats())
+                for v in request.variants
+            ],
+            request.affinities,
+            seed=request.choice_seed,
+            goal=request.goal,
+            affinity_weight=request.affinity_weight,
+        )
+        return {"variant": choice.id, "choice_reason": choice.reason, "choice": choice.model_dump()}
     if request.preferred_variant in ids:
         option = request.variant(request.preferred_variant)
         assert option is not None
@@ -62,7 +76,8 @@ async def draft(state: CopyState, runtime: Runtime[AgentContext]) -> Update:
         copy = compose(request, variant, why=reason or "")
         return {"draft": copy.model_dump(), "findings": [], "fallback_reason": reason}
     try:
-        messages = draft_messages(request, variant, state.get("reviewer_note"))
+        prompts = runtime.context.prompts
+        messages = prompts.draft_messages(request, variant, state.get("reviewer_note"))
     except PromptError as error:
         log.error("prompt could not be rendered", extra={"error": str(error)})
         return {"draft": None, "fallback_reason": f"prompt error: {error}"}
@@ -72,7 +87,8 @@ async def draft(state: CopyState, runtime: Runtime[AgentContext]) -> Update:
 async def revise(state: CopyState, runtime: Runtime[AgentContext]) -> Update:
     request = _request(state)
     findings = [Finding.model_validate(f) for f in state.get("findings", [])]
-    messages = revise_messages(request, state["messages"], state.get("answer", ""), findings)
+    previous, answer = state["messages"], state.get("answer", "")
+    messages = runtime.context.prompts.revise_messages(request, previous, answer, findings)
     update = await _ask(state, runtime, request, messages, "revise")
     return {**update, "revisions": state.get("revisions", 0) + 1}
 
@@ -237,5 +253,6 @@ def _done(action: str, state: CopyState, reason: str) -> Command[Any]:
         reason=reason,
         findings=tuple(Finding.model_validate(f) for f in state.get("findings", [])),
         preview=Preview.model_validate(preview) if preview else None,
+        choice=state.get("choice"),
     )
     return Command(goto="__end__", update={"outcome": outcome.model_dump()})

@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 
 from agents.copy import Draft, ModelCall, Preview
 from agents.llm import ChatModel, Message
+from agents.prompting import PACKAGED, Prompts
 
 
 class CopyState(TypedDict, total=False):
@@ -17,6 +18,7 @@ class CopyState(TypedDict, total=False):
     signals: dict[str, Any]  # what gather made of the engagement, for choose and the reviewer
     variant: str | None
     choice_reason: str
+    choice: dict[str, Any] | None  # agents.bandit.Choice as JSON, when the variant was sampled
     messages: list[Message]  # the conversation with the model so far, for a revision
     answer: str  # the model's last raw answer
     draft: dict[str, Any] | None  # Draft.model_dump()
@@ -40,4 +42,5 @@ class AgentContext:
     render: Render
     max_revisions: int = 1
     offline_reason: str | None = None  # why the composer writes although a model exists
+    prompts: Prompts = PACKAGED  # evaluations try candidate prompt folders through this
     calls: list[ModelCall] = field(default_factory=list)

@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import contacts, drafts, enrollments, events, ops, sequences, tracking
+from api.routes import contacts, drafts, enrollments, events, ops, sequences, tracking, webhooks
 from sequences.clock import Clock
+from sequences.esp.fetcher import HttpFetcher
 from sequences.runtime import open_deps
 from sequences.settings import Settings
 
@@ -25,8 +26,12 @@ def create_app(settings: Settings, *, redis_url: str, clock: Clock | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_deps(settings, redis_url=redis_url, clock=clock) as deps:
+            deps.fetcher = fetcher = HttpFetcher()
             app.state.deps = deps
-            yield
+            try:
+                yield
+            finally:
+                await fetcher.aclose()
 
     app = FastAPI(
         title="Dripline",
@@ -35,7 +40,7 @@ def create_app(settings: Settings, *, redis_url: str, clock: Clock | None = None
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (sequences, contacts, enrollments, events, drafts, tracking, ops):
+    for module in (sequences, contacts, enrollments, events, drafts, tracking, webhooks, ops):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

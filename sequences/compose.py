@@ -18,12 +18,13 @@ from agents.copy import (
     VariantOption,
 )
 from sequences import outbox
-from sequences.definition import EmailStep
+from sequences.adaptive import stable_pick
+from sequences.definition import EmailSpec, EmailStep
 from sequences.definition import Fallback as FallbackSpec
 from sequences.deps import Deps
-from sequences.flow import RunContext, stable_pick
+from sequences.flow import RunContext
 from sequences.mail.mime import OutgoingEmail, build_message, make_message_id, split_address
-from sequences.mail.render import EmailCopy, RenderedEmail
+from sequences.mail.render import EmailCopy, LayoutRenderer, RenderedEmail
 from sequences.models import (
     MessageState,
     new_id,
@@ -45,6 +46,7 @@ class Outgoing:
     created_at: datetime
     attempts: int = 0
     links: list[dict[str, Any]] = field(default_factory=list)
+    variant: str | None = None
 
 
 def copy_request(
@@ -56,8 +58,39 @@ def copy_request(
     prompt_version: str = "v1",
 ) -> CopyRequest:
     """What the agent needs for this step and contact; fallbacks are rendered here, once."""
+    ids = [v.id or "" for v in step.email.variants]
+    return build_request(
+        StepView(ctx.sequence_key, step.id, step.email, sender_view(ctx)),
+        ctx.contact_view(),
+        engagement,
+        preferred_variant=stable_pick(ctx.enrollment_id, step.id, ids) if ids else None,
+        needs_review=needs_review,
+        prompt_version=ctx.definition.prompt or prompt_version,
+    )
+
+
+@dataclass(frozen=True)
+class StepView:
+    """An email step as the copy request needs it: no enrollment, no database."""
+
+    sequence_key: str
+    step_id: str
+    email: EmailSpec
+    sender: dict[str, str]  # {"name", "email"}, as fallback templates see ``sender``
+
+
+def build_request(
+    step: StepView,
+    contact: dict[str, Any],
+    engagement: EngagementSummary,
+    *,
+    preferred_variant: str | None = None,
+    needs_review: bool = False,
+    prompt_version: str = "v1",
+) -> CopyRequest:
+    """The copy request for ``contact`` at ``step``: the engine's and the eval suites' alike."""
     spec = step.email
-    context = {"contact": ctx.contact_view(), "sender": sender_view(ctx), "step": {"id": step.id}}
+    context = {"contact": contact, "sender": step.sender, "step": {"id": step.step_id}}
 
     def rendered(fallback: FallbackSpec) -> Fallback:
         return Fallback(
@@ -66,22 +99,20 @@ def copy_request(
             body=render_template(fallback.body, context),
         )
 
-    variants = tuple(VariantOption(id=v.id or "", angle=v.angle) for v in spec.variants)
-    ids = [v.id for v in variants]
     return CopyRequest(
-        sequence_key=ctx.sequence_key,
-        step_id=step.id,
+        sequence_key=step.sequence_key,
+        step_id=step.step_id,
         brief=spec.brief,
         fallback=rendered(spec.fallback),
-        contact=ctx.contact_view(),
-        sender_name=sender_view(ctx)["name"],
+        contact=contact,
+        sender_name=step.sender["name"],
         cta=Cta(text=spec.cta.text, url=str(spec.cta.url)) if spec.cta else None,
-        variants=variants,
-        preferred_variant=stable_pick(ctx.enrollment_id, step.id, ids) if ids else None,
+        variants=tuple(VariantOption(id=v.id or "", angle=v.angle) for v in spec.variants),
+        preferred_variant=preferred_variant,
         variant_fallbacks={v.id or "": rendered(v.fallback) for v in spec.variants if v.fallback},
         allowed_links=tuple(str(u) for u in spec.links),
         engagement=engagement,
-        prompt_version=ctx.definition.prompt or prompt_version,
+        prompt_version=prompt_version,
         needs_review=needs_review,
     )
 
@@ -109,18 +140,41 @@ def _render(
 ) -> RenderedEmail:
     """A draft in the step's layout: the one rendering that previews and sends share."""
     sender = sender_view(ctx)
-    return deps.renderer.render(
+    return render_draft(
+        deps.renderer,
         step.email.layout or ctx.definition.layout,
-        EmailCopy(
-            subject=draft.subject,
-            preheader=draft.preheader,
-            paragraphs=draft.paragraphs,
-            cta_text=draft.cta_text,
-            cta_url=draft.cta_url,
-        ),
+        draft,
         unsubscribe_url=unsubscribe,
         pixel_url=pixel_url,
         sender_line=f"{sender['name']} · {sender['email']}",
+        link_rewriter=link_rewriter,
+    )
+
+
+def render_draft(
+    renderer: LayoutRenderer,
+    layout: str,
+    draft: Draft,
+    *,
+    unsubscribe_url: str,
+    sender_line: str,
+    pixel_url: str | None = None,
+    link_rewriter: Callable[[str], str] | None = None,
+) -> RenderedEmail:
+    """A draft's copy in ``layout``, as the recipient sees it (eval reports show the same)."""
+    copy = EmailCopy(
+        subject=draft.subject,
+        preheader=draft.preheader,
+        paragraphs=draft.paragraphs,
+        cta_text=draft.cta_text,
+        cta_url=draft.cta_url,
+    )
+    return renderer.render(
+        layout,
+        copy,
+        unsubscribe_url=unsubscribe_url,
+        pixel_url=pixel_url,
+        sender_line=sender_line,
         link_rewriter=link_rewriter,
     )
 
@@ -157,6 +211,7 @@ def render_message(
         html_body=rendered.html,
         created_at=now,
         links=links,
+        variant=draft.variant,
     )
 
 
@@ -177,6 +232,7 @@ def outgoing_from_row(row: Any) -> Outgoing:
         html_body=row.html_body,
         created_at=row.created_at,
         attempts=row.attempts,
+        variant=row.variant,
     )
 
 

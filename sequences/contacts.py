@@ -77,3 +77,57 @@ async def find(
         query = query.where(CONTACTS.c.id == contact_id)
     row = (await conn.execute(query)).first()
     return ContactRef(row.id, row.email, row.email_key) if row else None
+
+
+async def ensure_many(
+    conn: AsyncConnection, emails: list[str], *, now: datetime
+) -> dict[str, ContactRef]:
+    """The contacts for these addresses, created bare where missing; keyed by email key.
+
+    Unlike ``upsert`` nothing is locked or changed: an event names a contact, it does not edit
+    one. Two statements at most, whatever the number of addresses.
+    """
+    wanted = {email_key(e): e.strip() for e in emails}
+    found = await _by_key(conn, list(wanted))
+    missing = [k for k in wanted if k not in found]
+    if missing:
+        await conn.execute(
+            dialect_insert(conn, CONTACTS)
+            .values(
+                [
+                    {
+                        "email": wanted[k],
+                        "email_key": k,
+                        "attributes": {},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for k in sorted(missing)
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["email_key"])
+        )
+        found |= await _by_key(conn, missing)
+    return found
+
+
+async def _by_key(conn: AsyncConnection, keys: list[str]) -> dict[str, ContactRef]:
+    if not keys:
+        return {}
+    rows = await conn.execute(
+        select(CONTACTS.c.id, CONTACTS.c.email, CONTACTS.c.email_key).where(
+            CONTACTS.c.email_key.in_(keys)
+        )
+    )
+    return {r.email_key: ContactRef(r.id, r.email, r.email_key) for r in rows}
+
+
+async def find_many(conn: AsyncConnection, contact_ids: set[int]) -> dict[int, ContactRef]:
+    if not contact_ids:
+        return {}
+    rows = await conn.execute(
+        select(CONTACTS.c.id, CONTACTS.c.email, CONTACTS.c.email_key).where(
+            CONTACTS.c.id.in_(sorted(contact_ids))
+        )
+    )
+    return {r.id: ContactRef(r.id, r.email, r.email_key) for r in rows}

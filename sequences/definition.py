@@ -120,10 +120,16 @@ class Fallback(_Model):
     body: Annotated[TemplateText, StringConstraints(min_length=1)]
 
 
+Topics = Annotated[list[Slug], Field(max_length=10)]
+
+
 class Variant(_Model):
     id: Slug | None = None
     angle: str = Field(min_length=1, max_length=500)
     fallback: Fallback | None = None
+    # What the variant is about: a click on it raises the contact's affinity for these, and a
+    # contact with affinity for them is steered towards this variant.
+    topics: Topics = []
 
 
 class EmailSpec(_Model):
@@ -134,6 +140,7 @@ class EmailSpec(_Model):
     variants: list[Variant] = []
     approval: Approval | None = None
     layout: Slug | None = None
+    topics: Topics = []
 
     @field_validator("variants")
     @classmethod
@@ -252,6 +259,14 @@ Step = Annotated[
 ]
 
 
+class Adapt(_Model):
+    """How variants and ``choose`` steps are picked from feedback (Thompson sampling)."""
+
+    goal: Literal["engagement", "clicks", "replies", "conversions"] = "engagement"
+    # How far a contact's topic affinity may raise a candidate's sampled value (0 ignores it).
+    affinity_weight: float = Field(1.0, ge=0.0, le=10.0)
+
+
 class SequenceDefinition(_Model):
     key: Slug
     name: str = Field(min_length=1, max_length=200)
@@ -267,6 +282,7 @@ class SequenceDefinition(_Model):
     layout: Slug = "basic"
     # A prompt version under prompts/drafting/ (v1, v2...); unset means the setting's default.
     prompt: Annotated[str, StringConstraints(pattern=r"^v[0-9]+[a-z0-9-]*$")] | None = None
+    adapt: Adapt = Adapt()
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
 
     @model_validator(mode="after")
@@ -289,6 +305,33 @@ class SequenceDefinition(_Model):
         """The step after ``step_id`` in list order; None at the end (completion)."""
         following = self.index(step_id) + 1
         return self.steps[following].id if following < len(self.steps) else None
+
+    def topics(self, step_id: str, variant: str | None = None) -> tuple[str, ...]:
+        """What an email step (and its variant) is about; empty for other steps."""
+        step = self.step(step_id)
+        if not isinstance(step, EmailStep):
+            return ()
+        chosen = next((v for v in step.email.variants if v.id == variant), None)
+        extra = chosen.topics if chosen is not None else []
+        return tuple(dict.fromkeys([*step.email.topics, *extra]))
+
+    def arm_step(self, step_id: str) -> str:
+        """The email step a ``choose`` candidate leads to (through waits and gotos), whose
+        stats stand for the candidate; the candidate itself when no email comes first."""
+        current: str | None = step_id
+        for _ in range(MAX_STEPS):
+            if current is None:
+                break
+            step = self.step(current)
+            if isinstance(step, EmailStep):
+                return step.id
+            if isinstance(step, GotoStep):
+                current = step.goto
+            elif isinstance(step, WaitStep):
+                current = self.next_step_id(current)
+            else:
+                break
+        return step_id
 
     @property
     def approval_deadline_duration(self) -> timedelta | None:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.agent import CopyAgent
 from sequences.clock import Clock, SequenceTime
+from sequences.esp.fetcher import Fetcher
 from sequences.mail.ratelimit import RateLimiter
 from sequences.mail.render import LayoutRenderer
 from sequences.mail.signers import Signers
@@ -32,5 +33,6 @@ class Deps:
     mailer: Mailer | None = None
     signers: Signers | None = None
     limiter: RateLimiter | None = None
+    fetcher: Fetcher | None = None  # the API's HTTPS client for the SNS handshake
     # Set on SIGTERM: finish the batch in hand, claim no more (in-flight sends are not cut off).
     stopping: asyncio.Event = field(default_factory=asyncio.Event)

@@ -18,8 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.agent import CopyAgent, Result, Review
+from agents.bandit import Choice
+from agents.composer import compose
 from agents.copy import CopyRequest, Decision, Draft, EngagementSummary
-from sequences import engagement
+from sequences import adaptive, engagement
 from sequences.compose import copy_request, preview_renderer
 from sequences.deps import Deps
 from sequences.flow import Finished
@@ -51,16 +53,18 @@ class Prepared:
 async def prepare(deps: Deps, jobs: list[Job], now: datetime) -> Prepared:
     async with deps.reader.connect() as conn:
         signals = await engagement.load_many(
-            conn, [(j.ctx.enrollment_id, j.ctx.contact_id, j.ctx.started_at) for j in jobs]
+            conn, deps, [(j.ctx.enrollment_id, j.ctx.contact_id, j.ctx.started_at) for j in jobs]
         )
         summaries = await engagement.summaries(conn, signals)
         rows = await latest_drafts(conn, [j.claim.run_id for j in jobs])
         approved = await _approved_steps(conn, jobs)
+        varied = {j.ctx.sequence_key for j in jobs if j.step.email.variants}
+        stats = await adaptive.load_stats(conn, varied)
     for job in jobs:
         job.signals = signals[job.ctx.enrollment_id]
         job.draft_row = rows.get(job.claim.run_id)
     results = await asyncio.gather(
-        *(_one(deps, job, summaries[job.ctx.enrollment_id], approved, now) for job in jobs)
+        *(_one(deps, job, summaries[job.ctx.enrollment_id], approved, stats, now) for job in jobs)
     )
     prepared = Prepared([], [], [])
     for result in results:
@@ -89,6 +93,7 @@ async def _one(
     job: Job,
     summary: EngagementSummary,
     approved: set[tuple[str, str]],
+    stats: dict[str, adaptive.Stats],
     now: datetime,
 ) -> tuple[Job, Draft] | Finished | Held:
     row = job.draft_row
@@ -104,6 +109,14 @@ async def _one(
             summary,
             needs_review=row is not None or needs_review(job, approved),
             prompt_version=deps.settings.prompt_version,
+        )
+        request = adaptive.with_variant_stats(
+            request,
+            job.ctx.definition,
+            job.step,
+            stats.get(job.ctx.sequence_key, {}),
+            job.signals.standing.affinities if job.signals else {},
+            adaptive.seed(deps, job.ctx.enrollment_id, job.step.id),
         )
         job.request = request
         result = await _invoke(deps, job, request)
@@ -122,7 +135,23 @@ async def _one(
     if result.outcome.action == "skip" or result.outcome.draft is None:
         return skipped(job, result.outcome.reason or "skipped")
     job.outcome_reason = result.outcome.reason
-    return job, result.outcome.draft
+    return job, _checked_variant(job, request, result.outcome.draft, result.outcome.choice)
+
+
+def _checked_variant(job: Job, request: CopyRequest, draft: Draft, choice: Choice | None) -> Draft:
+    """The engine refuses a variant the step does not offer: the composer writes the engine's
+    own pick instead, and the timeline says why."""
+    allowed = [v.id for v in request.variants]
+    if not allowed:
+        return draft
+    try:
+        adaptive.accept(draft.variant, allowed)
+    except adaptive.RefusedChoice as refusal:
+        log.warning("variant choice refused", extra={"step": job.step.id, "why": str(refusal)})
+        job.outcome_reason = f"refused variant choice: {refusal}"
+        return compose(request, request.preferred_variant, why=job.outcome_reason)
+    job.choice = choice.model_dump(mode="json") if choice else None
+    return draft
 
 
 async def _invoke(deps: Deps, job: Job, request: CopyRequest) -> Result:

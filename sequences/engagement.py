@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,21 +10,23 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.copy import EngagementSummary, PastStep
+from sequences import scores
+from sequences.deps import Deps
 from sequences.models import EVENTS, LINKS, MESSAGES, MessageState
-
-# Clicks and replies are deliberate; opens are fetched by privacy proxies, so they weigh little.
-SCORE_WEIGHTS = {"clicked": 3.0, "replied": 5.0, "converted": 8.0, "opened": 0.5}
+from sequences.scores import ContactScore
 
 
 @dataclass
 class Engagement:
-    """Human engagement per step: bot clicks are already filtered out."""
+    """Human engagement per step (bot clicks are already filtered out), and the contact's
+    decayed score and topic affinities across all sequences."""
 
     by_step: dict[str, set[str]] = field(default_factory=dict)
     types: list[str] = field(default_factory=list)
     last_event: dict[str, Any] = field(default_factory=dict)
     # (type, properties) of the events about each message, for the agent's summary.
     by_message: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    standing: ContactScore = field(default_factory=ContactScore)
 
     def did(self, event_type: str, step: str | None = None) -> bool:
         if step is None:
@@ -34,15 +35,21 @@ class Engagement:
 
     @property
     def score(self) -> float:
-        return sum(SCORE_WEIGHTS.get(t, 0.0) for t in self.types)
+        return round(self.standing.score, 3)
 
-    def helpers(self) -> dict[str, Callable[..., bool] | float | list[str]]:
+    @property
+    def affinities(self) -> dict[str, float]:
+        return {t: round(v, 3) for t, v in self.standing.affinities.items()}
+
+    def helpers(self) -> dict[str, Any]:
         return {
             "opened": lambda step=None: self.did("opened", step),
             "clicked": lambda step=None: self.did("clicked", step),
             "replied": lambda step=None: self.did("replied", step),
             "converted": lambda: self.did("converted"),
             "score": self.score,
+            "affinity": lambda topic: self.affinities.get(topic, 0.0),
+            "affinities": self.affinities,
             "events": list(self.types),
         }
 
@@ -51,19 +58,25 @@ class Engagement:
 
 
 async def load(
-    conn: AsyncConnection, enrollment_id: str, contact_id: int, since: datetime
+    conn: AsyncConnection, deps: Deps, enrollment_id: str, contact_id: int, since: datetime
 ) -> Engagement:
-    return (await load_many(conn, [(enrollment_id, contact_id, since)]))[enrollment_id]
+    return (await load_many(conn, deps, [(enrollment_id, contact_id, since)]))[enrollment_id]
 
 
 async def load_many(
-    conn: AsyncConnection, enrollments: list[tuple[str, int, datetime]]
+    conn: AsyncConnection, deps: Deps, enrollments: list[tuple[str, int, datetime]]
 ) -> dict[str, Engagement]:
     """Each enrollment's human events, plus its contact's events that name no enrollment (a
-    conversion posted by a CRM) since it started: one query for the whole batch."""
+    conversion posted by a CRM) since it started, and each contact's standing: two queries for
+    the whole batch."""
     found = {enrollment_id: Engagement() for enrollment_id, _, _ in enrollments}
     if not enrollments:
         return found
+    standings = await scores.contact_scores(
+        conn, [c for _, c, _ in enrollments], deps.clock.now(), scores.Decay.of(deps)
+    )
+    for enrollment_id, contact_id, _ in enrollments:
+        found[enrollment_id].standing = standings[contact_id]
     by_contact: dict[int, list[tuple[str, datetime]]] = {}
     for enrollment_id, contact_id, since in enrollments:
         by_contact.setdefault(contact_id, []).append((enrollment_id, since))

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences import lifecycle, outbox, registry, timeline
+from sequences import lifecycle, outbox, registry, scores, timeline
 from sequences.db import dialect_insert
 from sequences.definition import WaitStep
 from sequences.deps import Deps
@@ -68,62 +68,88 @@ class Outcome:
 async def ingest(
     conn: AsyncConnection, deps: Deps, events: list[Incoming], now: datetime
 ) -> Outcome:
-    outcome = Outcome()
-    for event in events:
-        if not await _store(conn, event, now):
-            outcome.duplicates += 1
-            continue
-        outcome.accepted += 1
-        if not event.is_bot:
-            outcome.wake += await _act(conn, deps, event, now)
+    """Store a batch (duplicates dropped), then act on its human events and fold them into the
+    scores: a fixed handful of statements per batch, whatever its size."""
+    stored = await _store(conn, events, now)
+    outcome = Outcome(accepted=len(stored), duplicates=len(events) - len(stored))
+    human = [e for e in stored if not e.is_bot]
+    if human:
+        outcome.wake += await _act(conn, deps, human, now)
+        # Last, after any enrollment locks: senders take enrollments before step stats too.
+        await scores.update_for(conn, deps, human, now)
     return outcome
 
 
-async def _store(conn: AsyncConnection, event: Incoming, now: datetime) -> bool:
-    key = f"{event.source}:{event.event_id}" if event.event_id else f"auto:{secrets.token_hex(12)}"
-    result = await conn.execute(
+def _key(event: Incoming) -> str:
+    if event.event_id:
+        return f"{event.source}:{event.event_id}"
+    return f"auto:{secrets.token_hex(12)}"
+
+
+async def _store(conn: AsyncConnection, events: list[Incoming], now: datetime) -> list[Incoming]:
+    """Insert the batch in one statement; returns the events that were new, in batch order."""
+    if not events:
+        return []
+    keyed = [(_key(e), e) for e in events]
+    rows = [
+        {
+            "event_key": key,
+            "contact_id": e.contact_id,
+            "enrollment_id": e.enrollment_id,
+            "message_pk": e.message_pk,
+            "type": e.type,
+            "occurred_at": e.occurred_at,
+            "received_at": now,
+            "properties": e.properties,
+            "is_bot": e.is_bot,
+            "verified": e.verified,
+            "source": e.source,
+        }
+        for key, e in keyed
+    ]
+    inserted = await conn.execute(
         dialect_insert(conn, EVENTS)
-        .values(
-            event_key=key,
-            contact_id=event.contact_id,
-            enrollment_id=event.enrollment_id,
-            message_pk=event.message_pk,
-            type=event.type,
-            occurred_at=event.occurred_at,
-            received_at=now,
-            properties=event.properties,
-            is_bot=event.is_bot,
-            verified=event.verified,
-            source=event.source,
-        )
+        .values(rows)
         .on_conflict_do_nothing(index_elements=["event_key"])
+        .returning(EVENTS.c.event_key)
     )
-    return result.rowcount == 1
+    new = {key for (key,) in inserted}
+    kept: list[Incoming] = []
+    for key, event in keyed:
+        if key in new:
+            new.discard(key)  # the same id twice in one batch counts once
+            kept.append(event)
+    return kept
 
 
-async def _act(conn: AsyncConnection, deps: Deps, event: Incoming, now: datetime) -> list[datetime]:
-    targets = await _concerned(conn, event)
+Target = tuple[str, int, str | None]  # (enrollment, version, position)
+
+
+async def _act(
+    conn: AsyncConnection, deps: Deps, events: list[Incoming], now: datetime
+) -> list[datetime]:
+    targets = await _concerned(conn, events)
     await timeline.record(
         conn,
         [
             timeline.entry(
-                e,
-                now,
-                "event",
-                None,
-                type=event.type,
-                source=event.source,
-                message=event.message_pk,
+                enrollment, now, "event", None, type=e.type, source=e.source, message=e.message_pk
             )
-            for e, _, _ in targets
+            for e in events
+            for enrollment, _, _ in targets.get(id(e), [])
         ],
     )
-    reason = _suppression_reason(event)
-    if reason is not None:
-        await lifecycle.suppress(conn, event.contact_id, event.email_key, reason=reason, now=now)
-        return []
-    wake = await _exit_or_wake(conn, deps, event, targets, now)
-    return wake + await _entry_triggers(conn, deps, event, now)
+    suppressed: set[int] = set()
+    for event in events:
+        reason = _suppression_reason(event)
+        if reason is not None and event.contact_id not in suppressed:
+            suppressed.add(event.contact_id)
+            await lifecycle.suppress(
+                conn, event.contact_id, event.email_key, reason=reason, now=now
+            )
+    acting = [e for e in events if e.contact_id not in suppressed]
+    wake = await _exit_or_wake(conn, acting, targets, now)
+    return wake + await _entry_triggers(conn, deps, acting, now)
 
 
 def _suppression_reason(event: Incoming) -> str | None:
@@ -136,65 +162,89 @@ def _suppression_reason(event: Incoming) -> str | None:
     return None
 
 
-async def _concerned(conn: AsyncConnection, event: Incoming) -> list[tuple[str, int, str | None]]:
-    """(enrollment, version, position) of the active enrollments the event is about."""
-    query = select(ENROLLMENTS.c.id, ENROLLMENTS.c.version_id, ENROLLMENTS.c.position).where(
-        ENROLLMENTS.c.status == EnrollmentStatus.active
+async def _concerned(conn: AsyncConnection, events: list[Incoming]) -> dict[int, list[Target]]:
+    """Per event, the active enrollments it is about: the one it names, or all of its
+    contact's. One query for the batch."""
+    contact_ids = sorted({e.contact_id for e in events})
+    rows = await conn.execute(
+        select(
+            ENROLLMENTS.c.id,
+            ENROLLMENTS.c.contact_id,
+            ENROLLMENTS.c.version_id,
+            ENROLLMENTS.c.position,
+        ).where(
+            ENROLLMENTS.c.status == EnrollmentStatus.active,
+            ENROLLMENTS.c.contact_id.in_(contact_ids),
+        )
     )
-    if event.enrollment_id is not None:
-        query = query.where(ENROLLMENTS.c.id == event.enrollment_id)
-    else:
-        query = query.where(ENROLLMENTS.c.contact_id == event.contact_id)
-    return [(r.id, r.version_id, r.position) for r in await conn.execute(query)]
+    by_contact: dict[int, list[Target]] = {}
+    for row in rows:
+        by_contact.setdefault(row.contact_id, []).append((row.id, row.version_id, row.position))
+    return {
+        id(e): [
+            t
+            for t in by_contact.get(e.contact_id, [])
+            if e.enrollment_id is None or t[0] == e.enrollment_id
+        ]
+        for e in events
+    }
 
 
 async def _exit_or_wake(
     conn: AsyncConnection,
-    deps: Deps,
-    event: Incoming,
-    targets: list[tuple[str, int, str | None]],
+    events: list[Incoming],
+    targets: dict[int, list[Target]],
     now: datetime,
 ) -> list[datetime]:
-    exits: list[str] = []
-    waits: dict[str, str] = {}
-    for enrollment_id, version_id, position in targets:
-        defn = await registry.load_version(conn, version_id)
-        if event.type in defn.exit_on:
-            exits.append(enrollment_id)
-            continue
-        step = defn.step(position) if position else None
-        if isinstance(step, WaitStep) and event.type in step.wait.until:
-            waits[enrollment_id] = step.id
-    await lifecycle.end(
-        conn, exits, status=EnrollmentStatus.exited, reason=f"exit_on: {event.type}", now=now
-    )
-    woken = await outbox.wake_waits(conn, list(waits), waits, now, event.type)
+    exits: dict[str, list[str]] = {}
+    waits: dict[str, tuple[str, str]] = {}
+    for event in events:
+        for enrollment_id, version_id, position in targets.get(id(event), []):
+            defn = await registry.load_version(conn, version_id)
+            if event.type in defn.exit_on:
+                exits.setdefault(event.type, []).append(enrollment_id)
+                continue
+            step = defn.step(position) if position else None
+            if isinstance(step, WaitStep) and event.type in step.wait.until:
+                waits.setdefault(enrollment_id, (step.id, event.type))
+    for event_type, enrollment_ids in exits.items():
+        await lifecycle.end(
+            conn,
+            enrollment_ids,
+            status=EnrollmentStatus.exited,
+            reason=f"exit_on: {event_type}",
+            now=now,
+        )
+    exited = {e for ids in exits.values() for e in ids}
+    woken = await outbox.wake_waits(conn, {e: w for e, w in waits.items() if e not in exited}, now)
     return [now] if woken else []
 
 
 async def _entry_triggers(
-    conn: AsyncConnection, deps: Deps, event: Incoming, now: datetime
+    conn: AsyncConnection, deps: Deps, events: list[Incoming], now: datetime
 ) -> list[datetime]:
     from sequences.enrollments import enroll  # enrollments -> flow -> ...; imported late on purpose
 
     wake: list[datetime] = []
-    for pinned in await registry.all_current(conn):
-        entry = pinned.definition.entry
-        if entry is None or event.type not in entry.events:
-            continue
-        try:
-            enrolled = await enroll(
-                conn,
-                deps,
-                pinned,
-                event.contact_id,
-                event.email_key,
-                now=now,
-                source=f"event:{event.type}",
-            )
-        except Conflict:
-            continue  # already in the group, suppressed, or reenroll: never: the trigger passes
-        wake += enrolled.wake
+    triggered = [p for p in await registry.all_current(conn) if p.definition.entry is not None]
+    for event in events:
+        for pinned in triggered:
+            assert pinned.definition.entry is not None
+            if event.type not in pinned.definition.entry.events:
+                continue
+            try:
+                enrolled = await enroll(
+                    conn,
+                    deps,
+                    pinned,
+                    event.contact_id,
+                    event.email_key,
+                    now=now,
+                    source=f"event:{event.type}",
+                )
+            except Conflict:
+                continue  # already in the group, suppressed, or reenroll: never: the trigger passes
+            wake += enrolled.wake
     return wake
 
 
@@ -219,7 +269,7 @@ async def record_bounce(
         properties={"bounce_type": "hard", "reply": detail},
         source="smtp",
     )
-    if await _store(conn, event, now):
+    if await _store(conn, [event], now):
         await timeline.record(
             conn, [timeline.entry(enrollment_id, now, "bounced", None, reply=detail)]
         )

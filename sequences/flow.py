@@ -6,7 +6,6 @@ enrollment advances; only emails and waits become outbox rows of their own.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences import engagement, lifecycle, outbox, registry, timeline
+from sequences import adaptive, engagement, lifecycle, outbox, registry, timeline
 from sequences.db import lock_rows
 from sequences.definition import (
     BranchStep,
@@ -197,10 +196,20 @@ async def plan_move(
             move.schedule = (step.id, _due(deps, ctx, step, now, entries))
             return move
         if signals is None:
-            signals = await engagement.load(conn, ctx.enrollment_id, ctx.contact_id, ctx.started_at)
-        target, why = _decide(step, ctx, signals)
+            signals = await engagement.load(
+                conn, deps, ctx.enrollment_id, ctx.contact_id, ctx.started_at
+            )
+        detail: dict[str, Any] = {}
+        if isinstance(step, ChooseStep):
+            target, why, detail = await adaptive.choose_next(
+                conn, deps, defn, step, ctx.enrollment_id, signals.standing.affinities
+            )
+        else:
+            target, why = _decide(step, ctx, signals)
         entries.append(
-            timeline.entry(ctx.enrollment_id, now, "decision", step.id, goto=target, reason=why)
+            timeline.entry(
+                ctx.enrollment_id, now, "decision", step.id, goto=target, reason=why, **detail
+            )
         )
     move.end = (EnrollmentStatus.exited, "goto loop without a wait", None)
     return move
@@ -255,13 +264,10 @@ async def apply_moves(conn: AsyncConnection, moves: list[Move], now: datetime) -
 
 
 def _decide(
-    step: BranchStep | GotoStep | ChooseStep, ctx: RunContext, signals: engagement.Engagement
+    step: BranchStep | GotoStep, ctx: RunContext, signals: engagement.Engagement
 ) -> tuple[str, str]:
     if isinstance(step, GotoStep):
         return step.goto, "goto"
-    if isinstance(step, ChooseStep):
-        pick = stable_pick(ctx.enrollment_id, step.id, step.choose)
-        return pick, "static split by enrollment (no scores yet)"
     context = {"contact": ctx.contact_view(), "event": signals.last_event, **signals.helpers()}
     failed: list[str] = []
     for number, rule in enumerate(step.branch):
@@ -276,8 +282,3 @@ def _decide(
         if matched:
             return rule.goto, f"rule {number}: {rule.if_}"
     raise ValueError(f"branch {step.id} has no else")  # the definition validator forbids this
-
-
-def stable_pick(enrollment_id: str, step_id: str, options: list[str]) -> str:
-    digest = hashlib.sha256(f"{enrollment_id}:{step_id}".encode()).digest()
-    return options[int.from_bytes(digest[:4], "big") % len(options)]

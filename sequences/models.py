@@ -143,6 +143,10 @@ class Message(SQLModel, table=True):
     last_reply: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    # The first human click, reply and conversion: step stats count each message once.
+    clicked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    replied_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    converted_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
 
 
 class Link(SQLModel, table=True):
@@ -261,6 +265,37 @@ class ModelCallRecord(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
+class ContactScore(SQLModel, table=True):
+    """A contact's decayed engagement score and topic affinities, as of ``as_of``.
+
+    Updated incrementally as events arrive: the stored values decay to the event's time, then
+    the event's weight is added. Readers decay them to their own ``now``.
+    """
+
+    __tablename__ = "contact_scores"
+    contact_id: int = Field(foreign_key="contacts.id", primary_key=True)
+    score: float = 0.0
+    affinities: dict[str, float] = Field(default_factory=dict, sa_column=Column(JsonType))
+    events: int = 0
+    as_of: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class StepStats(SQLModel, table=True):
+    """Per sequence step and variant ('' for none): sends and the messages that drew a human
+    click, a reply or a conversion. The Beta posteriors the bandit samples come from these."""
+
+    __tablename__ = "step_stats"
+    __table_args__ = (UniqueConstraint("sequence_key", "step_id", "variant"),)
+    id: int | None = Field(default=None, primary_key=True)
+    sequence_key: str = Field(max_length=63)
+    step_id: str = Field(max_length=63)
+    variant: str = Field(default="", max_length=63)
+    sends: int = 0
+    clicks: int = 0
+    replies: int = 0
+    conversions: int = 0
+
+
 class Meta(SQLModel, table=True):
     """Process-shared facts, such as the accelerated clock's anchor."""
 
@@ -289,3 +324,5 @@ API_KEYS = _table(ApiKey)
 META = _table(Meta)
 DRAFTS = _table(DraftRecord)
 MODEL_CALLS = _table(ModelCallRecord)
+CONTACT_SCORES = _table(ContactScore)
+STEP_STATS = _table(StepStats)

@@ -144,26 +144,26 @@ async def overdue(conn: AsyncConnection, now: datetime, limit: int = 1000) -> li
 
 
 async def wake_waits(
-    conn: AsyncConnection,
-    enrollment_ids: list[str],
-    step_ids: dict[str, str],
-    now: datetime,
-    event_type: str,
+    conn: AsyncConnection, waits: dict[str, tuple[str, str]], now: datetime
 ) -> list[str]:
-    """Wake pending wait rows at once; returns the enrollments woken."""
+    """Make pending wait rows due at once. ``waits``: enrollment -> (wait step, event type).
+    One statement per (step, event type) pair; returns the enrollments woken."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for enrollment_id, pair in waits.items():
+        groups.setdefault(pair, []).append(enrollment_id)
     woken: list[str] = []
-    for enrollment_id in enrollment_ids:
-        result = await conn.execute(
+    for (step_id, event_type), enrollment_ids in sorted(groups.items()):
+        rows = await conn.execute(
             update(RUNS)
             .where(
-                RUNS.c.enrollment_id == enrollment_id,
-                RUNS.c.step_id == step_ids[enrollment_id],
+                RUNS.c.enrollment_id.in_(sorted(enrollment_ids)),
+                RUNS.c.step_id == step_id,
                 RUNS.c.state == RunState.due,
             )
             .values(due_at=now, woken_by=event_type)
+            .returning(RUNS.c.enrollment_id)
         )
-        if result.rowcount:
-            woken.append(enrollment_id)
+        woken += [r.enrollment_id for r in rows]
     return woken
 
 

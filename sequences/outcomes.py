@@ -43,6 +43,7 @@ class Job:
     overdue: bool = False
     calls: list[ModelCall] = field(default_factory=list)
     outcome_reason: str = ""
+    choice: dict[str, Any] | None = None  # the variant's sampled choice, logged for replays
 
     @property
     def thread(self) -> str:

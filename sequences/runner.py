@@ -98,7 +98,7 @@ async def _continue(deps: Deps, rows: list[tuple[outbox.Claim, RunContext]]) -> 
     now = deps.clock.now()
     async with deps.engine.begin() as conn:
         signals = await engagement.load_many(
-            conn, [(ctx.enrollment_id, ctx.contact_id, ctx.started_at) for _, ctx in rows]
+            conn, deps, [(ctx.enrollment_id, ctx.contact_id, ctx.started_at) for _, ctx in rows]
         )
         due = await advance_many(conn, deps, finished, signals)
     # Rows due now are claimed by run_due's next round; only later ones need a wake-up job.

@@ -26,7 +26,18 @@ MAX_CONDITION_CHARS = 2_000
 
 TEMPLATE_NAMES = frozenset({"contact", "sender", "step"})
 CONDITION_NAMES = frozenset(
-    {"contact", "event", "score", "opened", "clicked", "replied", "converted", "events"}
+    {
+        "contact",
+        "event",
+        "score",
+        "affinity",
+        "affinities",
+        "opened",
+        "clicked",
+        "replied",
+        "converted",
+        "events",
+    }
 )
 
 

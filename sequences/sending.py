@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.copy import Draft
-from sequences import drafting, lifecycle, outbox, reviews, timeline
+from sequences import drafting, lifecycle, outbox, reviews, scores, timeline
 from sequences.compose import (
     Outgoing,
     message_bytes,
@@ -213,6 +213,7 @@ def _drafted_entry(job: Job, draft: Draft, now: datetime) -> dict[str, object]:
         model=draft.model,
         rationale=draft.rationale,
         **({"reason": job.outcome_reason} if job.outcome_reason else {}),
+        **({"choice": job.choice} if job.choice else {}),
     )
 
 
@@ -278,4 +279,9 @@ async def _mark_sent(deps: Deps, sent: list[tuple[Job, str]]) -> None:
             rows,
         )
         due = await advance_many(conn, deps, finished, signals)
+        # Last: step stats rows are hot, so their locks are held for the shortest time.
+        await scores.count_sends(
+            conn,
+            [(j.ctx.sequence_key, j.step.id, j.message.variant) for j, _ in sent if j.message],
+        )
     await deps.waker.wake_at([d for d in due if d > now])

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.config import ModelConfig
+from sequences.fields import Duration
 
 
 class Settings(BaseSettings):
@@ -62,6 +63,22 @@ class Settings(BaseSettings):
     max_send_attempts: int = Field(5, alias="DRIPLINE_MAX_SEND_ATTEMPTS", gt=0)
     max_body_bytes: int = Field(1_000_000, alias="DRIPLINE_MAX_BODY_BYTES", gt=0)
     bot_click_window_seconds: float = Field(2.0, alias="DRIPLINE_BOT_CLICK_SECONDS")
+    score_half_life: Duration = Field(
+        "14d",
+        alias="DRIPLINE_SCORE_HALF_LIFE",
+        description="Sequence time after which an event counts half in a contact's score.",
+    )
+    attribution_window: Duration = Field(
+        "7d",
+        alias="DRIPLINE_ATTRIBUTION_WINDOW",
+        description="How long after a send a reply or conversion that names no message is "
+        "credited to the contact's latest email.",
+    )
+    bandit_seed: int = Field(
+        0,
+        alias="DRIPLINE_BANDIT_SEED",
+        description="Mixed into every choice's seed; logged with it, so choices replay.",
+    )
 
     openai_api_key: str | None = Field(None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(
@@ -112,3 +129,33 @@ class Settings(BaseSettings):
     @property
     def dkim_key_path(self) -> Path:
         return self.dkim_private_key_path or self.data_dir / "dkim_private.pem"
+
+    # ESP webhooks (POST /v1/webhooks/{provider}): a provider with no key here refuses every post.
+    sendgrid_webhook_key: str | None = Field(
+        None,
+        alias="DRIPLINE_SENDGRID_WEBHOOK_KEY",
+        description="SendGrid's Signed Event Webhook verification key (base64 DER, or PEM).",
+    )
+    mailgun_signing_key: str | None = Field(None, alias="DRIPLINE_MAILGUN_SIGNING_KEY")
+    ses_topic_arns: str | None = Field(
+        None,
+        alias="DRIPLINE_SES_TOPIC_ARNS",
+        description="Comma-separated SNS topic ARNs whose SES notifications are accepted.",
+    )
+    postmark_webhook_user: str | None = Field(None, alias="DRIPLINE_POSTMARK_WEBHOOK_USER")
+    postmark_webhook_password: str | None = Field(None, alias="DRIPLINE_POSTMARK_WEBHOOK_PASSWORD")
+    resend_webhook_secret: str | None = Field(
+        None, alias="DRIPLINE_RESEND_WEBHOOK_SECRET", description="The Svix secret, whsec_..."
+    )
+    webhook_tolerance_seconds: float = Field(
+        300.0,
+        alias="DRIPLINE_WEBHOOK_TOLERANCE_SECONDS",
+        gt=0,
+        description="How far a signed timestamp may be from now before the request is refused.",
+    )
+    sns_tolerance_seconds: float = Field(
+        3900.0,
+        alias="DRIPLINE_SNS_TOLERANCE_SECONDS",
+        gt=0,
+        description="SNS retries keep the original Timestamp for up to 3,600 s, plus clock skew.",
+    )

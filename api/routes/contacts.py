@@ -11,13 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import ConnDep, DepsDep, Enroller, ReadConnDep, Reader
 from api.schemas import ContactUpdate, Email
-from sequences import contacts
-from sequences.engagement import Engagement
+from sequences import contacts, scores
+from sequences.deps import Deps
 from sequences.errors import Invalid, NotFound
 from sequences.models import (
     CONTACTS,
     ENROLLMENTS,
-    EVENTS,
     SEQUENCES,
     SUPPRESSIONS,
 )
@@ -49,19 +48,20 @@ async def put_contact(
         attributes=body.attributes,
         replace=True,
     )
-    return await _contact(conn, ref.id)
+    return await _contact(conn, deps, ref.id)
 
 
 @router.get("/{email}")
-async def get_contact(email: str, conn: ReadConnDep, _: Reader) -> dict[str, Any]:
-    """A contact's attributes, engagement score, suppression and enrollments."""
+async def get_contact(email: str, conn: ReadConnDep, deps: DepsDep, _: Reader) -> dict[str, Any]:
+    """A contact's attributes, decayed engagement score, topic affinities, suppression and
+    enrollments."""
     ref = await contacts.find(conn, email=checked_email(email))
     if ref is None:
         raise NotFound("unknown_contact", f"no contact with email '{email}'")
-    return await _contact(conn, ref.id)
+    return await _contact(conn, deps, ref.id)
 
 
-async def _contact(conn: AsyncConnection, contact_id: int) -> dict[str, Any]:
+async def _contact(conn: AsyncConnection, deps: Deps, contact_id: int) -> dict[str, Any]:
     row = (await conn.execute(select(CONTACTS).where(CONTACTS.c.id == contact_id))).one()
     enrollments = await conn.execute(
         select(
@@ -75,13 +75,9 @@ async def _contact(conn: AsyncConnection, contact_id: int) -> dict[str, Any]:
         .where(ENROLLMENTS.c.contact_id == contact_id)
         .order_by(ENROLLMENTS.c.created_at)
     )
-    types = (
-        await conn.execute(
-            select(EVENTS.c.type).where(
-                EVENTS.c.contact_id == contact_id, EVENTS.c.is_bot.is_(False)
-            )
-        )
-    ).scalars()
+    standing = (
+        await scores.contact_scores(conn, [contact_id], deps.clock.now(), scores.Decay.of(deps))
+    )[contact_id]
     suppressed = (
         await conn.execute(
             select(SUPPRESSIONS.c.reason).where(SUPPRESSIONS.c.email_key == row.email_key)
@@ -92,7 +88,8 @@ async def _contact(conn: AsyncConnection, contact_id: int) -> dict[str, Any]:
         "email": row.email,
         "timezone": row.timezone,
         "attributes": row.attributes or {},
-        "score": Engagement(types=list(types)).score,
+        "score": round(standing.score, 3),
+        "affinities": standing.view()["affinities"],
         "suppressed": suppressed,
         "enrollments": [
             {

@@ -84,7 +84,7 @@ async def create_enrollment(
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     async with deps.reader.connect() as conn:
-        return await describe(conn, enrolled.id)
+        return await describe(conn, deps, enrolled.id)
 
 
 @router.post("/bulk", status_code=207)
@@ -120,9 +120,11 @@ async def bulk_enroll(body: BulkEnrollmentIn, deps: DepsDep, _: Enroller) -> dic
 
 
 @router.get("/{enrollment_id}")
-async def get_enrollment(enrollment_id: str, conn: ReadConnDep, _: Reader) -> dict[str, Any]:
+async def get_enrollment(
+    enrollment_id: str, conn: ReadConnDep, deps: DepsDep, _: Reader
+) -> dict[str, Any]:
     """Status, pinned version, current step, next run, timeline and engagement."""
-    return await describe(conn, enrollment_id)
+    return await describe(conn, deps, enrollment_id)
 
 
 @router.post("/{enrollment_id}/cancel")
@@ -144,10 +146,10 @@ async def cancel_enrollment(
         reason="cancelled by API",
         now=deps.clock.now(),
     )
-    return await describe(conn, enrollment_id)
+    return await describe(conn, deps, enrollment_id)
 
 
-async def describe(conn: AsyncConnection, enrollment_id: str) -> dict[str, Any]:
+async def describe(conn: AsyncConnection, deps: Deps, enrollment_id: str) -> dict[str, Any]:
     row = (
         await conn.execute(
             select(ENROLLMENTS, SEQUENCES.c.key.label("sequence"), CONTACTS.c.email)
@@ -174,7 +176,7 @@ async def describe(conn: AsyncConnection, enrollment_id: str) -> dict[str, Any]:
         .where(TIMELINE.c.enrollment_id == enrollment_id)
         .order_by(TIMELINE.c.id)
     )
-    signals = await load_engagement(conn, enrollment_id, row.contact_id, row.created_at)
+    signals = await load_engagement(conn, deps, enrollment_id, row.contact_id, row.created_at)
     return {
         "id": row.id,
         "sequence": row.sequence,
@@ -188,7 +190,11 @@ async def describe(conn: AsyncConnection, enrollment_id: str) -> dict[str, Any]:
         else None,
         "created_at": row.created_at.isoformat(),
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
-        "engagement": {"score": signals.score, "by_step": signals.summary()},
+        "engagement": {
+            "score": signals.score,
+            "affinities": signals.affinities,
+            "by_step": signals.summary(),
+        },
         "timeline": [
             {"at": e.at.isoformat(), "kind": e.kind, "step": e.step_id, **(e.detail or {})}
             for e in entries

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,17 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import DepsDep
 from sequences import feedback
+from sequences.bots import bot_reason
 from sequences.deps import Deps
 from sequences.feedback import Incoming
 from sequences.models import CONTACTS, EVENTS, LINKS, MESSAGES
 
 router = APIRouter(tags=["tracking"])
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-SCANNERS = re.compile(
-    r"(bot|crawler|spider|scanner|preview|proofpoint|mimecast|barracuda|safelinks|urldefense|"
-    r"symantec|trendmicro|fireeye|python-requests|curl|wget|go-http-client|headless)",
-    re.IGNORECASE,
-)
 NO_STORE = {"Cache-Control": "no-store, private"}
 BURST_WINDOW = timedelta(seconds=2)
 
@@ -105,7 +100,13 @@ async def click(token: str, request: Request, deps: DepsDep) -> Response:
         found = await _tracked(conn, MESSAGES.c.id == link.message_pk) if link else None
         if link is None or found is None:
             return _not_found("This link is not valid any more.")
-        reason = _bot_reason(request, found.sent_at, now, deps.settings.bot_click_window_seconds)
+        reason = bot_reason(
+            user_agent=request.headers.get("user-agent"),
+            sent_at=found.sent_at,
+            at=now,
+            window_seconds=deps.settings.bot_click_window_seconds,
+            head=request.method == "HEAD",
+        )
         if reason is None and await _link_burst(conn, found.message_pk, link.url, now):
             reason = "every-link burst"
         properties = {"url": link.url, **({"bot": reason} if reason else {})}
@@ -125,19 +126,6 @@ async def _link_burst(conn: AsyncConnection, message_pk: str, url: str, now: dat
         )
     )
     return any((props or {}).get("url") != url for (props,) in recent)
-
-
-def _bot_reason(
-    request: Request, sent_at: datetime | None, now: datetime, window: float
-) -> str | None:
-    if request.method == "HEAD":
-        return "HEAD request"
-    agent = request.headers.get("user-agent", "")
-    if not agent or SCANNERS.search(agent):
-        return "scanner user agent"
-    if sent_at is not None and (now - sent_at).total_seconds() < window:
-        return "clicked within seconds of delivery"
-    return None
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)

@@ -1,0 +1,249 @@
+"""ESP webhooks at the door: each provider's signature, replays, staleness, and bad input."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import esp_requests as esp
+import httpx
+import pytest
+from harness import Stack, make_settings, running_stack
+from sqlalchemy import func, select
+
+from sequences.mail.capture import CaptureServer
+from sequences.models import CONTACTS, EVENTS, SUPPRESSIONS
+
+EMAIL = "ada@example.com"
+
+
+@pytest.fixture
+def certs() -> esp.CertificateServer:
+    return esp.CertificateServer()
+
+
+@pytest.fixture
+async def stack(
+    tmp_path: Path, capture: CaptureServer, redis_db: str, certs: esp.CertificateServer
+) -> AsyncIterator[Stack]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    settings = make_settings(tmp_path, url, **esp.settings_overrides())
+    async with running_stack(settings, redis_db, capture, worker=False) as running:
+        running.deps.fetcher = certs
+        yield running
+
+
+async def post(stack: Stack, signed: esp.Signed, provider: str | None = None) -> httpx.Response:
+    path = f"/v1/webhooks/{provider or signed.provider}"
+    return await stack.client.post(path, content=signed.body, headers=signed.headers)
+
+
+async def stored(stack: Stack) -> list[dict[str, Any]]:
+    query = select(EVENTS, CONTACTS.c.email_key).join(CONTACTS).order_by(EVENTS.c.id)
+    async with stack.deps.reader.connect() as conn:
+        return [dict(row._mapping) for row in await conn.execute(query)]
+
+
+async def written(stack: Stack) -> tuple[int, ...]:
+    tables = [EVENTS, CONTACTS, SUPPRESSIONS]
+    async with stack.deps.reader.connect() as conn:
+        return tuple([await conn.scalar(select(func.count()).select_from(t)) or 0 for t in tables])
+
+
+def error(response: httpx.Response) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()["error"]
+    return body
+
+
+CASES = sorted(esp.DELIVERED)
+
+
+def _address(case: str) -> str:
+    return f"{case}@example.com"
+
+
+async def test_each_provider_signature_is_accepted(stack: Stack) -> None:
+    for case in CASES:
+        response = await post(stack, esp.DELIVERED[case](_address(case))())
+        assert response.status_code == 200, (case, response.text)
+        assert response.json() == {"accepted": 1, "duplicates": 0, "ignored": 0}, case
+    events = await stored(stack)
+    assert [(e["type"], e["source"], e["email_key"]) for e in events] == [
+        ("delivered", case.partition("-")[0], _address(case)) for case in CASES
+    ]
+    assert all(e["event_key"].startswith(f"{e['source']}:") for e in events)
+    originals = {e["properties"]["provider_event"] for e in events}
+    assert originals == {"delivered", "Delivery", "email.delivered"}
+
+
+async def test_duplicate_delivery_is_ignored(stack: Stack) -> None:
+    for case in CASES:
+        again = esp.DELIVERED[case](_address(case))
+        assert (await post(stack, again())).json()["accepted"] == 1, case
+        second = await post(stack, again())
+        assert second.status_code == 200, (case, second.text)
+        assert second.json() == {"accepted": 0, "duplicates": 1, "ignored": 0}, case
+    assert len(await stored(stack)) == len(CASES)
+
+
+def _forged(case: str) -> esp.Signed:
+    """A request whose body or credentials are not what the provider signed."""
+    email = _address(case)
+    if case == "mailgun":  # the signature covers timestamp + token: sign with another key
+        return esp.mailgun(esp.mailgun_event("delivered", email), key="key-not-the-real-one")
+    if case == "postmark":  # basic auth is all Postmark offers
+        return esp.postmark(esp.postmark_record("Delivery", email), auth=("postmark-hook", "x"))
+    return esp.DELIVERED[case](email)().tampered()
+
+
+async def test_forged_request_is_refused_and_writes_nothing(stack: Stack) -> None:
+    for case in CASES:
+        response = await post(stack, _forged(case))
+        assert response.status_code == 401, (case, response.text)
+        assert error(response)["code"] == "bad_signature", case
+    assert await written(stack) == (0, 0, 0)
+
+
+async def test_mailgun_signature_is_good_for_one_request(stack: Stack) -> None:
+    genuine = esp.mailgun(esp.mailgun_event("delivered", EMAIL))
+    assert (await post(stack, genuine)).status_code == 200
+    forged = genuine.with_body(genuine.body.replace(b'"delivered"', b'"complained"'))
+    response = await post(stack, forged)  # Mailgun's signature does not cover event-data
+    assert response.status_code == 401
+    assert "already used" in error(response)["message"]
+    assert [e["type"] for e in await stored(stack)] == ["delivered"]
+
+
+async def test_stale_timestamps_are_refused(stack: Stack) -> None:
+    stale, hours_ago = time.time() - 600, datetime.now(UTC) - timedelta(hours=2)
+    for signed in [
+        esp.sendgrid([esp.sendgrid_event("delivered", EMAIL)], at=stale),
+        esp.mailgun(esp.mailgun_event("delivered", EMAIL), at=stale),
+        esp.resend("email.delivered", EMAIL, at=stale),
+        esp.resend("email.delivered", EMAIL, at=time.time() + 600),
+        esp.sns(esp.ses_record("Open", EMAIL), at=hours_ago),
+    ]:
+        response = await post(stack, signed)
+        assert response.status_code == 401, (signed.provider, response.text)
+        assert "timestamp" in error(response)["message"]
+    assert await written(stack) == (0, 0, 0)
+    # SNS retries resend the original Timestamp for up to 3,600 s: that is not a replay.
+    late = esp.sns(esp.ses_record("Open", EMAIL), at=datetime.now(UTC) - timedelta(minutes=50))
+    assert (await post(stack, late)).json()["accepted"] == 1
+
+
+async def test_sns_certificate_only_from_sns_hosts(
+    stack: Stack, certs: esp.CertificateServer
+) -> None:
+    for cert_url in [
+        "https://sns.us-east-1.amazonaws.com.evil.test/SimpleNotificationService-1.pem",
+        "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://evil.test/sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.txt",
+    ]:
+        certs.certificates[cert_url] = esp.sns_identity()[1]  # even the right key is not trusted
+        response = await post(stack, esp.sns(esp.ses_record("Open", EMAIL), cert_url=cert_url))
+        assert response.status_code == 401, (cert_url, response.text)
+    assert certs.fetched == []
+    assert await written(stack) == (0, 0, 0)
+
+
+async def test_sns_topic_must_be_allowed(stack: Stack, certs: esp.CertificateServer) -> None:
+    other = "arn:aws:sns:us-east-1:999999999999:someone-else"
+    for kind in ("Notification", "SubscriptionConfirmation"):
+        response = await post(stack, esp.sns(esp.ses_record("Open", EMAIL), kind=kind, topic=other))
+        assert response.status_code == 403, response.text
+        assert error(response)["code"] == "topic_not_allowed"
+    assert certs.confirmed == [] and await written(stack) == (0, 0, 0)
+
+
+async def test_sns_subscription_is_confirmed(stack: Stack, certs: esp.CertificateServer) -> None:
+    handshake = esp.sns("You have chosen to subscribe...", kind="SubscriptionConfirmation")
+    response = await post(stack, handshake)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted": 0, "duplicates": 0, "ignored": 0}
+    assert len(certs.confirmed) == 1
+    assert certs.confirmed[0].startswith("https://sns.us-east-1.amazonaws.com/?Action=Confirm")
+    elsewhere = esp.sns(
+        "You have chosen to subscribe...",
+        kind="SubscriptionConfirmation",
+        subscribe_url="https://attacker.test/?Action=ConfirmSubscription",
+    )
+    assert (await post(stack, elsewhere)).status_code == 401
+    assert len(certs.confirmed) == 1
+
+
+async def test_sns_subject_is_part_of_the_signature(stack: Stack) -> None:
+    signed = esp.sns(esp.ses_record("Open", EMAIL), subject="Amazon SES Email Event", version="1")
+    assert (await post(stack, signed)).status_code == 200
+    renamed = signed.with_body(signed.body.replace(b"SES Email Event", b"SES Email Evenz"))
+    assert (await post(stack, renamed)).status_code == 401
+
+
+async def test_unknown_provider(stack: Stack) -> None:
+    response = await post(stack, esp.DELIVERED["sendgrid"](EMAIL)(), provider="sparkpost")
+    assert response.status_code == 404
+    assert error(response)["code"] == "unknown_provider"
+    assert "sendgrid" in error(response)["message"]
+
+
+async def test_unconfigured_provider_refuses_everything(
+    tmp_path: Path, capture: CaptureServer, redis_db: str
+) -> None:
+    settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'bare.sqlite'}")
+    async with running_stack(settings, redis_db, capture, worker=False) as bare:
+        for case in ("sendgrid", "mailgun", "ses-v2", "postmark", "resend"):
+            response = await post(bare, esp.DELIVERED[case](EMAIL)())
+            assert response.status_code == 503, response.text
+            assert error(response)["message"].endswith("is not configured")
+        assert await written(bare) == (0, 0, 0)
+
+
+BAD_PAYLOADS = [
+    (esp.sendgrid_raw(b'[{"event": "delivered",'), 400, "body", "invalid JSON at character"),
+    (esp.sendgrid_raw(b'{"event": "delivered"}'), 422, "body", "JSON array"),
+    (esp.sendgrid_raw(b'[{"event": "open", "sg_event_id": "x"}]'), 422, "0.email", "string"),
+    (
+        esp.mailgun(esp.without(esp.mailgun_event("opened", EMAIL), "recipient")),
+        422,
+        "event-data.recipient",
+        "expected a string",
+    ),
+    (esp.sns("not json"), 422, "Message", "not a JSON SES record"),
+    (esp.postmark({"Recipient": EMAIL}), 422, "RecordType", "expected a string"),
+    (esp.svix(b'{"type": "email.bounced", "data": {}}'), 422, "data.to", "address"),
+]
+
+
+async def test_bad_payload_names_the_field(stack: Stack) -> None:
+    for signed, status, path, words in BAD_PAYLOADS:
+        response = await post(stack, signed)
+        assert response.status_code == status, (path, response.text)
+        assert error(response)["details"][0]["path"] == path
+        assert words in error(response)["message"], response.text
+    assert await written(stack) == (0, 0, 0)
+
+
+async def test_missing_signature_headers(stack: Stack) -> None:
+    signed = esp.DELIVERED["sendgrid"](EMAIL)()
+    del signed.headers["X-Twilio-Email-Event-Webhook-Signature"]
+    response = await post(stack, signed)
+    assert response.status_code == 401
+    assert error(response)["message"] == ("missing header X-Twilio-Email-Event-Webhook-Signature")
+    unsigned = esp.Signed("postmark", esp.postmark(esp.postmark_record("Delivery", EMAIL)).body)
+    assert (await post(stack, unsigned)).status_code == 401
+    assert await written(stack) == (0, 0, 0)
+
+
+async def test_one_bad_event_fails_the_whole_batch(stack: Stack) -> None:
+    good = esp.sendgrid_event("delivered", EMAIL)
+    bad = {
+        k: v for k, v in esp.sendgrid_event("open", "bo@example.com").items() if k != "sg_event_id"
+    }
+    response = await post(stack, esp.sendgrid([good, bad]))
+    assert response.status_code == 422
+    assert error(response)["details"][0]["path"] == "1.sg_event_id"
+    assert await written(stack) == (0, 0, 0)
