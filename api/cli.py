@@ -16,9 +16,10 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
 from api.auth import Role, create_key
+from evals.command import eval_app
 from sequences import migrate, registry
 from sequences.db import make_engine
-from sequences.definition import DefinitionError
+from sequences.definition import DefinitionError, SequenceDefinition
 from sequences.loading import parse_definition
 from sequences.mail.dkim import check_names, dns_txt_record
 from sequences.mail.render import LayoutRenderer
@@ -34,6 +35,7 @@ db = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(keys, name="keys")
 app.add_typer(dkim, name="dkim")
 app.add_typer(db, name="db")
+app.add_typer(eval_app, name="eval")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -89,17 +91,7 @@ def run_worker() -> None:
 @app.command()
 def apply(path: Path) -> None:
     """Validate a sequence file and apply it; a changed sequence gets a new version."""
-    try:
-        source = path.read_bytes()
-    except OSError as error:
-        raise _fail(f"{path}: {error.strerror}") from None
-    try:
-        defn = parse_definition(source)
-        registry.check_layouts(defn, LayoutRenderer().exists)
-    except DefinitionError as error:
-        for item in error.errors:
-            typer.secho(f"{path}: {item.path}: {item.message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from None
+    defn = _definition(path)
 
     async def run() -> registry.Applied:
         engine = make_engine(Settings().resolved_database_url)
@@ -183,6 +175,50 @@ def demo(
 
     _logging(logging.WARNING)
     raise typer.Exit(code=asyncio.run(run_demo(contacts=contacts, day_seconds=day_seconds)))
+
+
+@app.command()
+def simulate(
+    sequence: Annotated[Path, typer.Argument(help="A sequence YAML file.")],
+    contacts: Annotated[int, typer.Option(min=1, max=20_000)] = 300,
+    days: Annotated[float, typer.Option(min=0.5, max=365)] = 20.0,
+    seed: Annotated[int, typer.Option(help="Seeds the contacts, their rates and the bandit.")] = 7,
+    day_seconds: Annotated[float, typer.Option(min=0.05, help="Real seconds per day.")] = 1.0,
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="YAML of true rates: {rates: {step/variant: {click, reply, convert}}}"),
+    ] = None,
+) -> None:
+    """Run a sequence over synthetic contacts on the real engine and print what it learned."""
+    from api.simulate import SimConfig, print_report
+    from api.simulate import simulate as run_simulation
+    from sequences.simulation import TruthError, load_truth, seeded_truth
+
+    defn = _definition(sequence)
+    try:
+        rates = load_truth(truth, defn) if truth else seeded_truth(defn, seed)
+    except TruthError as error:
+        raise _fail(str(error)) from None
+    config = SimConfig(contacts=contacts, days=days, seed=seed, day_seconds=day_seconds)
+    _logging(logging.WARNING)
+    report = asyncio.run(run_simulation(defn, rates, config))
+    print_report(report, rates, config)
+
+
+def _definition(path: Path) -> SequenceDefinition:
+    """A sequence file parsed and checked, or exit 2 with each error's path."""
+    try:
+        source = path.read_bytes()
+    except OSError as error:
+        raise _fail(f"{path}: {error.strerror}") from None
+    try:
+        defn = parse_definition(source)
+        registry.check_layouts(defn, LayoutRenderer().exists)
+    except DefinitionError as error:
+        for item in error.errors:
+            typer.secho(f"{path}: {item.path}: {item.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+    return defn
 
 
 def _ensure_data_dir() -> None:

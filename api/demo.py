@@ -94,7 +94,7 @@ def _plan(people: list[dict[str, Any]]) -> Plan:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -103,7 +103,7 @@ def _free_port() -> int:
 
 async def run_demo(*, contacts: int, day_seconds: float) -> int:
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    port = _free_port()
+    port = free_port()
     settings = Settings.model_validate(
         {
             "DRIPLINE_DATA_DIR": str(DEMO_DIR),
@@ -116,7 +116,7 @@ async def run_demo(*, contacts: int, day_seconds: float) -> int:
             "DRIPLINE_SWEEP_SECONDS": 1.0,
         }
     )
-    key = await _admin_key(settings)
+    key = await admin_key(settings)
     async with serve_openai(HeuristicResponder()) as model_url:
         settings.openai_base_url, settings.model = model_url, HEURISTIC_MODEL
         print(
@@ -155,7 +155,7 @@ async def _run(settings: Settings, key: str, port: int, contacts: int, day_secon
     return 0 if finished else 1
 
 
-async def _admin_key(settings: Settings) -> str:
+async def admin_key(settings: Settings) -> str:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     try:

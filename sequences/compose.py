@@ -22,6 +22,7 @@ from sequences.adaptive import stable_pick
 from sequences.definition import EmailSpec, EmailStep
 from sequences.definition import Fallback as FallbackSpec
 from sequences.deps import Deps
+from sequences.esp.tags import tag_headers
 from sequences.flow import RunContext
 from sequences.mail.mime import OutgoingEmail, build_message, make_message_id, split_address
 from sequences.mail.render import EmailCopy, LayoutRenderer, RenderedEmail
@@ -276,6 +277,7 @@ def message_bytes(deps: Deps, ctx: RunContext, message: Outgoing) -> bytes:
             unsubscribe_url=unsubscribe_url(deps, message.token),
             reply_to=sender.reply_to,
             date=message.created_at,
+            headers=tag_headers(deps.settings.esp, message.id) if deps.settings.esp else {},
         )
     )
     signer = deps.signers.for_address(sender.from_) if deps.signers else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -131,6 +132,12 @@ class Settings(BaseSettings):
         return self.dkim_private_key_path or self.data_dir / "dkim_private.pem"
 
     # ESP webhooks (POST /v1/webhooks/{provider}): a provider with no key here refuses every post.
+    esp: Literal["sendgrid", "mailgun", "postmark", "ses", "resend"] | None = Field(
+        None,
+        alias="DRIPLINE_ESP",
+        description="The ESP behind SMTP_HOST: outgoing mail then carries the header that makes "
+        "its webhooks name our message.",
+    )
     sendgrid_webhook_key: str | None = Field(
         None,
         alias="DRIPLINE_SENDGRID_WEBHOOK_KEY",

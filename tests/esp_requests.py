@@ -162,13 +162,23 @@ def mailgun_event(kind: str, email: str, **fields: Any) -> dict[str, Any]:
 
 
 def mailgun(
-    event_data: dict[str, Any], *, at: float | None = None, key: str = MAILGUN_KEY
+    event_data: dict[str, Any],
+    *,
+    at: float | None = None,
+    key: str = MAILGUN_KEY,
+    parent_key: str | None = None,
 ) -> Signed:
+    """``parent_key``: a subaccount's event, signed by it and by the primary account."""
     timestamp, token = str(int(at if at is not None else time.time())), _id() + _id()[:18]
-    digest = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
-    signature = {"timestamp": timestamp, "token": token, "signature": digest}
+    signature = {"timestamp": timestamp, "token": token, "signature": _hex(key, timestamp + token)}
+    if parent_key is not None:
+        signature["parent-signature"] = _hex(parent_key, timestamp + token)
     body = json.dumps({"signature": signature, "event-data": event_data}).encode()
     return Signed("mailgun", body, {"Content-Type": "application/json"})
+
+
+def _hex(key: str, text: str) -> str:
+    return hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()
 
 
 # Amazon SES through SNS: the SES record is the JSON string in Message; SNS signs the

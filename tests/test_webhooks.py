@@ -14,6 +14,7 @@ import pytest
 from harness import Stack, make_settings, running_stack
 from sqlalchemy import func, select
 
+from sequences.esp.fetcher import FetchFailed, HttpFetcher
 from sequences.mail.capture import CaptureServer
 from sequences.models import CONTACTS, EVENTS, SUPPRESSIONS
 
@@ -107,7 +108,7 @@ async def test_forged_request_is_refused_and_writes_nothing(stack: Stack) -> Non
     assert await written(stack) == (0, 0, 0)
 
 
-async def test_mailgun_signature_is_good_for_one_request(stack: Stack) -> None:
+async def test_mailgun_signature_is_good_for_one_request_and_subaccounts(stack: Stack) -> None:
     genuine = esp.mailgun(esp.mailgun_event("delivered", EMAIL))
     assert (await post(stack, genuine)).status_code == 200
     forged = genuine.with_body(genuine.body.replace(b'"delivered"', b'"complained"'))
@@ -115,6 +116,10 @@ async def test_mailgun_signature_is_good_for_one_request(stack: Stack) -> None:
     assert response.status_code == 401
     assert "already used" in error(response)["message"]
     assert [e["type"] for e in await stored(stack)] == ["delivered"]
+    subaccount = esp.mailgun(
+        esp.mailgun_event("opened", EMAIL), key="key-of-a-subaccount", parent_key=esp.MAILGUN_KEY
+    )
+    assert (await post(stack, subaccount)).json()["accepted"] == 1
 
 
 async def test_stale_timestamps_are_refused(stack: Stack) -> None:
@@ -247,3 +252,24 @@ async def test_one_bad_event_fails_the_whole_batch(stack: Stack) -> None:
     assert response.status_code == 422
     assert error(response)["details"][0]["path"] == "1.sg_event_id"
     assert await written(stack) == (0, 0, 0)
+
+
+async def test_http_fetcher_caches_certificates_and_reports_failures() -> None:
+    requests: list[str] = []
+
+    def aws(request: httpx.Request) -> httpx.Response:
+        requests.append(str(request.url))
+        if request.url.path.endswith(".pem"):
+            return httpx.Response(200, content=esp.sns_identity()[1])
+        return httpx.Response(404)
+
+    fetcher = HttpFetcher(httpx.AsyncClient(transport=httpx.MockTransport(aws)))
+    try:
+        assert await fetcher.certificate(esp.CERT_URL) == esp.sns_identity()[1]
+        assert await fetcher.certificate(esp.CERT_URL) == esp.sns_identity()[1]
+        with pytest.raises(FetchFailed) as failed:
+            await fetcher.confirm("https://sns.us-east-1.amazonaws.com/?Action=Gone")
+    finally:
+        await fetcher.aclose()
+    assert requests == [esp.CERT_URL, "https://sns.us-east-1.amazonaws.com/?Action=Gone"]
+    assert failed.value.status == 503  # SNS delivers again later

@@ -17,7 +17,7 @@ from api.schemas import EventIn
 from sequences.contacts import email_key
 from sequences.deps import Deps
 from sequences.esp import providers
-from sequences.esp.common import EspEvent, WebhookRejected, stable_id
+from sequences.esp.common import EspEvent, Headers, WebhookRejected, stable_id
 from sequences.esp.fetcher import Fetcher, FetchFailed
 from sequences.esp.providers import Provider
 from sequences.models import CONTACTS, MESSAGES
@@ -31,7 +31,7 @@ async def receive(provider: str, request: Request, deps: DepsDep) -> dict[str, i
     """Events from SendGrid, Mailgun, Amazon SES (SNS), Postmark or Resend, signature checked."""
     esp = providers.lookup(provider)
     body, headers = await request.body(), dict(request.headers)
-    await esp.authenticate(headers, body, deps.settings, deps.clock.now(), _fetcher(deps))
+    await _authenticate(deps, esp, headers, body)
     found = esp.parse(body, headers)
     async with _once(deps, esp, body):
         events = await _ours(deps, found)
@@ -39,8 +39,16 @@ async def receive(provider: str, request: Request, deps: DepsDep) -> dict[str, i
         if events:
             counts = await accept(deps, events, source=esp.name, where=esp.name)
     ignored = len(found) - len(events)
-    log.info("webhook", extra={"provider": esp.name, **counts, "ignored": ignored})
+    log.info("webhook handled", extra={"provider": esp.name, **counts, "ignored": ignored})
     return {**counts, "ignored": ignored}
+
+
+async def _authenticate(deps: Deps, esp: Provider, headers: Headers, body: bytes) -> None:
+    try:
+        await esp.authenticate(headers, body, deps.settings, deps.clock.now(), _fetcher(deps))
+    except WebhookRejected as rejected:  # forgeries and misconfigured keys look alike from here
+        log.warning("webhook rejected", extra={"provider": esp.name, "reason": rejected.reason})
+        raise
 
 
 def _fetcher(deps: Deps) -> Fetcher:

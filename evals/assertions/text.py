@@ -27,6 +27,11 @@ class ContainsArgs(TextArgs):
     mode: Literal["all", "any"] = "all"  # every text, or at least one of them
 
 
+# A word ends where no letter follows, nor an apostrophe and letters other than a possessive
+# 's: "won" is not in "won't", "Dana" is in "Dana's".
+_WORD_END = r"(?!\w|['\u2019](?!s\b)\w)"
+
+
 def _found(args: TextArgs, s: Subject) -> list[tuple[str, bool]]:
     """Each text and whether it occurs as whole words: "won" is not found in "won't"."""
     haystack = " ".join(s.text(args.where).split())
@@ -34,7 +39,7 @@ def _found(args: TextArgs, s: Subject) -> list[tuple[str, bool]]:
     found = []
     for text in (" ".join(t.split()) for t in args.text):
         start = r"(?<!\w)" if text[0].isalnum() else ""
-        end = r"(?!\w)" if text[-1].isalnum() else ""
+        end = _WORD_END if text[-1].isalnum() else ""
         found.append((text, re.search(start + re.escape(text) + end, haystack, flags) is not None))
     return found
 

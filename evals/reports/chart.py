@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from evals.compare import ALL, Comparison, Totals
 
-_BAR, _GAP, _GROUP_GAP, _HEIGHT, _LEFT, _TOP = 22, 4, 26, 150, 8, 22
+_BAR, _GAP, _GROUP_GAP, _HEIGHT, _LEFT, _TOP = 34, 4, 28, 150, 8, 40
 COLOURS = {"baseline": "#94a3b8", "candidate": "#2563eb"}
 
 
@@ -21,7 +21,10 @@ class Metric:
 
 
 PASS_RATE = Metric("Pass rate per suite", lambda t: t.pass_rate, lambda v: f"{v:.0f}%", 100.0)
-COST = Metric("Cost per email (USD)", lambda t: t.cost_per_email, lambda v: f"${v:.5f}")
+# Per thousand emails: a single email's cost is too small a number to read at a glance.
+COST = Metric(
+    "Cost per 1,000 emails (USD)", lambda t: 1000 * t.cost_per_email, lambda v: f"${v:.2f}"
+)
 
 
 def bar_chart(comparison: Comparison, metric: Metric) -> str:

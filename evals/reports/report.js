@@ -4,6 +4,7 @@ for (const frame of document.querySelectorAll("iframe")) {
   const fit = () => {
     const doc = frame.contentDocument;
     if (doc && doc.documentElement) {
+      frame.style.height = "0px"; // so the document measures its content, not the old frame
       frame.style.height = doc.documentElement.scrollHeight + 2 + "px";
     }
   };

@@ -52,9 +52,10 @@ def configure(settings: Settings) -> Config | None:
 
 
 def verify(headers: Headers, raw_body: bytes, config: Config, now: datetime) -> None:
-    timestamp, token, signature = _signature(raw_body)
+    timestamp, token, signatures = _signature(raw_body)
     expected = hmac.new(config.signing_key, f"{timestamp}{token}".encode(), hashlib.sha256)
-    if not same(signature.lower(), expected.hexdigest()):
+    # A subaccount's events carry its own signature and the primary account's beside it.
+    if not any(same(s.lower(), expected.hexdigest()) for s in signatures):
         raise WebhookRejected("the Mailgun signature does not match timestamp and token")
     check_timestamp(timestamp, now, config.tolerance)
 
@@ -64,15 +65,17 @@ def replay_key(raw_body: bytes) -> str:
     return _signature(raw_body)[1]
 
 
-def _signature(raw_body: bytes) -> tuple[str, str, str]:
-    body = as_object(load_json(raw_body), "body")
-    block = body.get("signature")
+def _signature(raw_body: bytes) -> tuple[str, str, list[str]]:
+    """(timestamp, token, [signature, parent-signature if any])."""
+    block = as_object(load_json(raw_body), "body").get("signature")
     if not isinstance(block, dict):
         raise WebhookRejected("missing the signature object")
     values = [block.get(k) for k in ("timestamp", "token", "signature")]
     if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in values):
         raise WebhookRejected("the signature needs timestamp, token and signature")
-    return str(values[0]), str(values[1]), str(values[2])
+    parent = block.get("parent-signature")
+    signatures = [str(values[2])] + ([parent] if isinstance(parent, str) else [])
+    return str(values[0]), str(values[1]), signatures
 
 
 def parse(raw_body: bytes, headers: Headers) -> list[EspEvent]:

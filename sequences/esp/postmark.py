@@ -18,10 +18,10 @@ from sequences.esp.common import (
     Headers,
     WebhookRejected,
     as_object,
-    instant,
     load_json,
     maybe,
     need,
+    optional_instant,
     properties,
     same,
     stable_id,
@@ -70,21 +70,20 @@ def parse(raw_body: bytes, headers: Headers) -> list[EspEvent]:
         return [EspEvent(stable_id(kind, record.get("MessageID")), kind, None, email="")]
     ours, recipient_field, time_field = RECORDS[kind]
     email = need(record, recipient_field, str)
-    at = record.get(time_field)
     return [
         EspEvent(
-            id=stable_id(kind, record.get("MessageID"), email, at),
+            id=stable_id(kind, record.get("MessageID"), email, record.get(time_field)),
             provider_event=kind,
             type=_type(kind, ours, record),
             email=email,
-            occurred_at=instant(at, time_field) if at is not None else None,
+            occurred_at=optional_instant(record, time_field),
             message_ref=maybe(maybe(record, "Metadata", dict) or {}, MESSAGE_TAG, str),
             properties=_properties(kind, record),
         )
     ]
 
 
-def _type(kind: str, ours: str | None, record: dict[str, Any]) -> str | None:
+def _type(kind: str, ours: str, record: dict[str, Any]) -> str | None:
     bounce = record.get("Type")
     if kind == "Bounce":
         if bounce == "SpamComplaint":

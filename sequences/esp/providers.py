@@ -71,10 +71,11 @@ class AmazonSes:
         if config is None:
             raise NotConfigured(self.name)
         await ses.verify(headers, body, config, now, fetcher)
-        url = sns.subscribe_url(sns.envelope(body))
+        env = sns.envelope(body)
+        url = sns.subscribe_url(env)
         if url is not None:
             await fetcher.confirm(url)
-            log.info("confirmed SNS subscription", extra={"topic": sns.envelope(body)["TopicArn"]})
+            log.info("confirmed SNS subscription", extra={"topic": env["TopicArn"]})
 
     def parse(self, body: bytes, headers: Headers) -> list[EspEvent]:
         return ses.parse(body, headers)

@@ -20,10 +20,10 @@ from sequences.esp.common import (
     as_object,
     check_timestamp,
     header,
-    instant,
     load_json,
     maybe,
     need,
+    optional_instant,
     properties,
     recipient_id,
     same,
@@ -74,7 +74,7 @@ def parse(raw_body: bytes, headers: Headers) -> list[EspEvent]:
     data = need(body, "data", dict)
     base = header(headers, "svix-id")  # the same on every retry of one message
     to = _recipients(kind, data)
-    at = instant(body["created_at"], "created_at") if "created_at" in body else None
+    at = optional_instant(body, "created_at")
     return [
         EspEvent(
             id=recipient_id(base, email, len(to)),

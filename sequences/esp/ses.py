@@ -66,9 +66,7 @@ def parse(raw_body: bytes, headers: Headers) -> list[EspEvent]:
     if env["Type"] != "Notification":
         return []  # the handshake carries no events
     record = _record(need(env, "Message", str))
-    kind = record.get("eventType") or record.get("notificationType")
-    if not isinstance(kind, str):
-        raise Malformed("Message.eventType", "expected eventType or notificationType")
+    kind = _kind(record)
     mail = need(record, "mail", dict, "Message.")
     detail = maybe(record, _detail_key(kind), dict) or {}
     targets = _targets(kind, detail, mail)
@@ -92,6 +90,14 @@ def _record(message: str) -> dict[str, Any]:
         return as_object(json.loads(message), "Message")
     except json.JSONDecodeError as error:
         raise Malformed("Message", f"not a JSON SES record: {error.msg}") from None
+
+
+def _kind(record: dict[str, Any]) -> str:
+    """``eventType`` in event publishing, ``notificationType`` in identity notifications."""
+    kind = record.get("eventType") or record.get("notificationType")
+    if not isinstance(kind, str):
+        raise Malformed("Message.eventType", "expected eventType or notificationType")
+    return kind
 
 
 def _detail_key(kind: str) -> str:

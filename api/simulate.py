@@ -1,0 +1,313 @@
+"""``dripline simulate``: a sequence over synthetic contacts, on the real engine and worker.
+
+Contacts arrive over the first part of the run; each email they get is answered (or not) by a
+seeded engagement model whose true rates the simulator knows, through the same endpoints real
+recipients and CRMs use: the click redirect with a browser's user agent, and ``POST /v1/events``
+for replies and conversions. The clock is accelerated, mail goes to the SMTP capture server, and
+the bandit learns from nothing but what those requests produce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from api.demo import admin_key, free_port
+from api.server import running
+from sequences.db import make_engine
+from sequences.definition import SequenceDefinition
+from sequences.models import LINKS, MESSAGES, TIMELINE, MessageState
+from sequences.settings import Settings
+from sequences.simulation import Person, Truth, people, react, sequence_topics
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+PHASES = ("early", "middle", "late")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    contacts: int
+    days: float
+    seed: int = 7
+    day_seconds: float = 1.0
+    arrive_within: float = 0.6  # contacts arrive over this share of the run
+    data_dir: Path = Path(".dripline-sim")
+    database_url: str | None = None  # None: an embedded SQLite file in data_dir
+
+
+@dataclass
+class Sent:
+    pk: str
+    email: str
+    step: str
+    variant: str | None
+    sent_at: datetime
+    link: str | None
+
+
+@dataclass
+class Report:
+    """What happened, per step and variant, and how the split moved over the run."""
+
+    arms: dict[str, Counter[str]] = field(default_factory=dict)  # arm -> sends/clicks/...
+    phases: dict[str, dict[str, Counter[str]]] = field(default_factory=dict)  # step -> phase
+    choices: dict[str, Counter[str]] = field(default_factory=dict)  # choose step -> target
+    matched: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # (hit, boosted, k)
+    enrolled: int = 0
+    seconds: float = 0.0
+
+    def share(self, step: str, phase: str, variant: str) -> float:
+        counts = self.phases.get(step, {}).get(phase, Counter())
+        total = sum(counts.values())
+        return counts[variant] / total if total else 0.0
+
+
+async def simulate(defn: SequenceDefinition, truth: Truth, config: SimConfig) -> Report:
+    shutil.rmtree(config.data_dir, ignore_errors=True)
+    port = free_port()
+    settings = Settings.model_validate(
+        {
+            "DRIPLINE_DATA_DIR": str(config.data_dir),
+            "DATABASE_URL": config.database_url,
+            "REDIS_URL": None,
+            "SMTP_HOST": None,
+            "OPENAI_API_KEY": None,
+            "OPENAI_BASE_URL": None,
+            "DRIPLINE_DAY_SECONDS": config.day_seconds,
+            "DRIPLINE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "DRIPLINE_BOT_CLICK_SECONDS": 0.05,
+            "DRIPLINE_SWEEP_SECONDS": 0.5,
+            "DRIPLINE_BANDIT_SEED": config.seed,
+        }
+    )
+    key = await admin_key(settings)
+    crowd = people(config.contacts, sequence_topics(defn), config.seed)
+    async with (
+        running(settings, host="127.0.0.1", port=port) as _,
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        ) as client,
+    ):
+        driver = Driver(client, settings, defn, truth, config, crowd)
+        await driver.run()
+    report = await build_report(settings, defn, driver.started_at)
+    report.enrolled, report.seconds = driver.enrolled, time.monotonic() - driver.clock_start
+    return report
+
+
+class Driver:
+    """Plays the recipients (and a reviewer who approves every draft) until the run ends."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        settings: Settings,
+        defn: SequenceDefinition,
+        truth: Truth,
+        config: SimConfig,
+        crowd: list[Person],
+    ) -> None:
+        self.client, self.settings, self.defn = client, settings, defn
+        self.truth, self.config = truth, config
+        self.by_email = {p.email: p for p in crowd}
+        rng = random.Random(config.seed)
+        run = config.days * config.day_seconds
+        self.arrivals = sorted(
+            (rng.uniform(0, run * config.arrive_within), p) for p in crowd
+        )  # (seconds after the start, person)
+        self.seen: set[str] = set()
+        self.actions: list[tuple[float, str, Sent]] = []  # (monotonic due, kind, message)
+        self.enrolled = 0
+        self.clock_start = time.monotonic()
+        self.started_at = datetime.now(UTC)
+
+    async def run(self) -> None:
+        applied = await self.client.put(
+            f"/v1/sequences/{self.defn.key}",
+            json=self.defn.model_dump(mode="json", by_alias=True, exclude_none=True),
+        )
+        applied.raise_for_status()
+        self.clock_start, self.started_at = time.monotonic(), datetime.now(UTC)
+        # Arrivals and reactions run side by side: a slow enrollment call must not keep
+        # recipients from reading their mail.
+        await asyncio.gather(self._arrive(), self._react())
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.clock_start
+
+    async def _arrive(self) -> None:
+        horizon = self.config.days * self.config.day_seconds
+        while self.arrivals and self._elapsed() < horizon:
+            due = [p for at, p in self.arrivals if at <= self._elapsed()][:200]
+            self.arrivals = self.arrivals[len(due) :]
+            if due:
+                response = await self.client.post(
+                    "/v1/enrollments/bulk",
+                    json={
+                        "sequence": self.defn.key,
+                        "contacts": [{"email": p.email, "attributes": p.attributes} for p in due],
+                    },
+                )
+                response.raise_for_status()
+                self.enrolled += response.json()["created"]
+            await asyncio.sleep(0.05)
+
+    async def _react(self) -> None:
+        engine = make_engine(self.settings.resolved_database_url)
+        horizon = self.config.days * self.config.day_seconds
+        try:
+            while self._elapsed() < horizon:
+                async with engine.connect() as conn:
+                    await self._read_mail(conn)
+                await self._act()
+                await self._approve()
+                await asyncio.sleep(0.1)
+            # Mail read before the horizon is still answered: the last emails are not
+            # counted as ignored just because the run stopped.
+            await asyncio.sleep(0.15)
+            await self._act()
+        finally:
+            await engine.dispose()
+
+    async def _read_mail(self, conn: Any) -> None:
+        rows = await conn.execute(
+            select(
+                MESSAGES.c.id,
+                MESSAGES.c.to_addr,
+                MESSAGES.c.step_id,
+                MESSAGES.c.variant,
+                MESSAGES.c.sent_at,
+                LINKS.c.token.label("link"),
+            )
+            .outerjoin(LINKS, LINKS.c.message_pk == MESSAGES.c.id)
+            .where(MESSAGES.c.state == MessageState.sent)
+        )
+        for row in rows:
+            if row.id in self.seen:
+                continue
+            self.seen.add(row.id)
+            sent = Sent(row.id, row.to_addr, row.step_id, row.variant, row.sent_at, row.link)
+            self._plan(sent)
+
+    def _plan(self, sent: Sent) -> None:
+        person = self.by_email.get(sent.email)
+        if person is None:
+            return
+        topics = self.defn.topics(sent.step, sent.variant)
+        reaction = react(self.truth, person, sent.step, sent.variant, topics, self.config.seed)
+        # People read a moment after delivery; the redirect's bot window is shorter than that.
+        soon = time.monotonic() + 0.1
+        if reaction.click and sent.link:
+            self.actions.append((soon, "click", sent))
+        if reaction.reply:
+            self.actions.append((soon + 0.05, "replied", sent))
+        if reaction.convert:
+            self.actions.append((soon + 0.1, "converted", sent))
+
+    async def _act(self) -> None:
+        now = time.monotonic()
+        due = [a for a in self.actions if a[0] <= now]
+        self.actions = [a for a in self.actions if a[0] > now]
+        clicks = [sent for _, kind, sent in due if kind == "click"]
+        await asyncio.gather(
+            *(self.client.get(f"/t/c/{s.link}", headers={"User-Agent": BROWSER}) for s in clicks)
+        )
+        events = []
+        for _, kind, sent in due:
+            if kind != "click":
+                events.append({"id": f"sim-{kind}-{sent.pk}", "type": kind, "message_id": sent.pk})
+        if events:
+            response = await self.client.post("/v1/events", json={"events": events})
+            response.raise_for_status()
+
+    async def _approve(self) -> None:
+        pending = await self.client.get("/v1/drafts", params={"status": "pending", "limit": 200})
+        for item in pending.json().get("drafts", []):
+            await self.client.post(f"/v1/drafts/{item['id']}/approve")
+
+
+async def build_report(settings: Settings, defn: SequenceDefinition, start: datetime) -> Report:
+    engine = make_engine(settings.resolved_database_url)
+    report = Report()
+    try:
+        async with engine.connect() as conn:
+            messages = (await conn.execute(select(MESSAGES))).all()
+            decisions = (
+                await conn.execute(
+                    select(TIMELINE.c.step_id, TIMELINE.c.detail).where(
+                        TIMELINE.c.kind == "decision"
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    end = max((m.created_at for m in messages), default=start)
+    span = max((end - start).total_seconds(), 1e-6)
+    for m in messages:
+        arm = f"{m.step_id}/{m.variant}" if m.variant else m.step_id
+        counts = report.arms.setdefault(arm, Counter())
+        counts["sends"] += m.state == MessageState.sent
+        counts["clicks"] += m.clicked_at is not None
+        counts["replies"] += m.replied_at is not None
+        counts["conversions"] += m.converted_at is not None
+        if m.variant:
+            third = min(int(3 * (m.created_at - start).total_seconds() / span), 2)
+            phase = report.phases.setdefault(m.step_id, {p: Counter() for p in PHASES})
+            phase[PHASES[max(third, 0)]][m.variant] += 1
+    for step_id, detail in decisions:
+        choice = (detail or {}).get("choice")
+        if not choice:
+            continue
+        report.choices.setdefault(step_id, Counter())[detail["goto"]] += 1
+        boosted = [c for c, b in choice.get("boosts", {}).items() if b > 1.0]
+        hit, seen, k = report.matched.get(step_id, (0, 0, len(choice.get("samples", {}))))
+        if len(boosted) == 1:
+            report.matched[step_id] = (hit + (detail["goto"] == boosted[0]), seen + 1, k)
+    return report
+
+
+def print_report(report: Report, truth: Truth, config: SimConfig) -> None:
+    print(
+        f"\nSimulated {report.enrolled} contacts over {config.days:g} sequence days "
+        f"({report.seconds:.1f} s real, one day = {config.day_seconds:g} s, seed {config.seed})"
+    )
+    print(
+        f"\n{'email (step/variant)':<28}{'sent':>6}{'clicked':>9}{'rate':>7}{'true':>7}"
+        f"{'replied':>9}{'converted':>11}{'rate':>7}{'true':>7}"
+    )
+    for arm, c in sorted(report.arms.items()):
+        step, _, variant = arm.partition("/")
+        rates = truth.for_email(step, variant or None)
+        sends = max(c["sends"], 1)
+        print(
+            f"{arm:<28}{c['sends']:>6}{c['clicks']:>9}{c['clicks'] / sends:>7.1%}"
+            f"{rates.click:>7.1%}{c['replies']:>9}{c['conversions']:>11}"
+            f"{c['conversions'] / sends:>7.1%}{rates.convert:>7.1%}"
+        )
+    for step, phases in report.phases.items():
+        variants = sorted({v for counts in phases.values() for v in counts})
+        print(f"\nShare of {step!r} sends by variant, over the run (the bandit at work):")
+        for phase in PHASES:
+            total = sum(phases[phase].values())
+            shares = "  ".join(f"{v} {report.share(step, phase, v):>6.1%}" for v in variants)
+            print(f"  {phase:<7} ({total:>4} sent)  {shares}")
+    for step, targets in report.choices.items():
+        print(f"\nchoose {step!r}: " + ", ".join(f"{t} {n}" for t, n in targets.most_common()))
+        hit, seen, k = report.matched.get(step, (0, 0, len(targets)))
+        if seen:
+            print(
+                f"  contacts with an affinity for one candidate's topic went there "
+                f"{hit}/{seen} times ({hit / seen:.0%}; chance would be {1 / max(k, 1):.0%})"
+            )
