@@ -2,8 +2,8 @@
 
 Each candidate (a variant of an email step, or a step a ``choose`` may jump to) carries counts:
 sends and, among them, the messages with a human click, a reply or a conversion. Each rate gets a
-Beta(1 + hits, 1 + misses) posterior; one draw per rate, weighted by the sequence's goal, is the
-candidate's sampled value. A contact's topic affinities scale that value for the candidates about
+Beta posterior: a weak prior centred on the candidates' pooled rate, plus the candidate's hits and
+misses. One draw per rate, weighted by the sequence's goal, is the candidate's sampled value. A contact's topic affinities scale that value for the candidates about
 those topics. The draws come from a seeded generator, and the seed, the counts and the draws are
 all kept on the choice, so a logged decision can be recomputed exactly.
 """
@@ -43,10 +43,12 @@ class ArmStats(_Frozen):
     def hits(self, metric: str) -> int:
         return min(int(getattr(self, metric)), self.sends)
 
-    def posterior(self, metric: str) -> tuple[int, int]:
-        """Beta(alpha, beta) for one rate, from a uniform prior."""
+    def posterior(
+        self, metric: str, prior: tuple[float, float] = (1.0, 1.0)
+    ) -> tuple[float, float]:
+        """Beta(alpha, beta) for one rate: the prior plus hits and misses."""
         hits = self.hits(metric)
-        return 1 + hits, 1 + self.sends - hits
+        return prior[0] + hits, prior[1] + self.sends - hits
 
     def mean(self, goal: Goal = "engagement") -> float:
         """The goal's value at the posterior means: what the prompt and the console show."""
@@ -72,6 +74,7 @@ class Choice(_Frozen):
     seed: int = 0
     goal: Goal = "engagement"
     affinity_weight: float = 1.0
+    affinities: dict[str, float] = Field(default_factory=dict)  # the contact's, as used
     samples: dict[str, float] = Field(default_factory=dict)
     boosts: dict[str, float] = Field(default_factory=dict)
     stats: dict[str, ArmStats] = Field(default_factory=dict)
@@ -90,6 +93,19 @@ def affinity_boost(topics: tuple[str, ...], affinities: dict[str, float], weight
     return 1.0 + weight * max(best, 0.0) / (total + 1.0)
 
 
+PRIOR_STRENGTH = 2.0  # pseudo-sends behind each prior: weak, so data takes over fast
+
+
+def pooled_prior(candidates: list[Candidate], metric: str) -> tuple[float, float]:
+    """A prior centred on the rate of all candidates together (a little shrinkage): an arm
+    with no sends explores around what the step achieves, not around a 50% conversion rate,
+    which would let every new arm win for its first dozens of sends."""
+    hits = sum(c.stats.hits(metric) for c in candidates)
+    sends = sum(c.stats.sends for c in candidates)
+    mean = (hits + 1.0) / (sends + 2.0)
+    return PRIOR_STRENGTH * mean, PRIOR_STRENGTH * (1.0 - mean)
+
+
 def thompson(
     candidates: list[Candidate],
     affinities: dict[str, float],
@@ -102,12 +118,13 @@ def thompson(
     if not candidates:
         raise ValueError("thompson sampling needs at least one candidate")
     rng = random.Random(seed)
+    priors = {metric: pooled_prior(candidates, metric) for metric in GOAL_WEIGHTS[goal]}
     samples: dict[str, float] = {}
     boosts: dict[str, float] = {}
     for candidate in candidates:
         value = 0.0
         for metric, weight in GOAL_WEIGHTS[goal].items():
-            value += weight * rng.betavariate(*candidate.stats.posterior(metric))
+            value += weight * rng.betavariate(*candidate.stats.posterior(metric, priors[metric]))
         boosts[candidate.id] = affinity_boost(candidate.topics, affinities, affinity_weight)
         samples[candidate.id] = value * boosts[candidate.id]
     best = max(candidates, key=lambda c: samples[c.id])
@@ -117,6 +134,7 @@ def thompson(
         seed=seed,
         goal=goal,
         affinity_weight=affinity_weight,
+        affinities=dict(affinities),
         samples={k: round(v, 6) for k, v in samples.items()},
         boosts={k: round(v, 6) for k, v in boosts.items()},
         stats={c.id: c.stats for c in candidates},
@@ -142,12 +160,12 @@ def _reason(
     return f"thompson sampling on {goal}: {describe(best)} beat {others}"
 
 
-def replay(choice: Choice, candidates: list[Candidate], affinities: dict[str, float]) -> Choice:
-    """Recompute a logged choice from its seed and counts (for audits and tests)."""
+def replay(choice: Choice, candidates: list[Candidate]) -> Choice:
+    """Recompute a logged choice from its seed, counts and affinities (audits and tests)."""
     pinned = [c.model_copy(update={"stats": choice.stats.get(c.id, c.stats)}) for c in candidates]
     return thompson(
         pinned,
-        affinities,
+        choice.affinities,
         seed=choice.seed,
         goal=choice.goal,
         affinity_weight=choice.affinity_weight,

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.profiling import QueryCounter, report_profile
-from benchmarks.services import create_database, drop_database, flush_redis
+from benchmarks.services import create_database, drop_database, flush_redis, settings_env
 from benchmarks.sink import (
     SENDER,
     MachineCpu,
@@ -104,16 +104,17 @@ class EngineResult:
         return self.messages / self.seconds
 
 
-async def seed(deps: Any, n: int, offset: int) -> None:
+async def seed(deps: Any, n: int, offset: int, document: str = SEQUENCE) -> None:
     """Apply the sequence (a no-op after the first time) and enroll N new contacts."""
     from sequences import contacts, registry
     from sequences.enrollments import enroll
     from sequences.loading import parse_definition
 
     now = deps.clock.now()
+    definition = parse_definition(document)
     async with deps.engine.begin() as conn:
-        await registry.apply(conn, parse_definition(SEQUENCE), now)
-        pinned = await registry.current(conn, SEQUENCE_KEY)
+        await registry.apply(conn, definition, now)
+        pinned = await registry.current(conn, definition.key)
     assert pinned is not None
 
     async def batch(start: int, stop: int) -> None:
@@ -221,16 +222,7 @@ async def measure_engine(
     try:
         with tempfile.TemporaryDirectory(prefix="dripline-bench-") as data_dir:
             settings = Settings.model_validate(
-                {
-                    "DRIPLINE_DATA_DIR": data_dir,
-                    "DATABASE_URL": db.url,
-                    "REDIS_URL": redis_url,
-                    "SMTP_HOST": sink.host,
-                    "SMTP_PORT": sink.port,
-                    "DKIM_DOMAIN": "acme.test",
-                    "SMTP_RATE_PER_SECOND": 1_000_000.0,  # a budget this load never reaches
-                    "DRIPLINE_PUBLIC_URL": "http://dripline.test",
-                }
+                settings_env(db, redis_url, data_dir, smtp=(sink.host, sink.port))
             )
             async with open_deps(
                 settings, redis_url=redis_url, smtp=(sink.host, sink.port)
@@ -296,7 +288,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _load() -> str:
+def load_average() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min) {five:.2f} (5 min)"
 
@@ -304,7 +296,7 @@ def _load() -> str:
 async def main_async(args: argparse.Namespace) -> None:
     n = args.messages
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    print(f"Dripline engine throughput, N={n}, {os.cpu_count()} CPUs, {started}, {_load()}")
+    print(f"Dripline engine throughput, N={n}, {os.cpu_count()} CPUs, {started}, {load_average()}")
     with running_sink() as sink:
         ceiling = None
         if not args.skip_sink:
@@ -314,7 +306,7 @@ async def main_async(args: argparse.Namespace) -> None:
             sink, n, args.database_url, args.redis_url, profile=args.profile
         )
         report_engine(results[0], ceiling)
-        print(f"   {_load()} (other work on the machine lowers every figure)")
+        print(f"   {load_average()} (other work on the machine lowers every figure)")
         if args.profile:
             profile = results[1].profile
             assert profile is not None

@@ -12,21 +12,28 @@ from __future__ import annotations
 import importlib
 import pstats
 import re
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+COMMIT = "COMMIT"
 
 
 @dataclass
 class QueryCounter:
     """Counts pool checkouts and new connections on an engine; with ``statements``, also
-    statements (by kind, table and the engine function that issued them) and transactions."""
+    statements (by kind, table and the engine function that issued them) and transactions;
+    with ``time_statements`` too, the wall time of each kind and of the commits (``COMMIT``:
+    from the commit to the connection's return to the pool)."""
 
     engine: Any
     count_statements: bool = True
+    time_statements: bool = False
     statements: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=dict)
     begins: int = 0
     checkouts: int = 0
     connects: int = 0
@@ -36,11 +43,29 @@ class QueryCounter:
         from sqlalchemy import event
 
         sync_engine = self.engine.sync_engine
+        started: dict[int, tuple[str, float]] = {}  # connection -> (kind, when)
 
         def on_execute(
             conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
         ) -> None:
-            self.statements[f"{_statement_kind(statement):32} {_engine_caller()}"] += 1
+            kind = f"{_statement_kind(statement):32} {_engine_caller()}"
+            self.statements[kind] += 1
+            if self.time_statements:
+                started[id(conn)] = (kind, time.perf_counter())
+
+        def on_executed(
+            conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+        ) -> None:
+            kind, at = started.pop(id(conn))
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - at
+
+        def on_commit(conn: Any) -> None:
+            started[id(conn.connection.dbapi_connection)] = (COMMIT, time.perf_counter())
+
+        def on_checkin(dbapi_conn: Any, record: Any) -> None:
+            kind, at = started.pop(id(dbapi_conn), ("", 0.0))
+            if kind == COMMIT:
+                self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - at
 
         def on_begin(conn: Any) -> None:
             self.begins += 1
@@ -55,9 +80,13 @@ class QueryCounter:
             (sync_engine.pool, "checkout", on_checkout),
             (sync_engine.pool, "connect", on_connect),
         ]
-        if self.count_statements:
+        if self.count_statements or self.time_statements:
             listeners.append((sync_engine, "before_cursor_execute", on_execute))
             listeners.append((sync_engine, "begin", on_begin))
+        if self.time_statements:
+            listeners.append((sync_engine, "after_cursor_execute", on_executed))
+            listeners.append((sync_engine, "commit", on_commit))
+            listeners.append((sync_engine.pool, "checkin", on_checkin))
         for target, name, listener in listeners:
             event.listen(target, name, listener)
             self._listeners.append((target, name, listener))
@@ -71,7 +100,7 @@ class QueryCounter:
 
 
 _ROOT = str(Path(__file__).resolve().parent.parent)
-_ENGINE_DIRS = (f"{_ROOT}/sequences/", f"{_ROOT}/agents/")
+_ENGINE_DIRS = (f"{_ROOT}/sequences/", f"{_ROOT}/agents/", f"{_ROOT}/api/")
 # Frames that every row passes through: left out of the caller chain.
 _PLUMBING = {"run_due", "run_one", "_bounded", "send_step", "run_batch", "_guarded", "send_batch"}
 _LABELS: dict[Any, str | None] = {}  # code object -> "module.function", None if not engine code
@@ -142,8 +171,16 @@ _LAYERS: tuple[tuple[str, str], ...] = (
     ("quopri", "MIME build"),
     ("sequences/sandbox.py", "fallback templates (sandbox)"),
     ("/pydantic", "pydantic"),
+    ("pydantic_core", "pydantic"),
     ("/sequences/", "engine code (sequences/)"),
     ("/agents/", "engine code (agents/)"),
+    (f"{_ROOT}/api/", "API code (api/)"),
+    ("/fastapi/", "FastAPI + Starlette (routing, dependencies)"),
+    ("/starlette/", "FastAPI + Starlette (routing, dependencies)"),
+    ("/uvicorn/", "uvicorn + h11 (HTTP)"),
+    ("/h11/", "uvicorn + h11 (HTTP)"),
+    ("/json/", "stdlib json (JSONB parameters, responses)"),
+    ("_json.", "stdlib json (JSONB parameters, responses)"),
     ("/asyncio/", "asyncio event loop"),
     ("select.epoll", _IDLE_LAYER),
     ("_socket", "socket I/O (syscalls)"),
@@ -202,10 +239,13 @@ _SYNC_PHASES: tuple[tuple[str, str], ...] = (
 )
 
 
-def _phase_times(stats: pstats.Stats) -> list[tuple[str, float, int]]:
+Phases = tuple[tuple[str, str], ...]
+
+
+def _phase_times(stats: pstats.Stats, phases: Phases) -> list[tuple[str, float, int]]:
     table = _raw(stats)
     found: list[tuple[str, float, int]] = []
-    for needles, label in _SYNC_PHASES:
+    for needles, label in phases:
         wanted = [needle.partition(":")[::2] for needle in needles.split("|")]
         cum, calls = 0.0, 0
         for (filename, _line, name), (_cc, nc, _tt, ct, _callers) in table.items():
@@ -258,23 +298,50 @@ def report_profile(profile: pstats.Stats, q: QueryCounter, n: int, rate: float) 
         f"{q.checkouts / n:.2f} pool checkouts (each with a pre-ping); "
         f"{q.connects} new database connections during the drain"
     )
-    print("   statements: total, per send, kind, issued by")
-    for kind, count in sorted(q.statements.items(), key=lambda item: (-item[1], item[0])):
-        print(f"     {count:6d} {count / n:6.3f}  {kind}")
+    report_statements(q.statements, n, "send")
+    report_cpu(profile, n, "send")
+
+
+def report_statements(
+    statements: Mapping[str, int],
+    n: int,
+    unit: str,
+    seconds: Mapping[str, float] | None = None,
+) -> None:
+    """Each kind of statement: how many in all and per ``unit``; with ``seconds``, the wall
+    time each kind took per ``unit`` (and the commits, which are no statements)."""
+    timed = seconds is not None
+    print(
+        f"   statements: total, per {unit}, "
+        + (f"ms per {unit}, " if timed else "")
+        + "kind, issued by"
+    )
+    for kind, count in sorted(statements.items(), key=lambda item: (-item[1], item[0])):
+        ms = f"{(seconds or {}).get(kind, 0.0) / n * 1000:7.3f}  " if timed else ""
+        print(f"     {count:6d} {count / n:6.3f}  {ms}{kind}")
+    if seconds is not None and COMMIT in seconds:
+        print(f"     {'':6} {'':6}  {seconds[COMMIT] / n * 1000:7.3f}  {COMMIT} (to pool check-in)")
+
+
+def report_cpu(
+    profile: pstats.Stats, n: int, unit: str, phases: Phases = _SYNC_PHASES, title: str = ""
+) -> None:
+    """Self time by layer, the synchronous engine steps and the top functions, per ``unit``."""
     layers, total = _layer_times(profile)
     idle = sum(
         values[2] for key, values in _raw(profile).items() if _layer(key[0], key[2]) == _IDLE_LAYER
     )
     print(
-        f"   CPU by layer (self time, {total:.2f} s profiled, {total / n * 1000:.2f} ms/send; "
+        f"   CPU by layer (self time, {total:.2f} s profiled, {total / n * 1000:.2f} ms/{unit}; "
         f"plus {idle:.2f} s idle in epoll)"
     )
     for layer, seconds in layers[:14]:
-        print(f"     {seconds / total:6.1%}  {seconds / n * 1000:6.3f} ms/send  {layer}")
-    print("   Synchronous engine work (cumulative, ms per send)")
-    for label, seconds, calls in _phase_times(profile):
-        if calls:
-            print(f"     {seconds / n * 1000:7.3f}  {label}  ({calls / n:.1f} calls/send)")
+        print(f"     {seconds / total:6.1%}  {seconds / n * 1000:6.3f} ms/{unit}  {layer}")
+    found = [(label, secs, calls) for label, secs, calls in _phase_times(profile, phases) if calls]
+    if found:
+        print(f"   {title or 'Synchronous engine work'} (cumulative, ms per {unit})")
+    for label, seconds, calls in found:
+        print(f"     {seconds / n * 1000:7.3f}  {label}  ({calls / n:.1f} calls/{unit})")
     print("   Top functions by self time")
     for name, seconds, calls in _top_functions(profile, 20):
-        print(f"     {seconds / n * 1000:7.3f} ms/send  {calls / n:6.1f}/send  {name}")
+        print(f"     {seconds / n * 1000:7.3f} ms/{unit}  {calls / n:6.1f}/{unit}  {name}")

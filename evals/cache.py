@@ -72,10 +72,13 @@ class Store:
     recordings: Path = Path("evals/recordings")
 
     def lookup(self, key: str, suite: str) -> Completion | None:
-        places: list[Path | None] = [self._recording(key, suite)]
-        if self.mode is not Mode.replay:
-            places.insert(0, self._cached(key))  # None when there is no cache
-        for place in places:
+        cached, recorded = self._cached(key), self._recording(key, suite)
+        places: dict[Mode, list[Path | None]] = {
+            Mode.live: [cached],
+            Mode.record: [cached, recorded],
+            Mode.replay: [recorded],
+        }
+        for place in places[self.mode]:  # a None place: there is no cache
             if place is not None and place.is_file():
                 return _completion(json.loads(place.read_text(encoding="utf-8")))
         return None

@@ -111,10 +111,11 @@ async def _draft(result: CaseResult, request: CopyRequest, side: Side, h: Harnes
             side.model, side.chat, h.store, case.suite, side.prompt, side.config.temperature
         )
     answer = await h.agent.using(model).run(request, _render(case, h.renderer))
+    outcome = answer.outcome
     failed = [c for c in answer.calls if c.outcome in _UNREACHABLE]
     if failed:
-        result.error = f"the model could not be reached ({failed[0].outcome}): {answer.outcome}"
-    outcome = answer.outcome
+        why = outcome.reason if outcome else failed[0].outcome
+        result.error = f"the model could not be reached: {why}"
     if outcome is None or outcome.draft is None or outcome.preview is None:
         result.error = result.error or f"the graph sent nothing: {outcome and outcome.reason}"
         return

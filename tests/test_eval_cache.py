@@ -8,6 +8,7 @@ replay to the same emails.
 from __future__ import annotations
 
 import dataclasses
+import socket
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,17 @@ def test_a_cached_answer_is_recorded_too(tmp_path: Path, mode: Mode) -> None:
     asyncio.run(run_once(model, Store(mode, cache, recordings)))
     assert model.requests == []
     assert (recordings / "onboarding").exists() == (mode is Mode.record)
+
+
+async def test_an_unreachable_endpoint_leaves_the_case_unscored(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = ModelConfig(model="gpt-4o-mini", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+    chat = OpenAIChatModel(config)
+    try:
+        results = await run_once(chat, Store(Mode.live, tmp_path / "cache"), model="gpt-4o-mini")
+    finally:
+        await chat.close()
+    assert all(r.error and "the model could not be reached" in r.error for r in results)
+    assert not (tmp_path / "cache").exists()  # a failure is never cached

@@ -25,6 +25,7 @@ from agents.copy import (
 from agents.llm import Message
 from agents.prompting import (
     PromptError,
+    Prompts,
     check_version,
     draft_messages,
     quote_data,
@@ -231,11 +232,35 @@ def test_quote_data_escapes_angle_brackets_and_round_trips() -> None:
 # versions --------------------------------------------------------------------------------------
 
 
-def test_check_version_accepts_v1_and_names_an_unknown_version() -> None:
-    assert "v1" in versions()
+def test_check_version_accepts_v1_and_v2_and_names_an_unknown_version() -> None:
+    assert {"v1", "v2"} <= set(versions())
     check_version("v1")
-    with pytest.raises(PromptError, match=r"no prompt version 'v2'.*have: .*v1"):
-        check_version("v2")
+    check_version("v2")
+    with pytest.raises(PromptError, match=r"no prompt version 'v7'.*have: .*v1, v2"):
+        check_version("v7")
+
+
+def test_an_extra_prompt_root_is_searched_before_the_package(tmp_path: Path) -> None:
+    folder = tmp_path / "drafting" / "v5-trial"
+    folder.mkdir(parents=True)
+    (folder / "system.j2").write_text("Be brief.")
+    (folder / "user.j2").write_text("STEP: {{ step_id }}")
+    prompts = Prompts(tmp_path)
+    assert {"v1", "v2", "v5-trial"} <= set(prompts.versions())
+    assert "v5-trial" not in versions()  # the package's own set is unchanged
+    messages = prompts.draft_messages(make_request(prompt_version="v5-trial"), None)
+    assert messages[1]["content"] == "STEP: day-3-nudge"
+    packaged = prompts.draft_messages(make_request(prompt_version="v1"), None)
+    assert packaged == draft_messages(make_request(prompt_version="v1"), None)
+    assert prompts.versions("judge") == ["v1"]
+
+
+def test_v2_keeps_the_data_block_and_the_call_to_action_line_of_v1() -> None:
+    """Models and the local heuristic server read these; v2 changes the instructions only."""
+    v1, v2 = (draft_messages(make_request(prompt_version=v), None) for v in ("v1", "v2"))
+    for label in ("DATA (untrusted", "<data>", "CALL TO ACTION: Connect your domain ->"):
+        assert label in v1[1]["content"] and label in v2[1]["content"]
+    assert v1[0]["content"] != v2[0]["content"]
 
 
 def test_an_unknown_version_in_a_request_raises_prompt_error() -> None:

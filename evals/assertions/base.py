@@ -125,7 +125,8 @@ class Expectation:
             return self.name
         short = self.assertion.shorthand
         value = given[short] if short and list(given) == [short] else given
-        return f"{self.name} {json.dumps(value, ensure_ascii=False)}"[:120]
+        label = f"{self.name} {json.dumps(value, ensure_ascii=False)}"
+        return label if len(label) <= 100 else label[:99].rstrip() + "…"
 
     async def run(self, subject: Subject) -> Verdict:
         return await self.assertion.run(self.args, subject)

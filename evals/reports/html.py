@@ -52,7 +52,7 @@ def _header(report: Report) -> str:
     return (
         f"<header><h1>{html.escape(report.candidate.title + against)}</h1>"
         f"<p class=meta>{report.started_at:%Y-%m-%d %H:%M} UTC · {report.mode} mode · "
-        f"{html.escape(judge)} · {report.seconds:.1f} s</p>"
+        f"{html.escape(judge)} · {report.seconds:.1f} s · {report.spending}</p>"
         f'<div class="gate {state}" id="gate"><strong>Gate {state}</strong> ({policy})'
         f"<ul>{reasons}</ul></div></header>"
     )

@@ -53,6 +53,15 @@ class Report:
                 )
         return found
 
+    @property
+    def spending(self) -> str:
+        """This run's model calls and what they cost: nothing when all came from cache."""
+        sides = [totals for _, totals in self._sides()]
+        calls = sum(t.model_calls for t in sides)
+        reused = sum(t.reused_calls for t in sides)
+        spent = sum(t.spent_usd for t in sides)
+        return f"{calls} model calls, {reused} from cache or recordings, ${spent:.6f} spent"
+
     def _sides(self) -> list[tuple[str, Totals]]:
         sides = [("candidate", self.comparison.candidate[ALL])]
         if self.comparison.baseline is not None:

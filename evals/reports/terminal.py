@@ -30,7 +30,7 @@ def _title(report: Report) -> str:
     judge = f", judge {report.judge}" if report.judge else ", no judge"
     return (
         f"[bold]{report.candidate.title}{against}[/]\n"
-        f"{cases} cases, {report.mode} mode{judge}, {report.seconds:.1f} s"
+        f"{cases} cases, {report.mode} mode{judge}, {report.seconds:.1f} s; {report.spending}"
     )
 
 

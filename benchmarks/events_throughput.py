@@ -1,0 +1,389 @@
+"""How many feedback events per second does the API ingest? ``POST /v1/events`` on PostgreSQL.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.events_throughput [--contacts N] [--batches N] [--clients N]
+        [--workers N] [--profile-batches N] [--profile-out FILE] [--database-url URL]
+        [--redis-url URL]
+
+1. Set-up (not measured): a database of its own, ``sequences/examples/adaptive-trial.yaml``
+   applied, N contacts enrolled and their first email sent by the worker (``run_due``, the SMTP
+   sink, DKIM), so every enrollment waits at ``pause`` (``until: [clicked]``) as in production.
+2. Throughput: the API in uvicorn with ``--workers`` processes (API only, no worker), this
+   process as the client, posting batches of 100 events (see :mod:`benchmarks.feedback_load`)
+   over ``--clients`` connections after a warm-up. Printed: events/s and the ratio to the
+   5,000/s goal, batch latency, and the CPU the server, PostgreSQL and the client each used.
+3. The database afterwards against what was posted (see :mod:`benchmarks.feedback_checks`).
+4. Where a batch's time goes: one server process, one batch at a time, every statement counted
+   and timed, then the same again under cProfile (``--profile-batches 0`` skips it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pstats
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.api_app import PROFILE_ENV
+from benchmarks.engine_throughput import load_average, seed, warm_up
+from benchmarks.feedback_checks import compare, read_counts
+from benchmarks.feedback_load import BATCH, RETRIES, Load, Posted, Target, post
+from benchmarks.profiling import COMMIT, report_cpu, report_statements
+from benchmarks.services import (
+    REPO_ROOT,
+    ApiServer,
+    Database,
+    ProcessCpu,
+    api_server,
+    create_database,
+    drop_database,
+    flush_redis,
+    pids_named,
+    settings_env,
+)
+from benchmarks.sink import MachineCpu, machine_note, running_sink
+
+GOAL_EVENTS_PER_SECOND = 5000.0
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/3"
+SEQUENCE_FILE = REPO_ROOT / "sequences/examples/adaptive-trial.yaml"
+# Synchronous work worth timing in a batch (cumulative under cProfile; "path:function").
+EVENT_PHASES = (
+    ("sequences/intake.py:_incoming", "intake._incoming (per event, bot check included)"),
+    ("sequences/bots.py:bot_reason", "  bots.bot_reason"),
+    ("sequences/scores.py:add", "ContactScore.add (decay, affinities)"),
+    ("sqlalchemy/engine/url.py:render_as_string", "URL.render_as_string (load_version key)"),
+    ("json/__init__.py:dumps", "json.dumps (JSONB parameters, responses)"),
+    ("json/__init__.py:loads", "json.loads (JSONB results)"),
+)
+
+
+# ------------------------------------------------------------------------------ 1. set-up
+
+
+@dataclass
+class Setup:
+    targets: list[Target]
+    key: str
+    seconds: float
+    server_version: str
+
+
+async def set_up(db: Database, redis_url: str, data_dir: str, n: int) -> Setup:
+    """Enroll N contacts in the adaptive trial and let the worker send each its first email."""
+    from sqlalchemy import text
+
+    from api.auth import Role, create_key
+    from sequences.runner import run_due
+    from sequences.runtime import open_deps
+    from sequences.settings import Settings
+
+    start = time.perf_counter()
+    with running_sink() as sink:
+        smtp = (sink.host, sink.port)
+        settings = Settings.model_validate(settings_env(db, redis_url, data_dir, smtp=smtp))
+        async with open_deps(settings, redis_url=redis_url, smtp=smtp) as deps:
+            await warm_up(deps)
+            await seed(deps, n, 0, document=SEQUENCE_FILE.read_text())
+            while await run_due(deps):
+                pass  # each call stops after its time budget; go on until nothing is due
+            async with deps.engine.begin() as conn:
+                targets = await _targets(conn)
+                key = await create_key(conn, "bench", Role.enroll, deps.clock.now())
+                version = str(await conn.scalar(text("SHOW server_version")))
+                waiting = await _waiting(conn)
+    if len(targets) != n or waiting != n:
+        raise RuntimeError(f"set-up: {len(targets)} emails sent, {waiting} waiting, expected {n}")
+    return Setup(targets, key, time.perf_counter() - start, version.split()[0])
+
+
+async def _targets(conn: Any) -> list[Target]:
+    from sqlalchemy import select
+
+    from sequences.models import CONTACTS, MESSAGES
+
+    rows = await conn.execute(
+        select(MESSAGES.c.id, MESSAGES.c.message_id, MESSAGES.c.contact_id, CONTACTS.c.email)
+        .join(CONTACTS, CONTACTS.c.id == MESSAGES.c.contact_id)
+        .where(MESSAGES.c.state == "sent")
+        .order_by(MESSAGES.c.id)
+    )
+    return [Target(r.id, r.message_id, r.contact_id, r.email) for r in rows]
+
+
+async def _waiting(conn: Any) -> int:
+    """Active enrollments waiting at ``pause``, their wait's outbox row due later."""
+    from sqlalchemy import func, select
+
+    from sequences.models import ENROLLMENTS, RUNS
+
+    count: int = await conn.scalar(
+        select(func.count())
+        .select_from(ENROLLMENTS.join(RUNS, RUNS.c.enrollment_id == ENROLLMENTS.c.id))
+        .where(
+            ENROLLMENTS.c.status == "active",
+            ENROLLMENTS.c.position == "pause",
+            RUNS.c.state == "due",
+        )
+    )
+    return count
+
+
+# --------------------------------------------------------------------------- 2. throughput
+
+
+@dataclass
+class Measured:
+    posted: Posted
+    events: int  # events posted in the timed batches, duplicates included
+    new: int  # of which new ids
+    warmup_events: int
+    server_cpu: float
+    postgres_cpu: float
+    client_cpu: float
+    machine: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.posted.seconds
+
+
+async def measure(server: ApiServer, key: str, load: Load, args: argparse.Namespace) -> Measured:
+    warm = load.batches(args.warmup)
+    await post(server.url, key, warm, args.clients)
+    warmup_events, before = args.warmup * BATCH, load.expected.events
+    bodies = load.batches(args.batches)
+    new = load.expected.events - before
+    server_cpu, pg_cpu = ProcessCpu(server.pids), ProcessCpu(lambda: pids_named("postgres"))
+    machine, client_cpu = MachineCpu(), time.process_time()
+    posted = await post(server.url, key, bodies, args.clients)
+    return Measured(
+        posted,
+        args.batches * BATCH,
+        new,
+        warmup_events,
+        server_cpu.seconds(),
+        pg_cpu.seconds(),
+        time.process_time() - client_cpu,
+        machine.cores_busy(),
+    )
+
+
+# ------------------------------------------------------------------------------ 4. profile
+
+
+@dataclass
+class Profiled:
+    timed: Posted
+    window: dict[str, Any]
+    postgres_cpu: float
+    profiled: Posted
+    stats: pstats.Stats
+
+
+async def profile(
+    env: dict[str, str], key: str, load: Load, args: argparse.Namespace, log: Path
+) -> Profiled:
+    """One server process, one batch at a time: a timed window, then a cProfiled one."""
+    out = args.profile_out or log.with_suffix(".pstats")
+    n = args.profile_batches
+    async with api_server(env | {PROFILE_ENV: str(out)}, workers=1, log=log) as server:
+        await post(server.url, key, load.batches(5), 1)  # this process's first requests
+        async with httpx.AsyncClient(base_url=server.url) as control:
+            pg_cpu = ProcessCpu(lambda: pids_named("postgres"))
+            await control.post("/_bench/profile/start")
+            timed = await post(server.url, key, load.batches(n), 1)
+            window = (await control.post("/_bench/profile/stop")).json()
+            postgres_cpu = pg_cpu.seconds()
+            await control.post("/_bench/profile/start", params={"cprofile": "true"})
+            profiled = await post(server.url, key, load.batches(n), 1)
+            await control.post("/_bench/profile/stop")
+    return Profiled(timed, window, postgres_cpu, profiled, pstats.Stats(str(out)))
+
+
+# ------------------------------------------------------------------------------- reporting
+
+
+def report_setup(setup: Setup, db: Database, n: int) -> None:
+    print("1. Set-up (not measured)")
+    print(f"   database           {db.name} on PostgreSQL {setup.server_version} (dropped after)")
+    print(f"   sequence           adaptive-trial ({SEQUENCE_FILE.relative_to(REPO_ROOT)})")
+    print(
+        f"   first emails       {n:,} contacts enrolled (contacts.upsert + enroll) and their "
+        f"opener sent by the worker (run_due, SMTP sink, DKIM) in {setup.seconds:.1f} s;"
+    )
+    print(f"                      all {n:,} waiting at 'pause' (wait 2d until clicked)")
+
+
+def report_throughput(m: Measured, args: argparse.Namespace) -> None:
+    p = m.posted
+    print(f"2. Throughput: POST /v1/events, {BATCH} events per batch")
+    print(
+        f"   server             uvicorn --workers {args.workers} (asyncio loop, h11; access log "
+        "off), API only: no worker in it"
+    )
+    print(
+        f"   client             this process, one httpx.AsyncClient, {args.clients} connections;"
+        " bodies JSON-encoded before the clock starts"
+    )
+    print(f"   warm-up            {args.warmup} batches ({m.warmup_events:,} events), not timed")
+    print(
+        f"   measured           {p.batches} batches = {m.events:,} events ({m.new:,} new ids, "
+        f"{m.events - m.new:,} re-posted duplicates) in {p.seconds:.2f} s"
+    )
+    print(
+        f"   events/s: {m.rate:,.0f} ({m.rate / GOAL_EVENTS_PER_SECOND:.2f}x of the "
+        f"{GOAL_EVENTS_PER_SECOND:,.0f}/s goal); new events stored/s: {m.new / p.seconds:,.0f}"
+    )
+    print(
+        f"   batch latency      p50 {p.percentile(0.5) * 1000:.0f} ms, "
+        f"p95 {p.percentile(0.95) * 1000:.0f} ms, max {max(p.latencies) * 1000:.0f} ms"
+    )
+    report_answers(p)
+    cores = [
+        ("server", m.server_cpu),
+        ("PostgreSQL", m.postgres_cpu),
+        ("client", m.client_cpu),
+    ]
+    shares = ", ".join(f"{name} {cpu / p.seconds:.2f}" for name, cpu in cores)
+    print(f"   CPU (cores busy)   {shares}{machine_note(m.machine)}")
+
+
+def report_answers(p: Posted) -> None:
+    statuses = ", ".join(
+        f"{n} x {status or 'no answer'}" for status, n in sorted(p.statuses.items())
+    )
+    print(f"   responses          {statuses}; accepted {p.accepted:,}, duplicates {p.duplicates:,}")
+    for failure, n in p.failures.most_common():
+        print(f"     ! {n} failed attempts (posted again): {failure}")
+    if p.given_up:
+        print(f"     ! {p.given_up} batches given up after {RETRIES} retries or a 4xx")
+
+
+def report_counts(rows: list[tuple[str, int, int]], m: Measured, extra: str) -> bool:
+    print("3. The database after warm-up + measured batches, against what was posted")
+    ok = True
+    for what, found, expected in rows:
+        mark = "ok" if found == expected else "MISMATCH"
+        ok = ok and found == expected
+        print(f"   {what:30} {found:8,}  expected {expected:8,}  {mark}")
+    answered = (m.posted.accepted, m.posted.duplicates)
+    if answered != (m.new, m.events - m.new):
+        ok = False
+        print(f"   MISMATCH: the measured batches were answered accepted/duplicates {answered}")
+    print(f"   {extra}")
+    return ok
+
+
+def report_profile(p: Profiled, n: int) -> None:
+    w, t = p.window, p.timed
+    print(f"4. Where a batch's time goes: one server process, one batch at a time, {n} batches")
+    wall = t.seconds / n * 1000
+    statements = sum(w["statements"].values())
+    db_ms = sum(w["statement_seconds"].values()) / n * 1000
+    print(
+        f"   wall per batch     {wall:.1f} ms at the client ({n * BATCH / t.seconds:,.0f} events/s "
+        f"sequential); p50 {t.percentile(0.5) * 1000:.1f} ms"
+    )
+    print(f"   server CPU         {w['cpu_seconds'] / n * 1000:.1f} ms per batch (all its Python)")
+    print(
+        f"   database           {statements / n:.1f} statements + 1 commit per batch: "
+        f"{db_ms:.1f} ms per batch waiting on them (commit "
+        f"{w['statement_seconds'].get(COMMIT, 0.0) / n * 1000:.1f} ms); PostgreSQL CPU "
+        f"{p.postgres_cpu / n * 1000:.1f} ms per batch"
+    )
+    print(
+        f"   per batch          {w['begins'] / n:.2f} transactions, {w['checkouts'] / n:.2f} "
+        f"pool checkouts (each with a pre-ping), {w['connects']} new connections"
+    )
+    report_statements(w["statements"], n, "batch", w["statement_seconds"])
+    rate = n * BATCH / p.profiled.seconds
+    print(f"   Under cProfile ({rate:,.0f} events/s; read the shares, not the milliseconds)")
+    report_cpu(p.stats, n, "batch", EVENT_PHASES, "Synchronous work")
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
+    parser.add_argument("--contacts", type=int, default=2000, help="contacts sent a first email")
+    parser.add_argument("--batches", type=int, default=200, help="timed batches of 100 events")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed batches first")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent connections")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument(
+        "--profile-batches", type=int, default=50, help="batches per profiling pass (0: none)"
+    )
+    parser.add_argument("--profile-out", type=Path, help="save the cProfile stats to this file")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("TEST_PG_ADMIN_URL", DEFAULT_ADMIN_URL),
+        help="PostgreSQL server to create the benchmark's own database on (dropped afterwards)",
+    )
+    parser.add_argument(
+        "--redis-url", default=DEFAULT_REDIS_URL, help="Redis database to use (flushed)"
+    )
+    args = parser.parse_args(argv)
+    for name in ("contacts", "batches", "clients", "workers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    return args
+
+
+async def run(db: Database, args: argparse.Namespace, data_dir: str) -> bool:
+    setup = await set_up(db, args.redis_url, data_dir, args.contacts)
+    report_setup(setup, db, args.contacts)
+    env = settings_env(db, args.redis_url, data_dir)
+    load = Load(setup.targets)
+    log = Path(data_dir) / "uvicorn.log"
+    async with api_server(env, workers=args.workers, log=log) as server:
+        measured = await measure(server, setup.key, load, args)
+    report_throughput(measured, args)
+    failures = server.failures()
+    for failure, count in failures.items():
+        print(f"   ! the server logged {count} x {failure}")
+    counts = await read_counts(db.url)
+    woken = ", ".join(f"{n:,} by {kind}" for kind, n in sorted(counts.woken.items()))
+    extra = f"also: {counts.timeline_events:,} timeline event entries; waits woken: {woken}"
+    ok = report_counts(compare(counts, load.expected), measured, extra) and not failures
+    print(f"   {load_average()} (other work on the machine lowers every figure)")
+    if args.profile_batches:
+        profiled = await profile(env, setup.key, load, args, log.with_name("profiled.log"))
+        report_profile(profiled, args.profile_batches)
+        if args.profile_out is not None:
+            print(f"   profile saved to {args.profile_out} (python -m pstats)")
+    return ok
+
+
+async def main_async(args: argparse.Namespace) -> bool:
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    print(
+        f"Dripline events throughput, {args.contacts:,} contacts, {os.cpu_count()} CPUs, "
+        f"{started}, {load_average()}"
+    )
+    db = await create_database(args.database_url)
+    flush_redis(args.redis_url)
+    try:
+        with tempfile.TemporaryDirectory(prefix="dripline-bench-") as data_dir:
+            return await run(db, args, data_dir)
+    finally:
+        await drop_database(db)
+        flush_redis(args.redis_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return 0 if asyncio.run(main_async(parse_args(argv))) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
