@@ -1,10 +1,11 @@
 """Choosing among candidates from feedback: Thompson sampling over Beta posteriors.
 
 Each candidate (a variant of an email step, or a step a ``choose`` may jump to) carries counts:
-sends and, among them, the messages with a human click, a reply or a conversion. Each rate gets a
-Beta posterior: a weak prior centred on the candidates' pooled rate, plus the candidate's hits and
-misses. One draw per rate, weighted by the sequence's goal, is the candidate's sampled value. A contact's topic affinities scale that value for the candidates about
-those topics. The draws come from a seeded generator, and the seed, the counts and the draws are
+sends and, among them, the messages with a human click, a reply or a conversion. Each rate gets
+a Beta posterior: a weak prior centred on the candidates' pooled rate, plus the candidate's hits
+and misses. One draw per rate, weighted by the sequence's goal, is the candidate's sampled
+value. A contact's topic affinities scale that value for the candidates about those topics. The
+draws come from a seeded generator, and the seed, the counts, the affinities and the draws are
 all kept on the choice, so a logged decision can be recomputed exactly.
 """
 
