@@ -58,6 +58,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/3"
 SEQUENCE_FILE = REPO_ROOT / "sequences/examples/adaptive-trial.yaml"
 # Synchronous work worth timing in a batch (cumulative under cProfile; "path:function").
 EVENT_PHASES = (
+    ("sqlalchemy/sql/dml.py:values", "Insert.values(rows): a bind parameter built per value"),
+    ("sqlalchemy/sql/elements.py:_compile_w_cache", "statement compilation (cached or not)"),
+    ("sqlalchemy/engine/default.py:_init_compiled", "parameter processing per execution"),
     ("sequences/intake.py:_incoming", "intake._incoming (per event, bot check included)"),
     ("sequences/bots.py:bot_reason", "  bots.bot_reason"),
     ("sequences/scores.py:add", "ContactScore.add (decay, affinities)"),
@@ -75,7 +78,7 @@ class Setup:
     targets: list[Target]
     key: str
     seconds: float
-    server_version: str
+    postgres: str  # version and the settings that matter here
 
 
 async def set_up(db: Database, redis_url: str, data_dir: str, n: int) -> Setup:
@@ -99,11 +102,15 @@ async def set_up(db: Database, redis_url: str, data_dir: str, n: int) -> Setup:
             async with deps.engine.begin() as conn:
                 targets = await _targets(conn)
                 key = await create_key(conn, "bench", Role.enroll, deps.clock.now())
-                version = str(await conn.scalar(text("SHOW server_version")))
+                shown = [
+                    str(await conn.scalar(text(f"SHOW {name}")))
+                    for name in ("server_version", "deadlock_timeout", "synchronous_commit")
+                ]
                 waiting = await _waiting(conn)
     if len(targets) != n or waiting != n:
         raise RuntimeError(f"set-up: {len(targets)} emails sent, {waiting} waiting, expected {n}")
-    return Setup(targets, key, time.perf_counter() - start, version.split()[0])
+    postgres = f"{shown[0].split()[0]} (deadlock_timeout {shown[1]}, synchronous_commit {shown[2]})"
+    return Setup(targets, key, time.perf_counter() - start, postgres)
 
 
 async def _targets(conn: Any) -> list[Target]:
@@ -215,13 +222,17 @@ async def profile(
 
 def report_setup(setup: Setup, db: Database, n: int) -> None:
     print("1. Set-up (not measured)")
-    print(f"   database           {db.name} on PostgreSQL {setup.server_version} (dropped after)")
+    print(f"   database           {db.name}, dropped after the run")
+    print(f"   PostgreSQL         {setup.postgres}")
     print(f"   sequence           adaptive-trial ({SEQUENCE_FILE.relative_to(REPO_ROOT)})")
     print(
-        f"   first emails       {n:,} contacts enrolled (contacts.upsert + enroll) and their "
-        f"opener sent by the worker (run_due, SMTP sink, DKIM) in {setup.seconds:.1f} s;"
+        f"   first emails       {n:,} contacts enrolled (contacts.upsert + enroll), each sent "
+        "the opener by the worker"
     )
-    print(f"                      all {n:,} waiting at 'pause' (wait 2d until clicked)")
+    print(
+        f"                      (run_due, SMTP sink, DKIM) in {setup.seconds:.1f} s; "
+        f"all {n:,} now wait at 'pause' (2d until clicked)"
+    )
 
 
 def report_throughput(m: Measured, args: argparse.Namespace) -> None:
@@ -237,7 +248,7 @@ def report_throughput(m: Measured, args: argparse.Namespace) -> None:
     )
     print(f"   warm-up            {args.warmup} batches ({m.warmup_events:,} events), not timed")
     print(
-        f"   measured           {p.batches} batches = {m.events:,} events ({m.new:,} new ids, "
+        f"   measured           {args.batches} batches = {m.events:,} events ({m.new:,} new ids, "
         f"{m.events - m.new:,} re-posted duplicates) in {p.seconds:.2f} s"
     )
     print(
@@ -263,8 +274,15 @@ def report_answers(p: Posted) -> None:
         f"{n} x {status or 'no answer'}" for status, n in sorted(p.statuses.items())
     )
     print(f"   responses          {statuses}; accepted {p.accepted:,}, duplicates {p.duplicates:,}")
+    if p.retried:
+        print(f"     ! {p.retried} batches needed more than one attempt; failed attempts:")
     for failure, n in p.failures.most_common():
-        print(f"     ! {n} failed attempts (posted again): {failure}")
+        print(f"     ! {n:5} x {failure}")
+    if p.statuses[0]:
+        print(
+            "       (no answer: uvicorn closes a connection after a 500 it logged, so the next "
+            "request sent on it is never read)"
+        )
     if p.given_up:
         print(f"     ! {p.given_up} batches given up after {RETRIES} retries or a 4xx")
 

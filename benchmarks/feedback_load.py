@@ -113,8 +113,9 @@ class Load:
 @dataclass
 class Posted:
     """What the server answered, batch by batch. A batch that fails with a 5xx or a dropped
-    connection is posted again, as a client would (the ids make that safe), up to RETRIES
-    times; its latency runs from the first attempt to the answer that counted."""
+    connection is posted again after a short random pause, as a client would (the ids make
+    that safe), up to RETRIES times; its latency runs from the first attempt to the answer
+    that counted."""
 
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
@@ -122,6 +123,7 @@ class Posted:
     failures: Counter[str] = field(default_factory=Counter)  # failed attempts, by reason
     accepted: int = 0
     duplicates: int = 0
+    retried: int = 0  # batches that needed more than one attempt
     given_up: int = 0  # batches refused (4xx) or still failing after RETRIES
 
     @property
@@ -133,7 +135,9 @@ class Posted:
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-RETRIES = 5
+RETRIES = 20
+RETRY_PAUSE = 0.1  # seconds, at most, times the attempt's number
+_jitter = random.Random(11)
 
 
 async def post(url: str, key: str, bodies: Iterable[bytes], clients: int) -> Posted:
@@ -165,15 +169,18 @@ async def post(url: str, key: str, bodies: Iterable[bytes], clients: int) -> Pos
         while queue:
             body = queue.pop()
             start = time.perf_counter()
-            for _ in range(RETRIES + 1):
+            for tries in range(1, RETRIES + 2):
                 failure = await attempt(http, body)
                 if failure is None:
                     result.latencies.append(time.perf_counter() - start)
+                    if tries > 1:
+                        result.retried += 1
                     break
                 result.failures[failure] += 1
                 if failure[0] == "4":
                     result.given_up += 1
                     break
+                await asyncio.sleep(_jitter.uniform(0, RETRY_PAUSE) * tries)
             else:
                 result.given_up += 1
 

@@ -103,6 +103,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 _ENGINE_DIRS = (f"{_ROOT}/sequences/", f"{_ROOT}/agents/", f"{_ROOT}/api/")
 # Frames that every row passes through: left out of the caller chain.
 _PLUMBING = {"run_due", "run_one", "_bounded", "send_step", "run_batch", "_guarded", "send_batch"}
+_PLUMBING |= {"__call__"}  # the API's ASGI middleware
 _LABELS: dict[Any, str | None] = {}  # code object -> "module.function", None if not engine code
 
 

@@ -207,24 +207,26 @@ async def test_unconfigured_provider_refuses_everything(
         assert await written(bare) == (0, 0, 0)
 
 
-BAD_PAYLOADS = [
-    (esp.sendgrid_raw(b'[{"event": "delivered",'), 400, "body", "invalid JSON at character"),
-    (esp.sendgrid_raw(b'{"event": "delivered"}'), 422, "body", "JSON array"),
-    (esp.sendgrid_raw(b'[{"event": "open", "sg_event_id": "x"}]'), 422, "0.email", "string"),
-    (
-        esp.mailgun(esp.without(esp.mailgun_event("opened", EMAIL), "recipient")),
-        422,
-        "event-data.recipient",
-        "expected a string",
-    ),
-    (esp.sns("not json"), 422, "Message", "not a JSON SES record"),
-    (esp.postmark({"Recipient": EMAIL}), 422, "RecordType", "expected a string"),
-    (esp.svix(b'{"type": "email.bounced", "data": {}}'), 422, "data.to", "address"),
-]
+def bad_payloads() -> list[tuple[Any, int, str, str]]:
+    """Signed when the test runs: a list signed at import would be stale in a long session."""
+    return [
+        (esp.sendgrid_raw(b'[{"event": "delivered",'), 400, "body", "invalid JSON at character"),
+        (esp.sendgrid_raw(b'{"event": "delivered"}'), 422, "body", "JSON array"),
+        (esp.sendgrid_raw(b'[{"event": "open", "sg_event_id": "x"}]'), 422, "0.email", "string"),
+        (
+            esp.mailgun(esp.without(esp.mailgun_event("opened", EMAIL), "recipient")),
+            422,
+            "event-data.recipient",
+            "expected a string",
+        ),
+        (esp.sns("not json"), 422, "Message", "not a JSON SES record"),
+        (esp.postmark({"Recipient": EMAIL}), 422, "RecordType", "expected a string"),
+        (esp.svix(b'{"type": "email.bounced", "data": {}}'), 422, "data.to", "address"),
+    ]
 
 
 async def test_bad_payload_names_the_field(stack: Stack) -> None:
-    for signed, status, path, words in BAD_PAYLOADS:
+    for signed, status, path, words in bad_payloads():
         response = await post(stack, signed)
         assert response.status_code == status, (path, response.text)
         assert error(response)["details"][0]["path"] == path
