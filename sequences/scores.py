@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import bindparam, desc, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agents.bandit import ArmStats
+from agents.bandit import ArmStats, Goal
 from sequences import registry
 from sequences.db import dialect_insert
 from sequences.deps import Deps
@@ -339,6 +339,24 @@ async def arm_stats(conn: AsyncConnection, sequence_key: str) -> dict[tuple[str,
         )
         for r in rows
     }
+
+
+def performance(stats: dict[tuple[str, str], ArmStats], goal: Goal) -> dict[str, Any]:
+    """Per step, per variant ('-' for none): the counts and the posterior means of each rate
+    and of the goal's value, as the bandit sees them."""
+    view: dict[str, Any] = {}
+    for (step_id, variant), s in sorted(stats.items()):
+        rates = {
+            f"{metric}_rate": round(a / (a + b), 4)
+            for metric in ("clicks", "replies", "conversions")
+            for a, b in [s.posterior(metric)]
+        }
+        view.setdefault(step_id, {})[variant or "-"] = {
+            **s.model_dump(),
+            **rates,
+            "value": round(s.mean(goal), 4),
+        }
+    return view
 
 
 def step_total(stats: dict[tuple[str, str], ArmStats], step_id: str) -> ArmStats:

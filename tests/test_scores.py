@@ -100,6 +100,10 @@ async def test_feedback_updates_scores_and_step_stats_incrementally(stack: Stack
     # Two human clicks on one message count once for the step; the reply names no message
     # and is credited to the latest email (last touch).
     assert (await stats(stack))[("pitch", message.variant)] == (1, 1, 1, 0)
+    seen = (await stack.client.get("/v1/sequences/offer", headers=stack.auth())).json()
+    arm = seen["performance"]["pitch"][message.variant]
+    assert (arm["sends"], arm["clicks"], arm["replies"], arm["conversions"]) == (1, 1, 1, 0)
+    assert arm["clicks_rate"] == pytest.approx(2 / 3, abs=1e-4)  # Beta(1 + 1, 1 + 0)
     person = await contact(stack, "ana@example.com")
     assert person["score"] == pytest.approx(3.0 + 0.25 + 3.0 + 5.0, rel=0.02)
     assert person["affinities"] == {"pricing": pytest.approx(2.0, rel=0.02)}

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import Admin, ConnDep, DepsDep, ReadConnDep, Reader
-from sequences import registry
+from sequences import registry, scores
 from sequences.costs import step_costs
 from sequences.definition import DefinitionError, FieldError
 from sequences.errors import Conflict, NotFound
@@ -93,7 +93,8 @@ async def list_sequences(conn: ReadConnDep, _: Reader) -> dict[str, Any]:
 
 @router.get("/{key}")
 async def get_sequence(key: str, conn: ReadConnDep, deps: DepsDep, _: Reader) -> dict[str, Any]:
-    """The current definition, its versions, per-step send statistics and copy costs."""
+    """The current definition, its versions, per-step send statistics, copy costs, and what
+    the bandit knows per step and variant."""
     pinned = await registry.current(conn, key)
     if pinned is None:
         raise NotFound("unknown_sequence", f"no sequence '{key}'")
@@ -112,6 +113,9 @@ async def get_sequence(key: str, conn: ReadConnDep, deps: DepsDep, _: Reader) ->
         ],
         "steps": await _step_stats(conn, pinned.sequence_id),
         "costs": await step_costs(conn, key, pinned.sequence_id, deps.settings.agent_model),
+        "performance": scores.performance(
+            await scores.arm_stats(conn, key), pinned.definition.adapt.goal
+        ),
     }
 
 
