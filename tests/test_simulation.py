@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from api.simulate import SimConfig, simulate
@@ -22,7 +23,7 @@ steps:
         - {id: pricing, angle: money, topics: [pricing]}
         - {id: integrations, angle: tools, topics: [integrations]}
   - id: pause
-    wait: {for: 5d, until: [clicked]}
+    wait: {for: 60d, until: [clicked]}  # only clickers reach the choose step in the run
   - id: next
     choose: [tip-pricing, tip-integrations, tip-security]
   - id: tip-pricing
@@ -75,8 +76,11 @@ async def test_the_better_variant_wins_the_traffic_and_affinity_steers_choose(
     assert late > early
     # Contacts who clicked one opener carry that topic's affinity into the choose step.
     hit, seen, k = report.matched["next"]
-    assert k == 3 and seen >= 10
-    assert hit / seen > 0.6, (hit, seen)  # chance would be a third
+    assert k == 3 and seen >= 30
+    # More often than chance (a third), by three standard errors: early decisions explore
+    # unknown tips, so the affinity wins most but not all of them.
+    chance = 1 / k
+    assert hit / seen > chance + 3 * math.sqrt(chance * (1 - chance) / seen), (hit, seen)
 
 
 def test_the_engagement_model_is_seeded_and_honours_interest() -> None:
