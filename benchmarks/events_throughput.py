@@ -14,8 +14,8 @@ Run from the repository root::
    over ``--clients`` connections after a warm-up. Printed: events/s and the ratio to the
    5,000/s goal, batch latency, and the CPU the server, PostgreSQL and the client each used.
 3. The database afterwards against what was posted (see :mod:`benchmarks.feedback_checks`).
-4. Where a batch's time goes: one server process, one batch at a time, every statement counted
-   and timed, then the same again under cProfile (``--profile-batches 0`` skips it).
+4. Where a batch's time goes (see :mod:`benchmarks.events_profile`; ``--profile-batches 0``
+   skips it).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import pstats
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,13 +30,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from benchmarks.api_app import PROFILE_ENV
 from benchmarks.engine_throughput import load_average, seed, warm_up
+from benchmarks.events_profile import profile, report_profile
 from benchmarks.feedback_checks import compare, read_counts
-from benchmarks.feedback_load import BATCH, RETRIES, Load, Posted, Target, post
-from benchmarks.profiling import COMMIT, report_cpu, report_statements
+from benchmarks.feedback_load import (
+    BATCH,
+    GOAL_EVENTS_PER_SECOND,
+    RETRIES,
+    Load,
+    Posted,
+    Target,
+    post,
+)
 from benchmarks.services import (
     REPO_ROOT,
     ApiServer,
@@ -52,22 +56,9 @@ from benchmarks.services import (
 )
 from benchmarks.sink import MachineCpu, machine_note, running_sink
 
-GOAL_EVENTS_PER_SECOND = 5000.0
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/3"
 SEQUENCE_FILE = REPO_ROOT / "sequences/examples/adaptive-trial.yaml"
-# Synchronous work worth timing in a batch (cumulative under cProfile; "path:function").
-EVENT_PHASES = (
-    ("sqlalchemy/sql/dml.py:values", "Insert.values(rows): a bind parameter built per value"),
-    ("sqlalchemy/sql/elements.py:_compile_w_cache", "statement compilation (cached or not)"),
-    ("sqlalchemy/engine/default.py:_init_compiled", "parameter processing per execution"),
-    ("sequences/intake.py:_incoming", "intake._incoming (per event, bot check included)"),
-    ("sequences/bots.py:bot_reason", "  bots.bot_reason"),
-    ("sequences/scores.py:add", "ContactScore.add (decay, affinities)"),
-    ("sqlalchemy/engine/url.py:render_as_string", "URL.render_as_string (load_version key)"),
-    ("json/__init__.py:dumps", "json.dumps (JSONB parameters, responses)"),
-    ("json/__init__.py:loads", "json.loads (JSONB results)"),
-)
 
 
 # ------------------------------------------------------------------------------ 1. set-up
@@ -185,38 +176,6 @@ async def measure(server: ApiServer, key: str, load: Load, args: argparse.Namesp
     )
 
 
-# ------------------------------------------------------------------------------ 4. profile
-
-
-@dataclass
-class Profiled:
-    timed: Posted
-    window: dict[str, Any]
-    postgres_cpu: float
-    profiled: Posted
-    stats: pstats.Stats
-
-
-async def profile(
-    env: dict[str, str], key: str, load: Load, args: argparse.Namespace, log: Path
-) -> Profiled:
-    """One server process, one batch at a time: a timed window, then a cProfiled one."""
-    out = args.profile_out or log.with_suffix(".pstats")
-    n = args.profile_batches
-    async with api_server(env | {PROFILE_ENV: str(out)}, workers=1, log=log) as server:
-        await post(server.url, key, load.batches(5), 1)  # this process's first requests
-        async with httpx.AsyncClient(base_url=server.url) as control:
-            pg_cpu = ProcessCpu(lambda: pids_named("postgres"))
-            await control.post("/_bench/profile/start")
-            timed = await post(server.url, key, load.batches(n), 1)
-            window = (await control.post("/_bench/profile/stop")).json()
-            postgres_cpu = pg_cpu.seconds()
-            await control.post("/_bench/profile/start", params={"cprofile": "true"})
-            profiled = await post(server.url, key, load.batches(n), 1)
-            await control.post("/_bench/profile/stop")
-    return Profiled(timed, window, postgres_cpu, profiled, pstats.Stats(str(out)))
-
-
 # ------------------------------------------------------------------------------- reporting
 
 
@@ -302,33 +261,6 @@ def report_counts(rows: list[tuple[str, int, int]], m: Measured, extra: str) -> 
     return ok
 
 
-def report_profile(p: Profiled, n: int) -> None:
-    w, t = p.window, p.timed
-    print(f"4. Where a batch's time goes: one server process, one batch at a time, {n} batches")
-    wall = t.seconds / n * 1000
-    statements = sum(w["statements"].values())
-    db_ms = sum(w["statement_seconds"].values()) / n * 1000
-    print(
-        f"   wall per batch     {wall:.1f} ms at the client ({n * BATCH / t.seconds:,.0f} events/s "
-        f"sequential); p50 {t.percentile(0.5) * 1000:.1f} ms"
-    )
-    print(f"   server CPU         {w['cpu_seconds'] / n * 1000:.1f} ms per batch (all its Python)")
-    print(
-        f"   database           {statements / n:.1f} statements + 1 commit per batch: "
-        f"{db_ms:.1f} ms per batch waiting on them (commit "
-        f"{w['statement_seconds'].get(COMMIT, 0.0) / n * 1000:.1f} ms); PostgreSQL CPU "
-        f"{p.postgres_cpu / n * 1000:.1f} ms per batch"
-    )
-    print(
-        f"   per batch          {w['begins'] / n:.2f} transactions, {w['checkouts'] / n:.2f} "
-        f"pool checkouts (each with a pre-ping), {w['connects']} new connections"
-    )
-    report_statements(w["statements"], n, "batch", w["statement_seconds"])
-    rate = n * BATCH / p.profiled.seconds
-    print(f"   Under cProfile ({rate:,.0f} events/s; read the shares, not the milliseconds)")
-    report_cpu(p.stats, n, "batch", EVENT_PHASES, "Synchronous work")
-
-
 # ------------------------------------------------------------------------------------ main
 
 
@@ -369,14 +301,16 @@ async def run(db: Database, args: argparse.Namespace, data_dir: str) -> bool:
     report_throughput(measured, args)
     failures = server.failures()
     for failure, count in failures.items():
-        print(f"   ! the server logged {count} x {failure}")
+        print(f"   ! the server logged {count} x {failure} (warm-up included)")
     counts = await read_counts(db.url)
     woken = ", ".join(f"{n:,} by {kind}" for kind, n in sorted(counts.woken.items()))
     extra = f"also: {counts.timeline_events:,} timeline event entries; waits woken: {woken}"
     ok = report_counts(compare(counts, load.expected), measured, extra) and not failures
     print(f"   {load_average()} (other work on the machine lowers every figure)")
     if args.profile_batches:
-        profiled = await profile(env, setup.key, load, args, log.with_name("profiled.log"))
+        out = args.profile_out or Path(data_dir) / "profile.pstats"
+        log = log.with_name("profiled.log")
+        profiled = await profile(env, setup.key, load, args.profile_batches, log, out)
         report_profile(profiled, args.profile_batches)
         if args.profile_out is not None:
             print(f"   profile saved to {args.profile_out} (python -m pstats)")

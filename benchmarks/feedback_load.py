@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+GOAL_EVENTS_PER_SECOND = 5000.0  # the goal, on this machine
 BATCH = 100
 # Each kind's share of a batch's new events (the re-posted duplicates come on top).
 KINDS = ("clicked", "opened", "replied", "converted")

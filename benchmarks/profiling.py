@@ -187,7 +187,7 @@ _LAYERS: tuple[tuple[str, str], ...] = (
     ("_socket", "socket I/O (syscalls)"),
     ("/selectors.py", "asyncio event loop"),
     ("/_lsprof", "profiler"),
-    ("of 're.Pattern'", "regex (DKIM canonicalisation, SMTP line endings and dot-stuffing)"),
+    ("of 're.Pattern'", "regex (DKIM, SMTP dot-stuffing; SQL bind names, the bot check)"),
     ("b2a_qp", "MIME build"),
     ("greenlet", "SQLAlchemy (compile, execute, results, pool)"),
     ("/benchmarks/", _OWN_LAYER),  # QueryCounter and its helpers (this package)

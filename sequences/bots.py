@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 
@@ -24,8 +25,14 @@ def bot_reason(
     agents, and clicks within seconds of the send (no person reads that fast)."""
     if head:
         return "HEAD request"
-    if not user_agent or SCANNERS.search(user_agent):
+    if _scanner(user_agent or ""):
         return "scanner user agent"
     if sent_at is not None and (at - sent_at).total_seconds() < window_seconds:
         return "clicked within seconds of delivery"
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _scanner(user_agent: str) -> bool:
+    """A batch of clicks repeats a handful of user agents: each is matched once."""
+    return not user_agent or SCANNERS.search(user_agent) is not None

@@ -92,20 +92,18 @@ async def ensure_many(
     missing = [k for k in wanted if k not in found]
     if missing:
         await conn.execute(
-            dialect_insert(conn, CONTACTS)
-            .values(
-                [
-                    {
-                        "email": wanted[k],
-                        "email_key": k,
-                        "attributes": {},
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for k in sorted(missing)
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["email_key"])
+            dialect_insert(conn, CONTACTS).on_conflict_do_nothing(index_elements=["email_key"]),
+            [
+                {
+                    "email": wanted[k],
+                    "email_key": k,
+                    "timezone": None,
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for k in sorted(missing)
+            ],
         )
         found |= await _by_key(conn, missing)
     return found

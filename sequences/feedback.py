@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences import lifecycle, outbox, registry, scores, timeline
-from sequences.db import dialect_insert
+from sequences.db import dialect_insert, lock_rows
 from sequences.definition import WaitStep
 from sequences.deps import Deps
 from sequences.errors import Conflict
@@ -107,11 +107,13 @@ async def _store(conn: AsyncConnection, events: list[Incoming], now: datetime) -
         }
         for key, e in keyed
     ]
+    # One cached statement over the rows (SQLAlchemy sends them as multi-row INSERTs). Batch
+    # order is kept: it orders events that share a time, and a retried batch repeats it.
     inserted = await conn.execute(
         dialect_insert(conn, EVENTS)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["event_key"])
-        .returning(EVENTS.c.event_key)
+        .returning(EVENTS.c.event_key, sort_by_parameter_order=True),
+        rows,
     )
     new = {key for (key,) in inserted}
     kept: list[Incoming] = []
@@ -139,16 +141,28 @@ async def _act(
             for enrollment, _, _ in targets.get(id(e), [])
         ],
     )
-    suppressed: set[int] = set()
-    for event in events:
+    suppressing = {e.contact_id: e for e in events if _suppression_reason(e) is not None}
+    acting = [e for e in events if e.contact_id not in suppressing]
+    exits, waits = await _plan(conn, acting, targets)
+    # Every enrollment this batch may end, locked at once in id order (as the engine always
+    # does), so two batches ending overlapping enrollments cannot deadlock.
+    ending = {t[0] for e in suppressing.values() for t in targets.get(id(e), [])}
+    await lock_rows(conn, ENROLLMENTS, sorted(ending | {e for ids in exits.values() for e in ids}))
+    for contact_id, event in sorted(suppressing.items()):
         reason = _suppression_reason(event)
-        if reason is not None and event.contact_id not in suppressed:
-            suppressed.add(event.contact_id)
-            await lifecycle.suppress(
-                conn, event.contact_id, event.email_key, reason=reason, now=now
-            )
-    acting = [e for e in events if e.contact_id not in suppressed]
-    wake = await _exit_or_wake(conn, acting, targets, now)
+        assert reason is not None
+        await lifecycle.suppress(conn, contact_id, event.email_key, reason=reason, now=now)
+    for event_type, enrollment_ids in sorted(exits.items()):
+        await lifecycle.end(
+            conn,
+            enrollment_ids,
+            status=EnrollmentStatus.exited,
+            reason=f"exit_on: {event_type}",
+            now=now,
+        )
+    exited = {e for ids in exits.values() for e in ids}
+    woken = await outbox.wake_waits(conn, {e: w for e, w in waits.items() if e not in exited}, now)
+    wake = [now] if woken else []
     return wake + await _entry_triggers(conn, deps, acting, now)
 
 
@@ -190,12 +204,10 @@ async def _concerned(conn: AsyncConnection, events: list[Incoming]) -> dict[int,
     }
 
 
-async def _exit_or_wake(
-    conn: AsyncConnection,
-    events: list[Incoming],
-    targets: dict[int, list[Target]],
-    now: datetime,
-) -> list[datetime]:
+async def _plan(
+    conn: AsyncConnection, events: list[Incoming], targets: dict[int, list[Target]]
+) -> tuple[dict[str, list[str]], dict[str, tuple[str, str]]]:
+    """Which enrollments exit (by event type) and which waits wake (step, event type)."""
     exits: dict[str, list[str]] = {}
     waits: dict[str, tuple[str, str]] = {}
     for event in events:
@@ -207,17 +219,7 @@ async def _exit_or_wake(
             step = defn.step(position) if position else None
             if isinstance(step, WaitStep) and event.type in step.wait.until:
                 waits.setdefault(enrollment_id, (step.id, event.type))
-    for event_type, enrollment_ids in exits.items():
-        await lifecycle.end(
-            conn,
-            enrollment_ids,
-            status=EnrollmentStatus.exited,
-            reason=f"exit_on: {event_type}",
-            now=now,
-        )
-    exited = {e for ids in exits.values() for e in ids}
-    woken = await outbox.wake_waits(conn, {e: w for e, w in waits.items() if e not in exited}, now)
-    return [now] if woken else []
+    return exits, waits
 
 
 async def _entry_triggers(

@@ -147,19 +147,31 @@ async def wake_waits(
     conn: AsyncConnection, waits: dict[str, tuple[str, str]], now: datetime
 ) -> list[str]:
     """Make pending wait rows due at once. ``waits``: enrollment -> (wait step, event type).
-    One statement per (step, event type) pair; returns the enrollments woken."""
+    Returns the enrollments woken.
+
+    A row already woken is left alone, and on PostgreSQL the rows are locked in id order with
+    SKIP LOCKED: a row another transaction holds is being woken or run already, and waiting
+    for it would let two event batches deadlock.
+    """
     groups: dict[tuple[str, str], list[str]] = {}
     for enrollment_id, pair in waits.items():
         groups.setdefault(pair, []).append(enrollment_id)
     woken: list[str] = []
     for (step_id, event_type), enrollment_ids in sorted(groups.items()):
+        waiting = select(RUNS.c.id).where(
+            RUNS.c.enrollment_id.in_(sorted(enrollment_ids)),
+            RUNS.c.step_id == step_id,
+            RUNS.c.state == RunState.due,
+            RUNS.c.woken_by.is_(None),
+        )
+        if conn.dialect.name == "postgresql":
+            waiting = waiting.order_by(RUNS.c.id).with_for_update(skip_locked=True)
+        ids = [r.id for r in await conn.execute(waiting)]
+        if not ids:
+            continue
         rows = await conn.execute(
             update(RUNS)
-            .where(
-                RUNS.c.enrollment_id.in_(sorted(enrollment_ids)),
-                RUNS.c.step_id == step_id,
-                RUNS.c.state == RunState.due,
-            )
+            .where(RUNS.c.id.in_(ids), RUNS.c.state == RunState.due)
             .values(due_at=now, woken_by=event_type)
             .returning(RUNS.c.enrollment_id)
         )

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import URL, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.definition import DefinitionError, EmailStep, FieldError, SequenceDefinition
@@ -93,7 +93,7 @@ async def current(conn: AsyncConnection, key: str) -> Pinned | None:
 
 async def load_version(conn: AsyncConnection, version_id: int) -> SequenceDefinition:
     """Versions never change once written, so their parsed form is cached per process."""
-    key = (conn.engine.url.render_as_string(), version_id)
+    key = (conn.engine.url, version_id)  # URLs hash by value; rendering one costs more
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
@@ -106,7 +106,7 @@ async def load_version(conn: AsyncConnection, version_id: int) -> SequenceDefini
 
 
 # Keyed by database too: one process may talk to several (tests, a migration tool).
-_CACHE: dict[tuple[str, int], SequenceDefinition] = {}
+_CACHE: dict[tuple[URL, int], SequenceDefinition] = {}
 
 
 async def all_current(conn: AsyncConnection) -> list[Pinned]:

@@ -249,9 +249,8 @@ async def _update_contacts(
     if not ids:
         return
     await conn.execute(
-        dialect_insert(conn, CONTACT_SCORES)
-        .values([{"contact_id": i, "score": 0.0, "affinities": {}, "as_of": now} for i in ids])
-        .on_conflict_do_nothing(index_elements=["contact_id"])
+        dialect_insert(conn, CONTACT_SCORES).on_conflict_do_nothing(index_elements=["contact_id"]),
+        [{"contact_id": i, "score": 0.0, "affinities": {}, "as_of": now} for i in ids],
     )
     query = select(CONTACT_SCORES).where(CONTACT_SCORES.c.contact_id.in_(ids))
     query = query.order_by(CONTACT_SCORES.c.contact_id)
@@ -291,6 +290,13 @@ async def _count_hits(
         pks = sorted({credited[id(e)] for e in events if e.type == kind and id(e) in credited})
         if not pks:
             continue
+        if conn.dialect.name == "postgresql":  # row locks in id order: batches never deadlock
+            await conn.execute(
+                select(MESSAGES.c.id)
+                .where(MESSAGES.c.id.in_(pks), MESSAGES.c[column].is_(None))
+                .order_by(MESSAGES.c.id)
+                .with_for_update()
+            )
         first = await conn.execute(
             update(MESSAGES)
             .where(MESSAGES.c.id.in_(pks), MESSAGES.c[column].is_(None))
