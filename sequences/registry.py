@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import URL, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.definition import DefinitionError, EmailStep, FieldError, SequenceDefinition
@@ -93,7 +94,7 @@ async def current(conn: AsyncConnection, key: str) -> Pinned | None:
 
 async def load_version(conn: AsyncConnection, version_id: int) -> SequenceDefinition:
     """Versions never change once written, so their parsed form is cached per process."""
-    key = (conn.engine.url, version_id)  # URLs hash by value; rendering one costs more
+    key = (_database(conn), version_id)
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
@@ -106,7 +107,17 @@ async def load_version(conn: AsyncConnection, version_id: int) -> SequenceDefini
 
 
 # Keyed by database too: one process may talk to several (tests, a migration tool).
-_CACHE: dict[tuple[URL, int], SequenceDefinition] = {}
+_CACHE: dict[tuple[str, int], SequenceDefinition] = {}
+_NAMES: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def _database(conn: AsyncConnection) -> str:
+    """The engine's URL as text, rendered once per engine (hot: every event batch asks)."""
+    engine = conn.sync_engine
+    name = _NAMES.get(engine)
+    if name is None:
+        name = _NAMES[engine] = engine.url.render_as_string()
+    return name
 
 
 async def all_current(conn: AsyncConnection) -> list[Pinned]:
