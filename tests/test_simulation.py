@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from api.cli import app
 from api.simulate import SimConfig, simulate
 from sequences.loading import parse_definition
 from sequences.simulation import Person, Rates, Truth, people, react, seeded_truth
@@ -106,3 +109,24 @@ def test_the_engagement_model_is_seeded_and_honours_interest() -> None:
         "tip-integrations",
         "tip-security",
     }
+
+
+def test_bad_simulation_input_is_named_and_exits_2(tmp_path: Path) -> None:
+    sequence = tmp_path / "sim.yaml"
+    sequence.write_text(SEQUENCE)
+    cases = {
+        "rates: {opener/pricing: {click: 1.5}}": "rates.opener/pricing.click: Input should be",
+        "rates: {opener/nope: {click: 0.1}}": "no email step or variant named 'opener/nope'",
+        "rates: [": "truth.yaml:",
+    }
+    for text, message in cases.items():
+        truth = tmp_path / "truth.yaml"
+        truth.write_text(text)
+        result = CliRunner().invoke(app, ["simulate", str(sequence), "--truth", str(truth)])
+        assert result.exit_code == 2 and message in result.output, result.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(SEQUENCE.replace("choose: [tip-pricing", "choose: [tip-missing"))
+    result = CliRunner().invoke(app, ["simulate", str(broken)])
+    assert (
+        result.exit_code == 2 and "steps.2.choose.0: no step named 'tip-missing'" in result.output
+    )
