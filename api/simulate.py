@@ -15,7 +15,7 @@ import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,7 @@ async def simulate(defn: SequenceDefinition, truth: Truth, config: SimConfig) ->
     ):
         driver = Driver(client, settings, defn, truth, config, crowd)
         await driver.run()
-    report = await build_report(settings, defn, driver.started_at)
+    report = await build_report(settings)
     report.enrolled, report.seconds = driver.enrolled, time.monotonic() - driver.clock_start
     return report
 
@@ -132,7 +132,6 @@ class Driver:
         self.enrolled = 0
         self._last_arrival = 0.0
         self.clock_start = time.monotonic()
-        self.started_at = datetime.now(UTC)
 
     async def run(self) -> None:
         applied = await self.client.put(
@@ -140,7 +139,7 @@ class Driver:
             json=self.defn.model_dump(mode="json", by_alias=True, exclude_none=True),
         )
         applied.raise_for_status()
-        self.clock_start, self.started_at = time.monotonic(), datetime.now(UTC)
+        self.clock_start = time.monotonic()
         # Arrivals and reactions run side by side: a slow enrollment call must not keep
         # recipients from reading their mail.
         await asyncio.gather(self._arrive(), self._react())
@@ -244,7 +243,7 @@ class Driver:
             await self.client.post(f"/v1/drafts/{item['id']}/approve")
 
 
-async def build_report(settings: Settings, defn: SequenceDefinition, start: datetime) -> Report:
+async def build_report(settings: Settings) -> Report:
     engine = make_engine(settings.resolved_database_url)
     report = Report()
     try:
@@ -259,8 +258,7 @@ async def build_report(settings: Settings, defn: SequenceDefinition, start: date
             ).all()
     finally:
         await engine.dispose()
-    end = max((m.created_at for m in messages), default=start)
-    span = max((end - start).total_seconds(), 1e-6)
+    by_step: dict[str, list[Any]] = {}
     for m in messages:
         arm = f"{m.step_id}/{m.variant}" if m.variant else m.step_id
         counts = report.arms.setdefault(arm, Counter())
@@ -269,9 +267,13 @@ async def build_report(settings: Settings, defn: SequenceDefinition, start: date
         counts["replies"] += m.replied_at is not None
         counts["conversions"] += m.converted_at is not None
         if m.variant:
-            third = min(int(3 * (m.created_at - start).total_seconds() / span), 2)
-            phase = report.phases.setdefault(m.step_id, {p: Counter() for p in PHASES})
-            phase[PHASES[max(third, 0)]][m.variant] += 1
+            by_step.setdefault(m.step_id, []).append(m)
+    for step_id, sent in by_step.items():
+        # Thirds of the step's own sends in time order: early, middle and late choices.
+        sent.sort(key=lambda m: m.created_at)
+        phases = report.phases[step_id] = {p: Counter() for p in PHASES}
+        for rank, m in enumerate(sent):
+            phases[PHASES[3 * rank // len(sent)]][m.variant] += 1
     for step_id, detail in decisions:
         choice = (detail or {}).get("choice")
         if not choice:
