@@ -292,8 +292,8 @@ def print_report(report: Report, truth: Truth, config: SimConfig) -> None:
         f"({report.seconds:.1f} s real, one day = {config.day_seconds:g} s, seed {config.seed})"
     )
     print(
-        f"\n{'email (step/variant)':<28}{'sent':>6}{'clicked':>9}{'rate':>7}{'true':>7}"
-        f"{'replied':>9}{'converted':>11}{'rate':>7}{'true':>7}"
+        f"\n{'email (step/variant)':<28}{'sent':>6}{'clicked':>9}{'rate':>7}{'base':>7}"
+        f"{'replied':>9}{'converted':>11}{'rate':>7}{'base':>7}"
     )
     for arm, c in sorted(report.arms.items()):
         step, _, variant = arm.partition("/")
@@ -304,6 +304,10 @@ def print_report(report: Report, truth: Truth, config: SimConfig) -> None:
             f"{rates.click:>7.1%}{c['replies']:>9}{c['conversions']:>11}"
             f"{c['conversions'] / sends:>7.1%}{rates.convert:>7.1%}"
         )
+    print(
+        f"(base: the true rate before interest; a contact interested in the email's topic "
+        f"responds {truth.interest_boost:g}x as often)"
+    )
     for step, phases in report.phases.items():
         variants = sorted({v for counts in phases.values() for v in counts})
         print(f"\nShare of {step!r} sends by variant, over the run (the bandit at work):")
