@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents import bandit
 from agents.bandit import ArmStats, Candidate, Choice, Goal
-from agents.copy import CopyRequest, VariantOption
+from agents.composer import compose
+from agents.copy import CopyRequest, Draft, VariantOption
 from sequences import scores
 from sequences.definition import ChooseStep, EmailStep, SequenceDefinition
 from sequences.deps import Deps
@@ -47,6 +48,21 @@ def accept(choice: str | None, allowed: list[str]) -> str:
     if choice not in allowed:
         raise RefusedChoice(f"{choice!r} is not one of the candidates {allowed}")
     return choice
+
+
+def checked_variant(request: CopyRequest, draft: Draft) -> tuple[Draft, str | None]:
+    """The engine's check on the agent's variant: one the step does not offer is refused, and
+    the composer writes the engine's own pick instead. Returns the draft to send and, when
+    refused, why."""
+    allowed = [v.id for v in request.variants]
+    if not allowed:
+        return draft, None
+    try:
+        accept(draft.variant, allowed)
+    except RefusedChoice as refusal:
+        reason = f"refused variant choice: {refusal}"
+        return compose(request, request.preferred_variant, why=reason), reason
+    return draft, None
 
 
 async def load_stats(conn: AsyncConnection, sequence_keys: set[str]) -> dict[str, Stats]:

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.agent import CopyAgent, Result, Review
 from agents.bandit import Choice
-from agents.composer import compose
 from agents.copy import CopyRequest, Decision, Draft, EngagementSummary
 from sequences import adaptive, engagement
 from sequences.compose import copy_request, preview_renderer
@@ -139,19 +138,13 @@ async def _one(
 
 
 def _checked_variant(job: Job, request: CopyRequest, draft: Draft, choice: Choice | None) -> Draft:
-    """The engine refuses a variant the step does not offer: the composer writes the engine's
-    own pick instead, and the timeline says why."""
-    allowed = [v.id for v in request.variants]
-    if not allowed:
-        return draft
-    try:
-        adaptive.accept(draft.variant, allowed)
-    except adaptive.RefusedChoice as refusal:
-        log.warning("variant choice refused", extra={"step": job.step.id, "why": str(refusal)})
-        job.outcome_reason = f"refused variant choice: {refusal}"
-        return compose(request, request.preferred_variant, why=job.outcome_reason)
-    job.choice = choice.model_dump(mode="json") if choice else None
-    return draft
+    checked, refusal = adaptive.checked_variant(request, draft)
+    if refusal is not None:
+        log.warning("variant choice refused", extra={"step": job.step.id, "why": refusal})
+        job.outcome_reason = refusal
+    else:
+        job.choice = choice.model_dump(mode="json") if choice else None
+    return checked
 
 
 async def _invoke(deps: Deps, job: Job, request: CopyRequest) -> Result:

@@ -10,6 +10,8 @@ import pytest
 from harness import BROWSER_UA, Stack, eventually, make_settings, running_stack
 
 from agents.bandit import Candidate, Choice, replay
+from agents.composer import compose
+from agents.copy import CopyRequest, Fallback, VariantOption
 from sequences import adaptive, registry
 from sequences.definition import ChooseStep
 from sequences.mail.capture import CaptureServer
@@ -142,3 +144,25 @@ async def test_a_sampled_variant_is_logged_on_the_drafted_entry(stack: Stack) ->
     assert set(choice.samples) == {"short", "long"} and choice.seed == adaptive.seed(
         stack.deps, enrollment, "pitch"
     )
+
+
+def test_a_variant_outside_the_step_is_refused_for_the_engines_pick() -> None:
+    request = CopyRequest(
+        sequence_key="s",
+        step_id="pitch",
+        brief="b",
+        fallback=Fallback(subject="Hello", body="Body."),
+        contact={"first_name": "Ada"},
+        variants=(VariantOption(id="short", angle="short"), VariantOption(id="long", angle="long")),
+        preferred_variant="long",
+    )
+    draft = compose(request, "short", why="test")
+    assert adaptive.checked_variant(request, draft) == (draft, None)
+    rogue = draft.model_copy(update={"variant": "sneaky"})
+    checked, refusal = adaptive.checked_variant(request, rogue)
+    assert checked.variant == "long"
+    assert (
+        refusal == "refused variant choice: 'sneaky' is not one of the candidates ['short', 'long']"
+    )
+    plain = request.model_copy(update={"variants": ()})
+    assert adaptive.checked_variant(plain, rogue) == (rogue, None)  # a step without variants
