@@ -32,6 +32,7 @@ from sequences.simulation import Person, Truth, people, react, sequence_topics
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
 PHASES = ("early", "middle", "late")
+WARMED_UP = 20  # candidate sends before a choose step's affinity matches are counted
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,10 @@ async def build_report(settings: Settings) -> Report:
         report.choices.setdefault(step_id, Counter())[detail["goto"]] += 1
         boosted = [c for c, b in choice.get("boosts", {}).items() if b > 1.0]
         hit, seen, k = report.matched.get(step_id, (0, 0, len(choice.get("samples", {}))))
-        if len(boosted) == 1:
+        sends = sum(arm.get("sends", 0) for arm in choice.get("stats", {}).values())
+        # Until the candidates have some sends, the draws explore widely and a contact's
+        # affinity is one influence among several; the match rate is counted after that.
+        if len(boosted) == 1 and sends >= WARMED_UP:
             report.matched[step_id] = (hit + (detail["goto"] == boosted[0]), seen + 1, k)
     return report
 
@@ -320,6 +324,7 @@ def print_report(report: Report, truth: Truth, config: SimConfig) -> None:
         hit, seen, k = report.matched.get(step, (0, 0, len(targets)))
         if seen:
             print(
-                f"  contacts with an affinity for one candidate's topic went there "
+                f"  once the candidates had {WARMED_UP} sends, contacts with an affinity for one "
+                f"candidate's topic went there "
                 f"{hit}/{seen} times ({hit / seen:.0%}; chance would be {1 / max(k, 1):.0%})"
             )

@@ -99,6 +99,9 @@ async def test_enroll_click_branch_convert(
             r"http://dripline\.test(/t/c/[\w-]+)", str(parsed.get_body(("plain",)))
         )
         assert click_url is not None
+        # A person clicks once the send is recorded (the capture server has the message a
+        # moment before the worker commits it) and the enrollment waits at the next step.
+        await eventually(lambda: _waiting(stack, enrollment_id))
         clicked = await stack.client.get(click_url.group(1), headers={"User-Agent": BROWSER_UA})
         assert clicked.status_code == 302
         assert clicked.headers["location"] == "https://acme.test/quickstart"
@@ -124,6 +127,11 @@ async def test_enroll_click_branch_convert(
 
 async def _mail(stack: Stack, subject: str) -> list[object]:
     return [m for m in stack.capture.messages() if m.subject == subject]
+
+
+async def _waiting(stack: Stack, enrollment_id: str) -> bool:
+    body = await stack.enrollment(enrollment_id)
+    return bool(body["current_step"] == "pause")
 
 
 async def _status(stack: Stack, enrollment_id: str, status: str) -> dict[str, object] | None:
