@@ -52,7 +52,7 @@ async def resolve(
     where: str,
     bot_window_seconds: float,
 ) -> list[Incoming]:
-    messages = await _messages(conn, {r.message_ref for r in reported if r.message_ref})
+    messages = await find_messages(conn, {r.message_ref for r in reported if r.message_ref})
     emails = await contacts.ensure_many(
         conn, [r.email for r in reported if r.email is not None], now=now
     )
@@ -82,7 +82,7 @@ class _Miss(Exception):
         self.message = message
 
 
-async def _messages(conn: AsyncConnection, refs: set[str]) -> dict[str, Found]:
+async def find_messages(conn: AsyncConnection, refs: set[str]) -> dict[str, Found]:
     """Each reference (our id, or a Message-ID with or without <>) -> its message."""
     if not refs:
         return {}

@@ -8,19 +8,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import DepsDep
 from api.routes.events import accept
 from api.schemas import EventIn
+from sequences import contacts, intake
 from sequences.contacts import email_key
 from sequences.deps import Deps
 from sequences.esp import providers
 from sequences.esp.common import EspEvent, Headers, WebhookRejected, stable_id
 from sequences.esp.fetcher import Fetcher, FetchFailed
 from sequences.esp.providers import Provider
-from sequences.models import CONTACTS, MESSAGES
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 log = logging.getLogger(__name__)
@@ -71,19 +70,9 @@ async def _ours(deps: Deps, found: list[EspEvent]) -> list[EventIn]:
 async def _sent(conn: AsyncConnection, refs: set[str]) -> dict[tuple[str, str], str]:
     """(reference, recipient key) -> our message id. ESPs also report mail that other systems
     sent through the account: those must fall back to the address, never fail the batch."""
-    if not refs:
-        return {}
-    headers = {r if r.startswith("<") else f"<{r}>" for r in refs}
-    rows = await conn.execute(
-        select(MESSAGES.c.id, MESSAGES.c.message_id, CONTACTS.c.email_key)
-        .join(CONTACTS, CONTACTS.c.id == MESSAGES.c.contact_id)
-        .where(or_(MESSAGES.c.message_id.in_(headers), MESSAGES.c.id.in_(refs)))
-    )
-    known: dict[tuple[str, str], str] = {}
-    for row in rows:
-        for ref in (row.id, row.message_id, row.message_id.strip("<>")):
-            known[(ref, row.email_key)] = row.id
-    return known
+    found = await intake.find_messages(conn, refs)
+    owners = await contacts.find_many(conn, {m.contact_id for m in found.values()})
+    return {(ref, owners[m.contact_id].email_key): m.pk for ref, m in found.items()}
 
 
 def _event(found: EspEvent, kind: str, message_pk: str | None) -> EventIn | None:
