@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
 from api import errors
+from api.console import inbox as console_inbox
+from api.console import insight, review, signin, web
 from api.routes import contacts, drafts, enrollments, events, ops, sequences, tracking, webhooks
 from sequences.clock import Clock
 from sequences.esp.fetcher import HttpFetcher
@@ -22,7 +25,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def create_app(settings: Settings, *, redis_url: str, clock: Clock | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, redis_url: str, clock: Clock | None = None, inbox: Path | None = None
+) -> FastAPI:
+    """The API and the console; ``inbox`` is the SMTP capture's directory, when it is the relay
+    (the console's dev inbox shows it)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_deps(settings, redis_url=redis_url, clock=clock) as deps:
@@ -39,9 +47,11 @@ def create_app(settings: Settings, *, redis_url: str, clock: Clock | None = None
         summary="AI-agent email sequences: enroll leads, post feedback, review drafts.",
         lifespan=lifespan,
     )
+    app.state.inbox = inbox
     errors.install(app)
     for module in (sequences, contacts, enrollments, events, drafts, tracking, webhooks, ops):
         app.include_router(module.router)
+    web.install(app, [signin.router, review.router, insight.router, console_inbox.router])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from sequences.definition import DefinitionError
@@ -66,8 +67,15 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+HANDLERS: dict[type[Exception], Handler] = {
+    RequestValidationError: _validation,
+    DefinitionError: _definition,
+    DriplineError: _dripline,
+    HTTPException: _http,
+}
+
+
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(DefinitionError, _definition)
-    app.add_exception_handler(DriplineError, _dripline)
-    app.add_exception_handler(HTTPException, _http)
+    for kind, handler in HANDLERS.items():
+        app.add_exception_handler(kind, handler)

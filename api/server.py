@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import uvicorn
 from arq.worker import Worker
 
-from api.app import create_app
+from api.app import ASGIApp, create_app
 from sequences.embedded import Embedded, Endpoints
 from sequences.mail.capture import RejectRule
 from sequences.settings import Settings
@@ -25,6 +25,28 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+@contextlib.asynccontextmanager
+async def serving(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """An app on ``host`` (a free port by default) until the block ends; yields its base URL.
+    The tests' browser drives the console through this."""
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the server stopped before it started")
+            await asyncio.sleep(0.01)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
 
 
 @dataclass
@@ -46,7 +68,7 @@ async def running(
 ) -> AsyncIterator[Running]:
     """API (and worker) up until the block ends; everything started is stopped again."""
     with Embedded(settings, rules=rules) as endpoints:
-        app = create_app(settings, redis_url=endpoints.redis_url)
+        app = create_app(settings, redis_url=endpoints.redis_url, inbox=endpoints.inbox)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
         server = _Server(config)
         worker = (
@@ -79,5 +101,6 @@ async def serve_forever(settings: Settings, *, host: str, port: int, with_worker
             print(f"embedded Valkey: {run.endpoints.redis_url}")
         if run.endpoints.inbox is not None:
             print(f"dev inbox (captured emails): {run.endpoints.inbox}")
+        print(f"Console on http://{host}:{port}/console (sign in with a reviewer or admin key)")
         print(f"Dripline API on http://{host}:{port}  (OpenAPI at /docs)", flush=True)
         await run.serving  # until Ctrl-C: uvicorn handles the signal and returns

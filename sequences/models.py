@@ -296,6 +296,18 @@ class StepStats(SQLModel, table=True):
     conversions: int = 0
 
 
+class ConsoleSession(SQLModel, table=True):
+    """A browser signed in to the console with an API key. The cookie holds a random secret;
+    only its SHA-256 is stored, and revoking the key ends its sessions with it."""
+
+    __tablename__ = "console_sessions"
+    id: str = Field(primary_key=True, max_length=64)  # sha256 of the cookie's secret
+    key_id: int = Field(foreign_key="api_keys.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
 class Meta(SQLModel, table=True):
     """Process-shared facts, such as the accelerated clock's anchor."""
 
@@ -326,3 +338,4 @@ DRAFTS = _table(DraftRecord)
 MODEL_CALLS = _table(ModelCallRecord)
 CONTACT_SCORES = _table(ContactScore)
 STEP_STATS = _table(StepStats)
+CONSOLE_SESSIONS = _table(ConsoleSession)

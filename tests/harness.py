@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from arq.worker import Worker
+from fastapi import FastAPI
 
 from api.app import create_app
 from api.auth import Role, create_key
@@ -30,6 +31,7 @@ class Stack:
     deps: Deps
     capture: CaptureServer
     admin_key: str
+    app: FastAPI
 
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.admin_key}"}
@@ -77,7 +79,7 @@ async def eventually(
 async def running_stack(
     settings: Settings, redis_url: str, capture: CaptureServer, *, worker: bool = True
 ) -> AsyncIterator[Stack]:
-    app = create_app(settings, redis_url=redis_url)
+    app = create_app(settings, redis_url=redis_url, inbox=capture.directory)
     async with app.router.lifespan_context(app):
         deps: Deps = app.state.deps
         transport = httpx.ASGITransport(app=app)
@@ -94,7 +96,7 @@ async def running_stack(
                 )
                 task = asyncio.create_task(runner.async_run())
             try:
-                yield Stack(client, deps, capture, admin)
+                yield Stack(client, deps, capture, admin, app)
             finally:
                 if runner is not None and task is not None:
                     await stop_worker(runner, task)

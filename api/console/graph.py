@@ -1,0 +1,139 @@
+"""A sequence definition drawn as a graph: the steps in a column in their list order, the
+fall-through to the next step as a short arrow, every jump (branch, choose, goto) as an arc
+in a lane of its own on the right, so no two arcs overlap however the steps cross-link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sequences.definition import (
+    BranchStep,
+    ChooseStep,
+    EmailStep,
+    ExitStep,
+    GotoStep,
+    SequenceDefinition,
+    Step,
+    WaitStep,
+)
+
+NODE_X = 16
+NODE_WIDTH = 340
+NODE_HEIGHT = 56
+ROW = 84  # node height plus the gap an arrow needs
+LANE = 18
+TOP = 16
+DONE = "(completed)"
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    kind: str  # email | wait | branch | choose | goto | exit | done
+    title: str
+    detail: str
+    y: int
+
+    @property
+    def middle(self) -> int:
+        return self.y + NODE_HEIGHT // 2
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    label: str
+    path: str  # SVG path data
+    jump: bool
+
+
+@dataclass(frozen=True)
+class Graph:
+    nodes: list[Node]
+    edges: list[Edge]
+    width: int
+    height: int
+
+
+def layout(defn: SequenceDefinition) -> Graph:
+    steps = list(defn.steps)
+    ends = any(_falls_through(step) for step in steps[-1:])
+    nodes = [_node(step, TOP + i * ROW) for i, step in enumerate(steps)]
+    if ends:
+        nodes.append(
+            Node(DONE, "done", "completed", "the enrollment ends here", TOP + len(steps) * ROW)
+        )
+    where = {node.id: node for node in nodes}
+    edges: list[Edge] = []
+    lanes = 0
+    for index, step in enumerate(steps):
+        following = nodes[index + 1].id if index + 1 < len(nodes) else None
+        for target, label in _targets(step, following):
+            if target == following:
+                edges.append(_straight(where[step.id], where[target], label))
+            else:
+                edges.append(_arc(where[step.id], where[target], label, lanes))
+                lanes += 1
+    width = NODE_X + NODE_WIDTH + 24 + lanes * LANE + 8
+    return Graph(nodes, edges, width, TOP + len(nodes) * ROW - (ROW - NODE_HEIGHT) + TOP)
+
+
+def _falls_through(step: Step) -> bool:
+    return isinstance(step, EmailStep | WaitStep)
+
+
+def _targets(step: Step, following: str | None) -> list[tuple[str, str]]:
+    if isinstance(step, BranchStep):
+        return [(r.target, f"if {r.if_}" if r.if_ else "else") for r in step.branch]
+    if isinstance(step, ChooseStep):
+        return [(target, "bandit") for target in step.choose]
+    if isinstance(step, GotoStep):
+        return [(step.goto, "goto")]
+    if isinstance(step, ExitStep) or following is None:
+        return []
+    return [(following, "")]
+
+
+def _node(step: Step, y: int) -> Node:
+    if isinstance(step, EmailStep):
+        spec = step.email
+        variants = f" · {len(spec.variants)} variants" if spec.variants else ""
+        return Node(step.id, "email", step.id, _clip(spec.brief) + variants, y)
+    if isinstance(step, WaitStep):
+        until = f", or until {' / '.join(step.wait.until)}" if step.wait.until else ""
+        return Node(step.id, "wait", step.id, f"wait {step.wait.for_}{until}", y)
+    if isinstance(step, BranchStep):
+        rules = "; ".join(f"{r.if_} → {r.goto}" for r in step.branch if r.if_)
+        return Node(
+            step.id, "branch", step.id, _clip(f"{rules}; else → {step.branch[-1].target}"), y
+        )
+    if isinstance(step, ChooseStep):
+        return Node(step.id, "choose", step.id, _clip("bandit picks: " + ", ".join(step.choose)), y)
+    if isinstance(step, GotoStep):
+        return Node(step.id, "goto", step.id, f"go to {step.goto}", y)
+    reason = step.exit.reason or "exit"
+    return Node(step.id, "exit", step.id, _clip(reason), y)
+
+
+def _clip(text: str, limit: int = 52) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _straight(source: Node, target: Node, label: str) -> Edge:
+    x = NODE_X + NODE_WIDTH // 2
+    path = f"M{x},{source.y + NODE_HEIGHT} V{target.y - 2}"
+    return Edge(source.id, target.id, label, path, jump=False)
+
+
+def _arc(source: Node, target: Node, label: str, lane: int) -> Edge:
+    right = NODE_X + NODE_WIDTH
+    x = right + 24 + lane * LANE
+    y1, y2 = source.middle, target.middle
+    bend = 8 if y2 > y1 else -8
+    path = (
+        f"M{right},{y1} H{x - 8} Q{x},{y1} {x},{y1 + bend} "
+        f"V{y2 - bend} Q{x},{y2} {x - 8},{y2} H{right + 2}"
+    )
+    return Edge(source.id, target.id, label, path, jump=True)

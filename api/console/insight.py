@@ -1,0 +1,214 @@
+"""Sequences, contacts and enrollments as content-ops people read them: the definition as a
+graph, funnels and the bandit's split per step, and each enrollment's timeline and emails."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.console import funnels
+from api.console.framing import framed
+from api.console.graph import layout
+from api.console.web import SessionDep, page
+from api.deps import DepsDep, ReadConnDep
+from api.routes.enrollments import describe
+from sequences import registry, scores
+from sequences.costs import step_costs
+from sequences.errors import NotFound
+from sequences.models import CONTACTS, ENROLLMENTS, MESSAGES, SEQUENCES, VERSIONS
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+RECENT = 25
+
+
+@router.get("/sequences")
+async def sequences_page(request: Request, conn: ReadConnDep, session: SessionDep) -> HTMLResponse:
+    rows = (await conn.execute(select(SEQUENCES).order_by(SEQUENCES.c.key))).all()
+    return page(
+        request,
+        "sequences.html",
+        session,
+        sequences=rows,
+        enrollments=await funnels.enrollment_counts(conn),
+        pending=await funnels.pending_drafts(conn),
+        sent=await funnels.sent_counts(conn),
+    )
+
+
+@router.get("/sequences/{key}")
+async def sequence_page(
+    key: str, request: Request, conn: ReadConnDep, deps: DepsDep, session: SessionDep
+) -> HTMLResponse:
+    pinned = await registry.current(conn, key)
+    if pinned is None:
+        raise NotFound("unknown_sequence", f"no sequence '{key}'")
+    defn = pinned.definition
+    stats = await scores.arm_stats(conn, key)
+    return page(
+        request,
+        "sequence.html",
+        session,
+        key=key,
+        defn=defn,
+        version=pinned.version,
+        versions=await _versions(conn, pinned.sequence_id),
+        graph=layout(defn),
+        funnels=await funnels.funnels(conn, defn, pinned.sequence_id),
+        splits=funnels.splits(defn, stats),
+        costs=await step_costs(conn, key, pinned.sequence_id, deps.settings.agent_model),
+        counts=(await funnels.enrollment_counts(conn, pinned.sequence_id)).get(
+            pinned.sequence_id, {}
+        ),
+        recent=await _recent(conn, pinned.sequence_id),
+        now=deps.clock.now(),
+    )
+
+
+async def _versions(conn: AsyncConnection, sequence_id: int) -> list[Any]:
+    rows = await conn.execute(
+        select(VERSIONS.c.version, VERSIONS.c.created_at)
+        .where(VERSIONS.c.sequence_id == sequence_id)
+        .order_by(VERSIONS.c.version.desc())
+    )
+    return list(rows)
+
+
+async def _recent(conn: AsyncConnection, sequence_id: int) -> list[Any]:
+    rows = await conn.execute(
+        select(
+            ENROLLMENTS.c.id,
+            ENROLLMENTS.c.status,
+            ENROLLMENTS.c.position,
+            ENROLLMENTS.c.created_at,
+            CONTACTS.c.email,
+        )
+        .join(CONTACTS, CONTACTS.c.id == ENROLLMENTS.c.contact_id)
+        .where(ENROLLMENTS.c.sequence_id == sequence_id)
+        .order_by(ENROLLMENTS.c.created_at.desc())
+        .limit(RECENT)
+    )
+    return list(rows)
+
+
+@router.get("/contacts")
+async def contacts_page(
+    request: Request,
+    conn: ReadConnDep,
+    session: SessionDep,
+    q: Annotated[str, Query(max_length=320)] = "",
+) -> HTMLResponse:
+    query = select(CONTACTS.c.id, CONTACTS.c.email, CONTACTS.c.created_at, CONTACTS.c.attributes)
+    needle = q.strip().lower()
+    if needle:
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(CONTACTS.c.email_key.like(f"%{escaped}%", escape="\\"))
+    rows = await conn.execute(query.order_by(CONTACTS.c.id.desc()).limit(50))
+    return page(request, "contacts.html", session, contacts=list(rows), q=q, now=_now(request))
+
+
+@router.get("/contacts/{contact_id}")
+async def contact_page(
+    contact_id: int, request: Request, conn: ReadConnDep, deps: DepsDep, session: SessionDep
+) -> HTMLResponse:
+    contact = (await conn.execute(select(CONTACTS).where(CONTACTS.c.id == contact_id))).first()
+    if contact is None:
+        raise NotFound("unknown_contact", f"no contact {contact_id}")
+    now = deps.clock.now()
+    standing = (await scores.contact_scores(conn, [contact_id], now, scores.Decay.of(deps)))[
+        contact_id
+    ]
+    rows = await conn.execute(
+        select(ENROLLMENTS, SEQUENCES.c.key.label("sequence"))
+        .join(SEQUENCES, SEQUENCES.c.id == ENROLLMENTS.c.sequence_id)
+        .where(ENROLLMENTS.c.contact_id == contact_id)
+        .order_by(ENROLLMENTS.c.created_at.desc())
+    )
+    return page(
+        request,
+        "contact.html",
+        session,
+        contact=contact,
+        standing=standing,
+        enrollments=list(rows),
+        now=now,
+    )
+
+
+@router.get("/enrollments/{enrollment_id}")
+async def enrollment_page(
+    enrollment_id: str,
+    request: Request,
+    conn: ReadConnDep,
+    deps: DepsDep,
+    session: SessionDep,
+    message: Annotated[str | None, Query(max_length=32)] = None,
+) -> HTMLResponse:
+    enrollment = await describe(conn, deps, enrollment_id)
+    contact = (
+        await conn.execute(
+            select(CONTACTS)
+            .join(ENROLLMENTS, ENROLLMENTS.c.contact_id == CONTACTS.c.id)
+            .where(ENROLLMENTS.c.id == enrollment_id)
+        )
+    ).first()
+    messages = list(
+        await conn.execute(
+            select(MESSAGES)
+            .where(MESSAGES.c.enrollment_id == enrollment_id)
+            .order_by(MESSAGES.c.created_at)
+        )
+    )
+    shown = next((m for m in messages if m.id == message), messages[-1] if messages else None)
+    return page(
+        request,
+        "enrollment.html",
+        session,
+        enrollment=enrollment,
+        contact=contact,
+        messages=messages,
+        shown=shown,
+        entries=[_entry(e) for e in reversed(enrollment["timeline"])],
+        now=deps.clock.now(),
+    )
+
+
+_LEAD = ("reason", "rationale", "type", "note", "reply")
+_QUIET = {"at", "kind", "step", "choice", "message", "draft", "wake_at", "until"}
+
+
+def _entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A timeline entry as one line to read and a few facts beside it."""
+    lead = next((str(entry[k]) for k in _LEAD if entry.get(k)), "")
+    choice = entry.get("choice")
+    if isinstance(choice, dict) and choice.get("reason"):
+        lead = lead or str(choice["reason"])
+    facts = {
+        k: v
+        for k, v in entry.items()
+        if k not in _QUIET and k not in _LEAD and isinstance(v, str | int | float | bool)
+    }
+    if isinstance(entry.get("wake_at"), str):
+        facts["wakes"] = entry["wake_at"][:16].replace("T", " ") + " UTC"
+    until = entry.get("until")
+    if until:
+        facts["until"] = " / ".join(until) if isinstance(until, list) else until
+    return {**entry, "lead": lead, "facts": facts, "choice_detail": choice}
+
+
+@router.get("/messages/{message_pk}/html")
+async def message_html(message_pk: str, conn: ReadConnDep, _: SessionDep) -> HTMLResponse:
+    """An email as it was sent, for the sandboxed iframe."""
+    html = (
+        await conn.execute(select(MESSAGES.c.html_body).where(MESSAGES.c.id == message_pk))
+    ).scalar_one_or_none()
+    if html is None:
+        raise NotFound("unknown_message", f"no message '{message_pk}'")
+    return framed(html)
+
+
+def _now(request: Request) -> Any:
+    return request.app.state.deps.clock.now()

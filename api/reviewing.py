@@ -1,0 +1,215 @@
+"""Deciding drafts: shared by the JSON API and the console, so both refuse the same edits,
+answer the same race with the same conflict, and wake the worker the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agents import guardrails
+from agents.copy import CopyRequest, Decision, Draft, Finding
+from agents.nodes import apply_edits
+from sequences import reviews
+from sequences.compose import preview_renderer
+from sequences.definition import EmailStep
+from sequences.deps import Deps
+from sequences.errors import Conflict, Invalid, NotFound
+from sequences.flow import load_context
+from sequences.models import CONTACTS, DRAFTS, DraftStatus
+
+_FIELDS = {"subject": "subject", "preheader": "preheader", "paragraphs": "body"}
+_EDITABLE = ("subject", "preheader", "body")
+
+
+@dataclass(frozen=True)
+class Filter:
+    status: str = DraftStatus.pending
+    sequence: str | None = None
+    step: str | None = None
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        query = query.where(DRAFTS.c.status == self.status)
+        if self.sequence:
+            query = query.where(DRAFTS.c.sequence_key == self.sequence)
+        if self.step:
+            query = query.where(DRAFTS.c.step_id == self.step)
+        return query
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Any]
+    next: str | None  # the last id shown, when more follow
+
+
+async def page(
+    conn: AsyncConnection, where: Filter, *, after: str | None = None, limit: int = 50
+) -> Page:
+    """Drafts oldest first (the review queue), from after the draft ``after``."""
+    query = where.apply(
+        select(DRAFTS, CONTACTS.c.email).join(CONTACTS, CONTACTS.c.id == DRAFTS.c.contact_id)
+    )
+    if after:
+        mark = (await conn.execute(select(DRAFTS.c.created_at).where(DRAFTS.c.id == after))).first()
+        if mark is None:
+            raise Invalid("bad_cursor", f"after: no draft '{after}'", [{"path": "after"}])
+        query = query.where(
+            (DRAFTS.c.created_at > mark.created_at)
+            | ((DRAFTS.c.created_at == mark.created_at) & (DRAFTS.c.id > after))
+        )
+    ordered = query.order_by(DRAFTS.c.created_at, DRAFTS.c.id).limit(limit + 1)
+    rows = list((await conn.execute(ordered)).all())
+    return Page(rows[:limit], rows[limit - 1].id if len(rows) > limit else None)
+
+
+async def count(conn: AsyncConnection, where: Filter) -> int:
+    total = await conn.execute(where.apply(select(func.count()).select_from(DRAFTS)))
+    return int(total.scalar_one())
+
+
+async def load(conn: AsyncConnection, draft_id: str) -> Any:
+    """The draft row with its contact's address; NotFound when there is none."""
+    row = (
+        await conn.execute(
+            select(DRAFTS, CONTACTS.c.email)
+            .join(CONTACTS, CONTACTS.c.id == DRAFTS.c.contact_id)
+            .where(DRAFTS.c.id == draft_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("unknown_draft", f"no draft '{draft_id}'")
+    return row
+
+
+async def approve(deps: Deps, draft_id: str, decision: Decision) -> dict[str, Any]:
+    """Approve a pending draft as it is or edited; an edit that fails a guardrail is refused
+    (422, nothing changed) naming the field and the rule."""
+    async with deps.reader.connect() as conn:
+        row = await load(conn, draft_id)
+        if apply_edits(Draft.model_validate(row.copy), decision) is None:
+            # A form that posts the copy back unchanged is a plain approval.
+            decision = decision.model_copy(update=dict.fromkeys(_EDITABLE))
+        failed = await edit_findings(conn, deps, row, decision)
+    if failed:
+        details = [{"path": _path(f.message), "message": f"{f.rule}: {f.message}"} for f in failed]
+        raise Invalid("edit_refused", "the edited draft fails the guardrails", details)
+    return await decide(deps, draft_id, decision)
+
+
+async def edit_findings(
+    conn: AsyncConnection, deps: Deps, row: Any, decision: Decision
+) -> list[Finding]:
+    """The guardrails the edited copy fails: the copy checks, then the rendered email's."""
+    edited = apply_edits(Draft.model_validate(row.copy), decision)
+    if edited is None:
+        return []
+    findings = guardrails.check_copy(edited, CopyRequest.model_validate(row.request))
+    ctx = await load_context(conn, row.enrollment_id)
+    step = ctx.definition.step(row.step_id) if ctx else None
+    if ctx is not None and isinstance(step, EmailStep):
+        findings += guardrails.check_preview(preview_renderer(deps, ctx, step)(edited))
+    return guardrails.failed(findings)
+
+
+async def decide(deps: Deps, draft_id: str, decision: Decision) -> dict[str, Any]:
+    """Record a decision on a pending draft; 409 when someone decided it first."""
+    now = deps.clock.now()
+    async with deps.engine.begin() as conn:
+        row = await reviews.decide(conn, draft_id, decision, now)
+        if row is None:
+            current = await load(conn, draft_id)
+            raise Conflict(
+                "draft_not_pending",
+                f"draft '{draft_id}' is {current.status}, not pending: "
+                f"it was decided already{_by(current.decided_by)}",
+            )
+    await deps.waker.wake_at([now])  # after the commit: the worker must see the decision
+    return {"id": draft_id, "status": row.status, "decision": row.decision}
+
+
+@dataclass(frozen=True)
+class Bulk:
+    approved: int
+    left: int  # pending drafts of the step with a failed check: a reviewer reads each
+
+
+async def approve_step(deps: Deps, sequence: str, step: str, *, by: str) -> Bulk:
+    """Approve, as they are, the step's pending drafts whose checks all pass (one commit)."""
+    now = deps.clock.now()
+    decision = Decision(action="approve", note="bulk approval of the step", by=by)
+    where = Filter(DraftStatus.pending, sequence, step)
+    async with deps.engine.begin() as conn:
+        rows = (await conn.execute(where.apply(select(DRAFTS.c.id, DRAFTS.c.review)))).all()
+        clean = [row.id for row in rows if not failed_rules(row.review)]
+        approved = 0
+        for draft_id in clean:
+            approved += await reviews.decide(conn, draft_id, decision, now) is not None
+    if approved:
+        await deps.waker.wake_at([now])
+    return Bulk(approved, len(rows) - len(clean))
+
+
+def failed_rules(review: dict[str, Any]) -> list[str]:
+    return [f["rule"] for f in review.get("findings", []) if not f.get("ok", True)]
+
+
+def _by(who: str | None) -> str:
+    return f" by {who}" if who else ""
+
+
+def _path(message: str) -> str:
+    for word, field in _FIELDS.items():
+        if word in message:
+            return field
+    return "body"
+
+
+def summary(row: Any) -> dict[str, Any]:
+    """A draft as the queue lists it."""
+    copy = row.copy or {}
+    return {
+        "id": row.id,
+        "status": row.status,
+        "sequence": row.sequence_key,
+        "step": row.step_id,
+        "variant": row.variant,
+        "revision": row.revision,
+        "enrollment_id": row.enrollment_id,
+        "email": row.email,
+        "subject": row.subject,
+        "model": row.model,
+        "rationale": copy.get("rationale", ""),
+        "failed_checks": failed_rules(row.review),
+        "created_at": _iso(row.created_at),
+        "deadline_at": _iso(row.deadline_at),
+        "decided_by": row.decided_by,
+        "decided_at": _iso(row.decided_at),
+    }
+
+
+def detail(row: Any) -> dict[str, Any]:
+    """A draft as a reviewer reads it: the copy, the rendered email, the checks, the fallback,
+    the contact and what they did so far."""
+    request = CopyRequest.model_validate(row.request)
+    return {
+        **summary(row),
+        "copy": row.copy,
+        "preview": {"html": row.preview_html, "text": row.preview_text},
+        "findings": row.review.get("findings", []),
+        "fallback": row.review.get("fallback"),
+        "choice_reason": row.review.get("choice_reason"),
+        "fallback_reason": row.review.get("fallback_reason"),
+        "signals": row.review.get("signals", {}),
+        "contact": request.contact,
+        "engagement": request.engagement.for_prompt(),
+        "brief": request.brief,
+        "decision": row.decision,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
