@@ -28,11 +28,19 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+async def serving(
+    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, started: bool = False
+) -> AsyncIterator[str]:
     """An app on ``host`` (a free port by default) until the block ends; yields its base URL.
+    ``started``: its lifespan already ran (a second one would replace its dependencies).
     The tests' browser drives the console through this."""
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+        lifespan="off" if started else "on",
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())

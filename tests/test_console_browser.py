@@ -1,0 +1,158 @@
+"""The console in a real browser: Debian's Chromium, headless, driven by Playwright against
+the app served over HTTP, with the real worker, PostgreSQL and SMTP capture behind it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from console_cases import BAD_BODY, REVIEWED, console_stack, pending
+from harness import Stack
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from api.auth import Role
+from api.server import serving
+from sequences.mail.capture import CaptureServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+WAIT_MS = 20_000
+
+
+@dataclass
+class Console:
+    stack: Stack
+    base: str
+    browser: Browser
+
+    async def page(self, width: int = 1280) -> Page:
+        context = await self.browser.new_context(viewport={"width": width, "height": 900})
+        return await context.new_page()
+
+    async def signed_in(self, role: Role = Role.reviewer) -> Page:
+        page = await self.page()
+        await page.goto(f"{self.base}/console/queue")
+        await expect(page).to_have_url(f"{self.base}/console/sign-in?next=%2Fconsole%2Fqueue")
+        await page.fill("#key", await self.stack.key(role))
+        await page.click("button[type=submit]")
+        await expect(page).to_have_url(f"{self.base}/console/queue")
+        return page
+
+
+@pytest.fixture
+async def console(
+    postgres_url: str, redis_db: str, capture: CaptureServer, tmp_path: Path
+) -> AsyncIterator[Console]:
+    if not CHROMIUM.exists():  # noqa: ASYNC240  (one stat before the browser starts)
+        pytest.fail("Chromium is missing: `make test` installs Debian's chromium package")
+    async with (
+        console_stack(postgres_url, redis_db, capture, tmp_path) as stack,
+        serving(stack.app, started=True) as base,
+        async_playwright() as playwright,
+    ):
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"]
+        )
+        try:
+            yield Console(stack, base, browser)
+        finally:
+            await browser.close()
+
+
+async def enrolled(stack: Stack, *names: str) -> list[dict[str, object]]:
+    await stack.apply("reviewed", REVIEWED)
+    for name in names:
+        contact = {"first_name": name.title(), "company": "Initech"}
+        await stack.enroll("reviewed", f"{name}@example.com", attributes=contact)
+    return await pending(stack, len(names))
+
+
+async def test_approve_with_the_keyboard_and_see_the_email_arrive(console: Console) -> None:
+    first, second = await enrolled(console.stack, "ana", "bo")
+    page = await console.signed_in()
+    rows = page.locator("table.rows tbody tr")
+    await expect(rows).to_have_count(2)
+    await page.keyboard.press("j")
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(f"{console.base}/console/drafts/{first['id']}?")
+    frame = page.locator("iframe.email-frame")
+    assert await frame.get_attribute("sandbox") == ""  # no allowances: no scripts, no origin
+    email = page.frame_locator("iframe.email-frame")
+    name = str(first["email"]).split("@")[0].title()
+    await expect(email.locator("body")).to_contain_text(f"Hi {name},")
+    await expect(page.locator(".checks li.failed")).to_have_count(0)
+
+    await page.keyboard.press("a")
+    await expect(page).to_have_url(f"{console.base}/console/drafts/{second['id']}?notice=approved")
+    await expect(page.locator(".notice")).to_contain_text("Approved")
+
+    await page.click("text=Dev inbox")
+    for _ in range(100):  # the worker sends within a second or two
+        if await page.locator(f"td.subject >> text={first['subject']}").count():
+            break
+        await asyncio.sleep(0.2)
+        await page.reload()
+    await page.click(f"td.subject >> text={first['subject']}")
+    await expect(page.locator("table.kv")).to_contain_text("signed d=acme.test")
+    arrived = page.frame_locator("iframe.email-frame").locator("body")
+    await expect(arrived).to_contain_text(f"Hi {name},", timeout=WAIT_MS)
+
+
+async def test_an_edit_that_fails_a_guardrail_is_refused_on_the_page(console: Console) -> None:
+    [draft] = await enrolled(console.stack, "cy")
+    page = await console.signed_in()
+    await page.click(f"text={draft['subject']}")
+    await page.keyboard.press("e")
+    await expect(page.locator("#subject")).to_be_focused()
+    await page.fill("#body", BAD_BODY)
+    await page.click("#save-approve")
+    alert = page.locator("[role=alert]")
+    await expect(alert).to_contain_text("Refused: the edit fails the guardrails")
+    await expect(alert).to_contain_text("allowed_links")
+    await expect(page.locator("#body")).to_have_value(BAD_BODY)  # the reviewer's text is kept
+    [still] = await pending(console.stack)
+    assert still["id"] == draft["id"] and still["status"] == "pending"
+    assert console.stack.mail_to("cy@example.com") == []
+
+
+async def test_reject_and_regenerate_brings_a_new_revision(console: Console) -> None:
+    [draft] = await enrolled(console.stack, "di")
+    page = await console.signed_in()
+    await page.click(f"text={draft['subject']}")
+    await page.click("#reject summary")
+    await page.fill("#reject-note", "Shorter, and name the quickstart.")
+    await page.click("#reject-submit")
+    await expect(page.locator(".notice")).to_contain_text("writing a new draft")
+    for _ in range(100):
+        if await page.locator("text=rev 2").count():
+            break
+        await asyncio.sleep(0.2)
+        await page.reload()
+    await expect(page.locator("table.rows tbody tr")).to_have_count(1)
+    await expect(page.locator("table.rows")).to_contain_text("rev 2")
+    await page.click("td.subject a")
+    await expect(page.locator(".meta")).to_contain_text("revision 2")
+
+
+async def test_roles_an_enroll_key_cannot_review_and_a_reviewer_key_cannot_enroll(
+    console: Console,
+) -> None:
+    page = await console.page()
+    await page.goto(f"{console.base}/console/sign-in")
+    await page.fill("#key", await console.stack.key(Role.enroll))
+    await page.click("button[type=submit]")
+    await expect(page.locator("[role=alert]")).to_contain_text("'enroll' role")
+    await page.goto(f"{console.base}/console/queue")
+    await expect(page).to_have_url(f"{console.base}/console/sign-in?next=%2Fconsole%2Fqueue")
+
+    await console.stack.apply("reviewed", REVIEWED)
+    reviewer_key = await console.stack.key(Role.reviewer)
+    answer = await page.request.post(
+        f"{console.base}/v1/enrollments",
+        headers={"Authorization": f"Bearer {reviewer_key}"},
+        data={"sequence": "reviewed", "contact": {"email": "eve@example.com"}},
+    )
+    assert answer.status == 403
+    assert "'reviewer' role may not do this" in (await answer.json())["error"]["message"]
