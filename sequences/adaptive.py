@@ -117,15 +117,7 @@ async def choose_next(
 ) -> tuple[str, str, dict[str, Any]]:
     """(target, reason, logged detail) for a ``choose`` step. Each candidate stands for the
     email it leads to, so its counts are that step's over all of its variants."""
-    stats = await scores.arm_stats(conn, defn.key)
-    candidates = [
-        Candidate(
-            id=target,
-            topics=defn.topics(defn.arm_step(target)),
-            stats=scores.step_total(stats, defn.arm_step(target)),
-        )
-        for target in step.choose
-    ]
+    candidates = choose_candidates(defn, step, await scores.arm_stats(conn, defn.key))
     choice = chooser(
         candidates,
         affinities,
@@ -140,6 +132,18 @@ async def choose_next(
         log.warning("choice refused", extra={"step": step.id, "why": str(refusal)})
         target = stable_pick(enrollment_id, step.id, step.choose)
         return target, f"refused choice: {refusal}; took the stable split instead", detail
+
+
+def choose_candidates(defn: SequenceDefinition, step: ChooseStep, stats: Stats) -> list[Candidate]:
+    """A ``choose`` step's candidates, each with the counts of the email it leads to."""
+    return [
+        Candidate(
+            id=target,
+            topics=defn.topics(defn.arm_step(target)),
+            stats=scores.step_total(stats, defn.arm_step(target)),
+        )
+        for target in step.choose
+    ]
 
 
 def stable_pick(enrollment_id: str, step_id: str, options: list[str]) -> str:

@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents import bandit
 from agents.bandit import ArmStats, Candidate
-from sequences import scores
+from sequences.adaptive import choose_candidates
 from sequences.definition import ChooseStep, EmailStep, SequenceDefinition
 from sequences.models import DRAFTS, ENROLLMENTS, EVENTS, MESSAGES, MessageState
 
 STAGES = ("sent", "clicked", "replied", "converted")
 LOSSES = ("unsubscribed", "bounced")
+SPLIT_DRAWS = 500  # a share's standard error is at most 2.2 points: plenty for a chart
 
 
 @dataclass
@@ -126,14 +127,14 @@ def splits(defn: SequenceDefinition, stats: dict[tuple[str, str], ArmStats]) -> 
             arms = {v: stats.get((step.id, v), ArmStats()) for v in ids}
             found.append(_split(step.id, "variants", arms, defn))
         elif isinstance(step, ChooseStep):
-            arms = {t: scores.step_total(stats, defn.arm_step(t)) for t in step.choose}
+            arms = {c.id: c.stats for c in choose_candidates(defn, step, stats)}
             found.append(_split(step.id, "choose", arms, defn))
     return found
 
 
 def _split(step: str, kind: str, arms: dict[str, ArmStats], defn: SequenceDefinition) -> Split:
     candidates = [Candidate(id=arm, stats=counts) for arm, counts in arms.items()]
-    shares = bandit.split(candidates, goal=defn.adapt.goal, seed=len(step))
+    shares = bandit.split(candidates, goal=defn.adapt.goal, draws=SPLIT_DRAWS, seed=len(step))
     return Split(step, kind, shares, arms)
 
 

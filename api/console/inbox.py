@@ -72,16 +72,19 @@ def _names(directory: Path | None) -> list[str]:
     return sorted((p.stem for p in directory.glob("*.eml")), reverse=True)
 
 
-def _read(directory: Path | None, name: str) -> EmailMessage:
+def _read(directory: Path | None, name: str, *, headers_only: bool = False) -> EmailMessage:
     if directory is None or not _NAME.match(name) or not (directory / f"{name}.eml").is_file():
         raise NotFound("unknown_email", f"no captured email '{name}'")
-    message = _PARSER.parsebytes((directory / f"{name}.eml").read_bytes())
+    raw = (directory / f"{name}.eml").read_bytes()
+    if headers_only:  # a list shows four headers: parsing the MIME parts would be most of it
+        raw = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0] + b"\r\n\r\n"
+    message = _PARSER.parsebytes(raw, headersonly=headers_only)
     assert isinstance(message, EmailMessage)
     return message
 
 
 def _summary(directory: Path | None, name: str) -> Captured:
-    message = _read(directory, name)
+    message = _read(directory, name, headers_only=True)
     return Captured(
         name,
         str(message["To"] or ""),
