@@ -64,6 +64,8 @@ async def funnels(
         )
     for row in await _unsubscribes(conn, sequence_id):
         _place(by_step, row.step_id, row.variant, Funnel(unsubscribed=row.n))
+    for found in by_step.values():
+        found.variants = dict(sorted(found.variants.items()))
     return list(by_step.values())
 
 

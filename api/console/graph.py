@@ -98,8 +98,8 @@ def _targets(step: Step, following: str | None) -> list[tuple[str, str]]:
 def _node(step: Step, y: int) -> Node:
     if isinstance(step, EmailStep):
         spec = step.email
-        variants = f" · {len(spec.variants)} variants" if spec.variants else ""
-        return Node(step.id, "email", step.id, _clip(spec.brief) + variants, y)
+        variants = f"  ({len(spec.variants)} variants)" if spec.variants else ""
+        return Node(step.id, "email", step.id + variants, _clip(spec.brief), y)
     if isinstance(step, WaitStep):
         until = f", or until {' / '.join(step.wait.until)}" if step.wait.until else ""
         return Node(step.id, "wait", step.id, f"wait {step.wait.for_}{until}", y)
@@ -116,7 +116,7 @@ def _node(step: Step, y: int) -> Node:
     return Node(step.id, "exit", step.id, _clip(reason), y)
 
 
-def _clip(text: str, limit: int = 52) -> str:
+def _clip(text: str, limit: int = 50) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 

@@ -3,6 +3,7 @@ graph, funnels and the bandit's split per step, and each enrollment's timeline a
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -187,16 +188,26 @@ def _entry(entry: dict[str, Any]) -> dict[str, Any]:
     if isinstance(choice, dict) and choice.get("reason"):
         lead = lead or str(choice["reason"])
     facts = {
-        k: v
+        k: _readable(v)
         for k, v in entry.items()
         if k not in _QUIET and k not in _LEAD and isinstance(v, str | int | float | bool)
     }
     if isinstance(entry.get("wake_at"), str):
-        facts["wakes"] = entry["wake_at"][:16].replace("T", " ") + " UTC"
+        facts["wakes"] = _readable(entry["wake_at"])
     until = entry.get("until")
     if until:
         facts["until"] = " / ".join(until) if isinstance(until, list) else until
     return {**entry, "lead": lead, "facts": facts, "choice_detail": choice}
+
+
+_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})[0-9:.]*(\+00:00|Z)$")
+
+
+def _readable(value: object) -> object:
+    """An ISO timestamp as ``2026-11-13 04:44 UTC``; anything else as it is."""
+    if isinstance(value, str) and (match := _ISO.match(value)):
+        return f"{match.group(1)} {match.group(2)} UTC"
+    return value
 
 
 @router.get("/messages/{message_pk}/html")
