@@ -42,4 +42,4 @@ lock: $(STAMP)
 	  $(BIN)/pip freeze --exclude-editable | grep -v '^-e' ) > constraints.txt
 
 clean:
-	rm -rf $(VENV) .dripline .dripline-demo .dripline-sim .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .dripline .dripline-demo .dripline-sim .dripline-screens .mypy_cache .pytest_cache .ruff_cache
