@@ -143,6 +143,17 @@ async def test_forms_without_the_session_csrf_token_change_nothing(sqlite_stack:
     assert still["id"] == draft["id"] and still["status"] == "pending"
     out = await stack.client.post("/console/sign-out", data={})
     assert out.status_code == 403  # signing out takes the token too
+    elsewhere = {"Origin": "https://evil.example.net"}
+    forged = await stack.client.post(url, data={"csrf": token}, headers=elsewhere)
+    assert forged.status_code == 403 and "evil.example.net" in forged.text
+    key = await stack.key(Role.reviewer)
+    planted = await stack.client.post("/console/sign-in", data={"key": key}, headers=elsewhere)
+    assert planted.status_code == 403 and "set-cookie" not in planted.headers
+    [still] = await pending(stack)
+    assert still["status"] == "pending"
+    own = {"Origin": "http://dripline.test"}
+    approved = await stack.client.post(url, data={"csrf": token}, headers=own)
+    assert approved.status_code == 303
 
 
 async def test_approve_through_the_form_sends_once_and_moves_on(stack: Stack) -> None:

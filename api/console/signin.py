@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from api.auth import authenticate
 from api.console import sessions
-from api.console.web import PostSessionDep, local_path, page, redirect
+from api.console.web import PostSessionDep, local_path, page, redirect, same_origin
 from api.deps import DepsDep
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -34,6 +34,7 @@ async def sign_in(
     key: Annotated[str, Form(max_length=200)] = "",
     next_: Annotated[str | None, Form(alias="next", max_length=2000)] = None,
 ) -> Response:
+    same_origin(request)  # no signing a browser in to someone else's session from elsewhere
     target = local_path(next_)
     async with deps.engine.begin() as conn:
         principal = await authenticate(conn, key.strip()) if key.strip() else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
@@ -54,8 +54,19 @@ async def current(request: Request, deps: DepsDep) -> Session:
 SessionDep = Annotated[Session, Depends(current)]
 
 
-async def checked(session: SessionDep, csrf: Annotated[str, Form(max_length=100)] = "") -> Session:
+def same_origin(request: Request) -> None:
+    """A browser names the page a form was posted from; it must be one of ours. (Clients that
+    send no Origin, like curl, still need the CSRF token.)"""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise HTTPException(403, f"a form posted from {origin} is not accepted here")
+
+
+async def checked(
+    request: Request, session: SessionDep, csrf: Annotated[str, Form(max_length=100)] = ""
+) -> Session:
     """For every form post: the session, and the form's CSRF token must be the session's."""
+    same_origin(request)
     if not session.csrf_ok(csrf):
         raise HTTPException(403, "the form's CSRF token is missing or stale: reload the page")
     return session
