@@ -264,6 +264,7 @@ async def test_errors_are_pages_in_the_console_and_json_in_the_api(sqlite_stack:
     missing = await client.get("/console/drafts/drf_nope")
     assert missing.status_code == 404 and "no draft &#39;drf_nope&#39;" in missing.text
     assert missing.headers["content-type"].startswith("text/html")
+    assert "Sign out" in missing.text  # a signed-in reviewer keeps the navigation
     bad = await client.get("/console/inbox?page=0")
     assert bad.status_code == 422 and "page" in bad.text
     for name in ("..%2F..%2Fetc%2Fpasswd", "nope-1"):

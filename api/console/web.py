@@ -18,7 +18,6 @@ from starlette.exceptions import HTTPException
 from api import errors
 from api.console import sessions
 from api.console.sessions import Session
-from api.deps import DepsDep
 from sequences.errors import DriplineError
 
 HERE = Path(__file__).parent
@@ -41,14 +40,21 @@ class SignInRequired(Exception):
     """No live console session: the browser is sent to the sign-in page."""
 
 
-async def current(request: Request, deps: DepsDep) -> Session:
+async def signed_in(request: Request) -> Session | None:
     secret = request.cookies.get(sessions.COOKIE)
-    if secret:
-        async with deps.reader.connect() as conn:
-            session = await sessions.find(conn, secret, deps.clock.now())
-        if session is not None:
-            return session
-    raise SignInRequired
+    if not secret:
+        return None
+    deps = request.app.state.deps
+    async with deps.reader.connect() as conn:
+        found: Session | None = await sessions.find(conn, secret, deps.clock.now())
+        return found
+
+
+async def current(request: Request) -> Session:
+    session = await signed_in(request)
+    if session is None:
+        raise SignInRequired
+    return session
 
 
 SessionDep = Annotated[Session, Depends(current)]
@@ -146,7 +152,10 @@ def _as_page(json_handler: errors.Handler) -> errors.Handler:
         if not request.url.path.startswith("/console"):
             return await json_handler(request, exc)
         status, message = _describe(exc)
-        return page(request, "error.html", None, status_code=status, status=status, message=message)
+        session = await signed_in(request)  # the page keeps its navigation when signed in
+        return page(
+            request, "error.html", session, status_code=status, status=status, message=message
+        )
 
     return handle
 
