@@ -244,6 +244,9 @@ async def test_bulk_approval_takes_only_drafts_that_pass_every_check(sqlite_stac
             update(DRAFTS).where(DRAFTS.c.id == drafts[0]["id"]).values(review=flagged)
         )
     token = await sign_in(stack)
+    flagged_page = await stack.client.get(f"/console/drafts/{drafts[0]['id']}")
+    assert "1 guardrail failed (spam_phrases)" in flagged_page.text
+    assert 'data-confirm="This draft fails spam_phrases' in flagged_page.text
     queue = await stack.client.get("/console/queue?sequence=reviewed&step=welcome")
     assert "Approve all passing in this step" in queue.text and "1 failed" in queue.text
     response = await stack.client.post(
