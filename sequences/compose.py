@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ def build_request(
 ) -> CopyRequest:
     """The copy request for ``contact`` at ``step``: the engine's and the eval suites' alike."""
     spec = step.email
-    context = {"contact": contact, "sender": step.sender, "step": {"id": step.step_id}}
+    context = {"contact": as_written(contact), "sender": step.sender, "step": {"id": step.step_id}}
 
     def rendered(fallback: FallbackSpec) -> Fallback:
         return Fallback(
@@ -116,6 +117,23 @@ def build_request(
         prompt_version=prompt_version,
         needs_review=needs_review,
     )
+
+
+_SCRIPT = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
+
+
+def as_written(contact: dict[str, Any]) -> dict[str, Any]:
+    """The contact as fallback copy may quote it: markup typed into a form is dropped (script
+    and style with their content) and whitespace trimmed, so ``"   "`` is no name at all and
+    ``default('there', true)`` greets "there" rather than writing "Hi ,"."""
+    return {
+        key: _plain(value) if isinstance(value, str) else value for key, value in contact.items()
+    }
+
+
+def _plain(text: str) -> str:
+    return " ".join(_TAG.sub("", _SCRIPT.sub("", text)).split())
 
 
 def preview_renderer(deps: Deps, ctx: RunContext, step: EmailStep) -> Callable[[Draft], Preview]:
