@@ -31,8 +31,8 @@ class Console:
         context = await self.browser.new_context(viewport={"width": width, "height": 900})
         return await context.new_page()
 
-    async def signed_in(self, role: Role = Role.reviewer) -> Page:
-        page = await self.page()
+    async def signed_in(self, role: Role = Role.reviewer, width: int = 1280) -> Page:
+        page = await self.page(width)
         await page.goto(f"{self.base}/console/queue")
         await expect(page).to_have_url(f"{self.base}/console/sign-in?next=%2Fconsole%2Fqueue")
         await page.fill("#key", await self.stack.key(role))
@@ -156,3 +156,32 @@ async def test_roles_an_enroll_key_cannot_review_and_a_reviewer_key_cannot_enrol
     )
     assert answer.status == 403
     assert "'reviewer' role may not do this" in (await answer.json())["error"]["message"]
+
+
+async def test_on_a_phone_no_page_scrolls_sideways_and_approve_comes_first(
+    console: Console,
+) -> None:
+    await console.stack.apply("reviewed", REVIEWED)
+    address = "fay.featherstonehaugh-montgomery@consolidated-widgets-international.example.com"
+    await console.stack.enroll("reviewed", address, attributes={"company": "Consolidated"})
+    [draft] = await pending(console.stack)
+    page = await console.signed_in(width=390)
+    paths = [
+        "/console/queue",
+        f"/console/drafts/{draft['id']}",
+        "/console/sequences",
+        "/console/sequences/reviewed",
+        f"/console/enrollments/{draft['enrollment_id']}",
+        "/console/contacts",
+        "/console/inbox",
+    ]
+    for path in paths:
+        await page.goto(console.base + path)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width} px wide on a 390 px screen"
+    await page.goto(f"{console.base}/console/drafts/{draft['id']}")
+    approve = await page.locator("#approve").bounding_box()
+    email = await page.locator("iframe.email-frame").bounding_box()
+    assert approve is not None and email is not None
+    assert approve["y"] + approve["height"] < email["y"]  # decide without scrolling past it
+    assert email["width"] > 300  # the email has the screen's width, not a squeezed column
