@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from console_cases import BAD_BODY, REVIEWED, console_stack, pending
 from harness import Stack
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
 from api.auth import Role
 from api.server import serving
@@ -185,3 +185,23 @@ async def test_on_a_phone_no_page_scrolls_sideways_and_approve_comes_first(
     assert approve is not None and email is not None
     assert approve["y"] + approve["height"] < email["y"]  # decide without scrolling past it
     assert email["width"] > 300  # the email has the screen's width, not a squeezed column
+
+
+async def test_bulk_approval_asks_first_and_a_refusal_changes_nothing(console: Console) -> None:
+    await enrolled(console.stack, "gil", "hal")
+    page = await console.signed_in()
+    await page.click(".filters >> text=welcome")  # the step in the side list
+    answers: list[str] = []
+
+    async def answer(dialog: Dialog) -> None:
+        answers.append(dialog.message)
+        await (dialog.dismiss() if len(answers) == 1 else dialog.accept())
+
+    page.on("dialog", answer)
+    await page.click("text=Approve all passing in this step")
+    await expect(page.locator("table.rows tbody tr")).to_have_count(2)  # dismissed: still there
+    assert len(await pending(console.stack, 2)) == 2
+    await page.click("text=Approve all passing in this step")
+    await expect(page.locator(".notice")).to_contain_text("Approved 2 drafts.")
+    assert "whose checks all pass" in answers[0] and len(answers) == 2
+    await expect(page.locator(".empty")).to_contain_text("Nothing to review")
