@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -32,12 +33,13 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agents.devserver import serving
 from api.app import create_app
 from api.auth import Role, create_key
-from api.server import serving
-from benchmarks.console_seed import DEFAULT_ADMIN_URL, DEFAULT_REDIS_URL, Seeded, seed
-from benchmarks.services import create_database, drop_database
+from benchmarks.console_seed import Seeded, console_settings, seed
+from benchmarks.services import add_service_arguments, create_database, drop_database
 from sequences.models import CONTACTS, DRAFTS, MESSAGES, TIMELINE, DraftStatus
 from sequences.runtime import open_deps
 from sequences.settings import Settings
@@ -64,10 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drafts", type=int, default=1_000, help="drafts pending review")
     parser.add_argument("--requests", type=int, default=30, help="timed requests per page")
     parser.add_argument("--inbox", type=int, default=2_000, help="captured emails in the inbox")
-    parser.add_argument(
-        "--database-url", default=os.environ.get("TEST_PG_ADMIN_URL", DEFAULT_ADMIN_URL)
-    )
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    add_service_arguments(parser, redis_use="only connected to")
     return parser.parse_args(argv)
 
 
@@ -89,31 +88,27 @@ def fill_inbox(directory: Path, count: int, html: str, text: str) -> list[str]:
     return names
 
 
-async def pages(
-    settings: Settings, redis_url: str, found: Seeded, inbox: list[str]
-) -> dict[str, str]:
+async def pages(conn: AsyncConnection, found: Seeded, inbox: list[str]) -> dict[str, str]:
     """The console's pages, each at a URL that makes it work hardest on this data set."""
-    async with open_deps(settings, redis_url=redis_url) as deps, deps.reader.connect() as conn:
-        busiest = (
-            await conn.execute(
-                select(TIMELINE.c.enrollment_id, func.count().label("n"))
-                .group_by(TIMELINE.c.enrollment_id)
-                .order_by(func.count().desc())
-                .limit(1)
-            )
-        ).first()
-        assert busiest is not None
-        step = (
-            await conn.execute(
-                select(DRAFTS.c.sequence_key, DRAFTS.c.step_id, func.count().label("n"))
-                .where(DRAFTS.c.status == DraftStatus.pending)
-                .group_by(DRAFTS.c.sequence_key, DRAFTS.c.step_id)
-                .order_by(func.count().desc())
-                .limit(1)
-            )
-        ).one()
-        message = (await conn.execute(select(MESSAGES.c.id).limit(1))).scalar_one()
-        contact = (await conn.execute(select(CONTACTS.c.id, CONTACTS.c.email).limit(1))).one()
+    busiest = (
+        await conn.execute(
+            select(TIMELINE.c.enrollment_id, func.count().label("n"))
+            .group_by(TIMELINE.c.enrollment_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        )
+    ).one()
+    step = (
+        await conn.execute(
+            select(DRAFTS.c.sequence_key, DRAFTS.c.step_id, func.count().label("n"))
+            .where(DRAFTS.c.status == DraftStatus.pending)
+            .group_by(DRAFTS.c.sequence_key, DRAFTS.c.step_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        )
+    ).one()
+    message = (await conn.execute(select(MESSAGES.c.id).limit(1))).scalar_one()
+    contact = (await conn.execute(select(CONTACTS.c.id, CONTACTS.c.email).limit(1))).one()
     middle = found.draft_ids[len(found.draft_ids) // 2]
     urls = {
         "sign-in form": "/console/sign-in",
@@ -180,7 +175,21 @@ def report(timings: list[Timing]) -> bool:
     return ok
 
 
-async def main_async(args: argparse.Namespace) -> bool:
+@dataclass(frozen=True)
+class Served:
+    base: str  # the console's server
+    key: str  # a reviewer's API key to sign in with
+    urls: dict[str, str]  # see pages()
+    inbox: int  # captured emails in its dev inbox
+
+
+@asynccontextmanager
+async def served_console(
+    args: argparse.Namespace, *, inbox: int, key_name: str
+) -> AsyncIterator[Served]:
+    """A database of its own seeded (``args.enrollments``, ``args.drafts``) and analysed, a dev
+    inbox of ``inbox`` emails, and the app ``dripline serve`` builds serving both over HTTP;
+    everything is dropped again when the block ends."""
     db = await create_database(args.database_url)
     try:
         started = time.perf_counter()
@@ -193,7 +202,12 @@ async def main_async(args: argparse.Namespace) -> bool:
             + ", ".join(f"{n:,} {t}" for t, n in found.counts.items() if n)
         )
         with tempfile.TemporaryDirectory(prefix="dripline-console-") as data_dir:
-            return await _measure(args, db.url, Path(data_dir), found)
+            settings = console_settings(db.url, data_dir)
+            key, urls = await _prepare(settings, args.redis_url, found, inbox, key_name)
+            directory = Path(data_dir) / "inbox"
+            app = create_app(settings, redis_url=args.redis_url, inbox=directory)
+            async with serving(app) as base:
+                yield Served(base, key, urls, inbox)
     finally:
         await drop_database(db)
 
@@ -210,24 +224,27 @@ async def analyze(url: str) -> None:
         await conn.close()
 
 
-async def _measure(args: argparse.Namespace, url: str, data_dir: Path, found: Seeded) -> bool:
-    settings = Settings.model_validate(
-        {"DATABASE_URL": url, "DRIPLINE_DATA_DIR": str(data_dir), "DKIM_DOMAIN": "acme.test"}
-    )
-    async with (
-        open_deps(settings, redis_url=args.redis_url) as deps,
-        deps.engine.begin() as conn,
-    ):
-        key = await create_key(conn, "bench-reviewer", Role.reviewer, datetime.now(UTC))
-        row = (
-            await conn.execute(select(MESSAGES.c.html_body, MESSAGES.c.text_body).limit(1))
-        ).one()
-    inbox = fill_inbox(data_dir / "inbox", args.inbox, row.html_body, row.text_body)
-    print(f"Dev inbox: {len(inbox):,} captured emails. {args.requests} timed GETs per page.\n")
-    urls = await pages(settings, args.redis_url, found, inbox)
-    app = create_app(settings, redis_url=args.redis_url, inbox=data_dir / "inbox")
-    async with serving(app) as base:
-        return report(await time_pages(base, key, urls, args.requests))
+async def _prepare(
+    settings: Settings, redis_url: str, found: Seeded, inbox: int, key_name: str
+) -> tuple[str, dict[str, str]]:
+    """A reviewer's key, the dev inbox filled with copies of a seeded email, the pages' URLs."""
+    async with open_deps(settings, redis_url=redis_url) as deps:
+        async with deps.engine.begin() as conn:
+            key = await create_key(conn, key_name, Role.reviewer, datetime.now(UTC))
+            row = (
+                await conn.execute(select(MESSAGES.c.html_body, MESSAGES.c.text_body).limit(1))
+            ).one()
+        names = fill_inbox(settings.data_dir / "inbox", inbox, row.html_body, row.text_body)
+        async with deps.reader.connect() as conn:
+            return key, await pages(conn, found, names)
+
+
+async def main_async(args: argparse.Namespace) -> bool:
+    async with served_console(args, inbox=args.inbox, key_name="bench-reviewer") as served:
+        print(
+            f"Dev inbox: {served.inbox:,} captured emails. {args.requests} timed GETs per page.\n"
+        )
+        return report(await time_pages(served.base, served.key, served.urls, args.requests))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import os
 import random
 import tempfile
 import time
@@ -48,7 +47,12 @@ from benchmarks.console_rows import Row, Rows, Writer
 from benchmarks.console_trail import Trail
 from benchmarks.console_walk import walk
 from benchmarks.console_world import Plan, World
-from benchmarks.services import create_database, drop_database
+from benchmarks.services import (
+    DEFAULT_REDIS_URL,
+    add_service_arguments,
+    create_database,
+    drop_database,
+)
 from sequences import registry
 from sequences.deps import Deps
 from sequences.loading import parse_definition
@@ -77,8 +81,6 @@ from sequences.settings import Settings
 
 # Keyed by data, not by schema: a contact's attributes, the topics they clicked.
 FREE_FORM = frozenset({"request.contact", "request.affinities"})
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/3"
 BATCH = 500  # enrollments walked per COPY
 EXAMPLES = ("trial-onboarding.yaml", "adaptive-trial.yaml")
 OUTREACH = Path(__file__).with_name("console_outreach.yaml")
@@ -313,12 +315,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--enrollments", type=int, default=10_000)
     parser.add_argument("--drafts", type=int, default=1_000, help="drafts pending review")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("TEST_PG_ADMIN_URL", DEFAULT_ADMIN_URL),
-        help="PostgreSQL server to create the data set's own database on",
-    )
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    add_service_arguments(parser, redis_use="only connected to")
     return parser.parse_args(argv)
 
 

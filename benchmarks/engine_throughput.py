@@ -39,7 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.profiling import QueryCounter, report_profile
-from benchmarks.services import create_database, drop_database, flush_redis, settings_env
+from benchmarks.services import (
+    add_service_arguments,
+    create_database,
+    drop_database,
+    flush_redis,
+    settings_env,
+)
 from benchmarks.sink import (
     SENDER,
     MachineCpu,
@@ -52,8 +58,6 @@ from benchmarks.sink import (
 )
 
 GOAL_SENDS_PER_SECOND = 1000.0
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/3"
 SEED_BATCH = 250  # enrollments per seeding transaction
 SEED_PARALLEL = 4  # seeding transactions at once
 
@@ -268,14 +272,7 @@ def report_engine(result: EngineResult, sink: SinkResult | None) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
     parser.add_argument("--messages", type=int, default=2000, help="messages per phase")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("TEST_PG_ADMIN_URL", DEFAULT_ADMIN_URL),
-        help="PostgreSQL server to create the benchmark's own database on (dropped afterwards)",
-    )
-    parser.add_argument(
-        "--redis-url", default=DEFAULT_REDIS_URL, help="Redis database to use (flushed)"
-    )
+    add_service_arguments(parser, redis_use="flushed")
     parser.add_argument("--profile", action="store_true", help="add a profiled drain")
     parser.add_argument(
         "--profile-out", type=Path, help="also save the profile (pstats format) to this file"

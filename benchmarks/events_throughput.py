@@ -47,6 +47,7 @@ from benchmarks.services import (
     ApiServer,
     Database,
     ProcessCpu,
+    add_service_arguments,
     api_server,
     create_database,
     drop_database,
@@ -56,8 +57,6 @@ from benchmarks.services import (
 )
 from benchmarks.sink import MachineCpu, machine_note, running_sink
 
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/3"
 SEQUENCE_FILE = REPO_ROOT / "sequences/examples/adaptive-trial.yaml"
 
 
@@ -275,14 +274,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile-batches", type=int, default=50, help="batches per profiling pass (0: none)"
     )
     parser.add_argument("--profile-out", type=Path, help="save the cProfile stats to this file")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("TEST_PG_ADMIN_URL", DEFAULT_ADMIN_URL),
-        help="PostgreSQL server to create the benchmark's own database on (dropped afterwards)",
-    )
-    parser.add_argument(
-        "--redis-url", default=DEFAULT_REDIS_URL, help="Redis database to use (flushed)"
-    )
+    add_service_arguments(parser, redis_use="flushed")
     args = parser.parse_args(argv)
     for name in ("contacts", "batches", "clients", "workers"):
         if getattr(args, name) < 1:

@@ -8,6 +8,7 @@ process used from /proc, so a report can say how the machine's cores were shared
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
@@ -21,6 +22,22 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/3"
+
+
+def add_service_arguments(parser: argparse.ArgumentParser, *, redis_use: str) -> None:
+    """``--database-url`` (the PostgreSQL server a run creates its own database on, dropped
+    afterwards) and ``--redis-url``, which every benchmark takes."""
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("TEST_PG_ADMIN_URL", DEFAULT_ADMIN_URL),
+        help="PostgreSQL server to create the benchmark's own database on (dropped afterwards)",
+    )
+    parser.add_argument(
+        "--redis-url", default=DEFAULT_REDIS_URL, help=f"Redis database ({redis_use})"
+    )
 
 
 @dataclass
