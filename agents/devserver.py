@@ -168,9 +168,9 @@ def _completion(reply: Reply) -> dict[str, Any]:
     }
 
 
-class _Server(uvicorn.Server):
-    """Leaves the process's signal handlers alone, as api.server does (that module is not
-    imported: it pulls in the whole API, and agents/ must not depend on api/)."""
+class QuietServer(uvicorn.Server):
+    """uvicorn, leaving the process's signal handlers to the caller. (Left alone, it re-raises
+    SIGTERM once it has stopped, which would kill a process before it stops what it started.)"""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -178,24 +178,38 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve_openai(
-    responder: Responder, models: tuple[str, ...] = (LOCAL_MODEL,)
+async def serving(
+    app: Any, host: str = "127.0.0.1", port: int = 0, *, started: bool = False
 ) -> AsyncIterator[str]:
-    """The app on 127.0.0.1 on a free port until the block ends; yields its base URL."""
-    app = openai_app(responder, models)
+    """``app`` on ``host`` (a free port by default) until the block ends; yields its base URL.
+    ``started``: its lifespan already ran (a second one would replace what it set up)."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+        lifespan="off" if started else "on",
     )
-    server = _Server(config)
+    server = QuietServer(config)
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:
             if task.done():
                 task.result()  # it failed to start: say why
-                raise RuntimeError("the OpenAI-compatible dev server stopped before it started")
+                raise RuntimeError("the server stopped before it started")
             await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}/v1"
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://{host}:{bound}"
     finally:
         server.should_exit = True
         await asyncio.gather(task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def serve_openai(
+    responder: Responder, models: tuple[str, ...] = (LOCAL_MODEL,)
+) -> AsyncIterator[str]:
+    """The app on 127.0.0.1 on a free port until the block ends; yields its base URL."""
+    async with serving(openai_app(responder, models)) as base:
+        yield f"{base}/v1"

@@ -5,56 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import uvicorn
 from arq.worker import Worker
 
-from api.app import ASGIApp, create_app
+from agents.devserver import QuietServer
+from api.app import create_app
 from sequences.embedded import Embedded, Endpoints
 from sequences.mail.capture import RejectRule
 from sequences.settings import Settings
 from sequences.worker import build_worker, stop_worker
-
-
-class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGTERM once it has stopped, which would kill this process before it
-    stops the embedded Valkey and the worker; here the caller handles signals instead."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, started: bool = False
-) -> AsyncIterator[str]:
-    """An app on ``host`` (a free port by default) until the block ends; yields its base URL.
-    ``started``: its lifespan already ran (a second one would replace its dependencies).
-    The tests' browser drives the console through this."""
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        timeout_graceful_shutdown=2,
-        lifespan="off" if started else "on",
-    )
-    server = _Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the server stopped before it started")
-            await asyncio.sleep(0.01)
-        bound = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://{host}:{bound}"
-    finally:
-        server.should_exit = True
-        await asyncio.gather(task, return_exceptions=True)
 
 
 @dataclass
@@ -78,7 +40,7 @@ async def running(
     with Embedded(settings, rules=rules) as endpoints:
         app = create_app(settings, redis_url=endpoints.redis_url, inbox=endpoints.inbox)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-        server = _Server(config)
+        server = QuietServer(config)
         worker = (
             build_worker(settings, redis_url=endpoints.redis_url, smtp=endpoints.smtp)
             if with_worker

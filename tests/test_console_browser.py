@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from console_cases import BAD_BODY, REVIEWED, console_stack, pending
+from console_cases import BAD_BODY, REVIEWED
 from harness import Stack
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from review_cases import model_stack, pending
 
+from agents.devserver import serving
 from api.auth import Role
-from api.server import serving
 from sequences.mail.capture import CaptureServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,7 +49,7 @@ async def console(
     if not CHROMIUM.exists():  # noqa: ASYNC240  (one stat before the browser starts)
         pytest.fail("Chromium is missing: `make test` installs Debian's chromium package")
     async with (
-        console_stack(postgres_url, redis_db, capture, tmp_path) as stack,
+        model_stack(postgres_url, redis_db, capture, tmp_path) as stack,
         serving(stack.app, started=True) as base,
         async_playwright() as playwright,
     ):
