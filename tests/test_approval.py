@@ -11,55 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Stack, eventually, make_settings, running_stack
+from harness import Stack, eventually
+from review_cases import model_stack, pending, sequence
 
-from agents.devserver import HEURISTIC_MODEL, HeuristicResponder, serve_openai
+from agents.devserver import HEURISTIC_MODEL
 from api.auth import Role
 from sequences.mail.capture import CaptureServer
-
-SEQUENCE = """
-key: reviewed
-name: Reviewed onboarding
-sender: {{from: "Dana at Acme <dana@acme.test>"}}
-approval: {approval}
-{extra}
-steps:
-  - id: welcome
-    email:
-      brief: Welcome them and point to the quickstart guide.
-      cta: {{text: Open the quickstart, url: "https://acme.test/quickstart"}}
-      fallback:
-        subject: "Welcome, {{{{ contact.first_name | default('there') }}}}"
-        body: "Hi {{{{ contact.first_name | default('there') }}}},\\n\\nThe quickstart is ready."
-  - id: later
-    wait: {{for: 30d}}
-"""
 
 
 @pytest.fixture
 async def stack(
     database_url: str, redis_db: str, capture: CaptureServer, tmp_path: Path
 ) -> AsyncIterator[Stack]:
-    """The app, a worker and SMTP capture, with copy from a local OpenAI-compatible server."""
-    async with serve_openai(HeuristicResponder()) as model_url:
-        settings = make_settings(tmp_path, database_url, OPENAI_BASE_URL=model_url)
-        async with running_stack(settings, redis_db, capture) as running:
-            yield running
-
-
-def sequence(approval: str = "always", extra: str = "") -> str:
-    return SEQUENCE.format(approval=approval, extra=extra)
-
-
-async def pending(stack: Stack, count: int = 1, **params: str) -> list[dict[str, Any]]:
-    async def found() -> list[dict[str, Any]]:
-        response = await stack.client.get("/v1/drafts", params=params, headers=stack.auth())
-        assert response.status_code == 200, response.text
-        drafts: list[dict[str, Any]] = response.json()["drafts"]
-        return drafts if len(drafts) >= count else []
-
-    result: list[dict[str, Any]] = await eventually(found)
-    return result
+    async with model_stack(database_url, redis_db, capture, tmp_path) as running:
+        yield running
 
 
 async def test_nothing_is_sent_until_approved_then_exactly_once(stack: Stack) -> None:

@@ -14,11 +14,10 @@ from console_cases import (
     BAD_BODY,
     HOSTILE,
     REVIEWED,
-    console_stack,
-    pending,
     sign_in,
 )
 from harness import Stack, eventually, make_settings
+from review_cases import model_stack, pending
 from sqlalchemy import update
 
 from api.app import create_app
@@ -31,7 +30,7 @@ from sequences.models import API_KEYS, DRAFTS
 async def stack(
     database_url: str, redis_db: str, capture: CaptureServer, tmp_path: Path
 ) -> AsyncIterator[Stack]:
-    async with console_stack(database_url, redis_db, capture, tmp_path) as running:
+    async with model_stack(database_url, redis_db, capture, tmp_path) as running:
         yield running
 
 
@@ -40,7 +39,7 @@ async def sqlite_stack(
     redis_db: str, capture: CaptureServer, tmp_path: Path
 ) -> AsyncIterator[Stack]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'console.db'}"
-    async with console_stack(url, redis_db, capture, tmp_path) as running:
+    async with model_stack(url, redis_db, capture, tmp_path) as running:
         yield running
 
 
