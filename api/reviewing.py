@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents import guardrails
@@ -30,6 +30,11 @@ class Filter:
     status: str = DraftStatus.pending
     sequence: str | None = None
     step: str | None = None
+
+    @classmethod
+    def queue(cls, sequence: str | None, step: str | None) -> Filter:
+        """The review queue, narrowed to a sequence and step when given (blank is all)."""
+        return cls(DraftStatus.pending, sequence or None, step or None)
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         query = query.where(DRAFTS.c.status == self.status)
@@ -54,16 +59,31 @@ async def page(
         select(DRAFTS, CONTACTS.c.email).join(CONTACTS, CONTACTS.c.id == DRAFTS.c.contact_id)
     )
     if after:
-        mark = (await conn.execute(select(DRAFTS.c.created_at).where(DRAFTS.c.id == after))).first()
+        mark = (
+            await conn.execute(select(DRAFTS.c.id, DRAFTS.c.created_at).where(DRAFTS.c.id == after))
+        ).first()
         if mark is None:
             raise Invalid("bad_cursor", f"after: no draft '{after}'", [{"path": "after"}])
-        query = query.where(
-            (DRAFTS.c.created_at > mark.created_at)
-            | ((DRAFTS.c.created_at == mark.created_at) & (DRAFTS.c.id > after))
-        )
+        query = query.where(later_than(mark))
     ordered = query.order_by(DRAFTS.c.created_at, DRAFTS.c.id).limit(limit + 1)
     rows = list((await conn.execute(ordered)).all())
     return Page(rows[:limit], rows[limit - 1].id if len(rows) > limit else None)
+
+
+def later_than(row: Any) -> ColumnElement[bool]:
+    """Drafts after ``row`` in queue order (oldest first, ties by id)."""
+    return or_(
+        DRAFTS.c.created_at > row.created_at,
+        and_(DRAFTS.c.created_at == row.created_at, DRAFTS.c.id > row.id),
+    )
+
+
+def earlier_than(row: Any) -> ColumnElement[bool]:
+    """Drafts before ``row`` in queue order."""
+    return or_(
+        DRAFTS.c.created_at < row.created_at,
+        and_(DRAFTS.c.created_at == row.created_at, DRAFTS.c.id < row.id),
+    )
 
 
 async def count(conn: AsyncConnection, where: Filter) -> int:

@@ -58,9 +58,8 @@ class Graph:
 
 def layout(defn: SequenceDefinition) -> Graph:
     steps = list(defn.steps)
-    ends = any(_falls_through(step) for step in steps[-1:])
     nodes = [_node(step, TOP + i * ROW) for i, step in enumerate(steps)]
-    if ends:
+    if isinstance(steps[-1], EmailStep | WaitStep):  # the last step falls through to the end
         nodes.append(
             Node(DONE, "done", "completed", "the enrollment ends here", TOP + len(steps) * ROW)
         )
@@ -77,10 +76,6 @@ def layout(defn: SequenceDefinition) -> Graph:
                 lanes += 1
     width = NODE_X + NODE_WIDTH + 24 + lanes * LANE + 8
     return Graph(nodes, edges, width, TOP + len(nodes) * ROW - (ROW - NODE_HEIGHT) + TOP)
-
-
-def _falls_through(step: Step) -> bool:
-    return isinstance(step, EmailStep | WaitStep)
 
 
 def _targets(step: Step, following: str | None) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ from api.console.framing import framed
 from api.console.graph import layout
 from api.console.web import SessionDep, page
 from api.deps import DepsDep, ReadConnDep
+from api.routes.contacts import load_contact
 from api.routes.enrollments import describe
 from sequences import registry, scores
 from sequences.costs import step_costs
@@ -65,7 +66,6 @@ async def sequence_page(
             pinned.sequence_id, {}
         ),
         recent=await _recent(conn, pinned.sequence_id),
-        now=deps.clock.now(),
     )
 
 
@@ -108,34 +108,23 @@ async def contacts_page(
         escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(CONTACTS.c.email_key.like(f"%{escaped}%", escape="\\"))
     rows = await conn.execute(query.order_by(CONTACTS.c.id.desc()).limit(50))
-    return page(request, "contacts.html", session, contacts=list(rows), q=q, now=_now(request))
+    return page(request, "contacts.html", session, contacts=list(rows), q=q)
 
 
 @router.get("/contacts/{contact_id}")
 async def contact_page(
     contact_id: int, request: Request, conn: ReadConnDep, deps: DepsDep, session: SessionDep
 ) -> HTMLResponse:
-    contact = (await conn.execute(select(CONTACTS).where(CONTACTS.c.id == contact_id))).first()
-    if contact is None:
+    view = await load_contact(conn, deps, contact_id)
+    if view is None:
         raise NotFound("unknown_contact", f"no contact {contact_id}")
-    now = deps.clock.now()
-    standing = (await scores.contact_scores(conn, [contact_id], now, scores.Decay.of(deps)))[
-        contact_id
-    ]
-    rows = await conn.execute(
-        select(ENROLLMENTS, SEQUENCES.c.key.label("sequence"))
-        .join(SEQUENCES, SEQUENCES.c.id == ENROLLMENTS.c.sequence_id)
-        .where(ENROLLMENTS.c.contact_id == contact_id)
-        .order_by(ENROLLMENTS.c.created_at.desc())
-    )
     return page(
         request,
         "contact.html",
         session,
-        contact=contact,
-        standing=standing,
-        enrollments=list(rows),
-        now=now,
+        contact=view.row,
+        standing=view.standing,
+        enrollments=view.enrollments[::-1],  # newest first
     )
 
 
@@ -173,7 +162,6 @@ async def enrollment_page(
         messages=messages,
         shown=shown,
         entries=[_entry(e) for e in reversed(enrollment["timeline"])],
-        now=deps.clock.now(),
     )
 
 
@@ -219,7 +207,3 @@ async def message_html(message_pk: str, conn: ReadConnDep, _: SessionDep) -> HTM
     if html is None:
         raise NotFound("unknown_message", f"no message '{message_pk}'")
     return framed(html)
-
-
-def _now(request: Request) -> Any:
-    return request.app.state.deps.clock.now()

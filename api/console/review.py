@@ -7,14 +7,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.copy import Decision
 from api import reviewing
 from api.console.framing import framed
-from api.console.web import PostSessionDep, SessionDep, ago, page, redirect
+from api.console.sessions import Session
+from api.console.web import PostSessionDep, SessionDep, ago, now, page, redirect
 from api.deps import DepsDep, ReadConnDep
+from sequences.deps import Deps
 from sequences.errors import Invalid
 from sequences.models import DRAFTS, DraftStatus
 
@@ -42,22 +44,21 @@ async def queue(
     approved: Annotated[int | None, Query(ge=0)] = None,
     left: Annotated[int | None, Query(ge=0)] = None,
 ) -> HTMLResponse:
-    where = reviewing.Filter(DraftStatus.pending, sequence or None, step or None)
+    where = reviewing.Filter.queue(sequence, step)
     shown = await reviewing.page(conn, where, after=after, limit=PAGE_SIZE)
+    moment = now(request)
     return page(
         request,
         "queue.html",
         session,
         drafts=[
-            {**reviewing.summary(row), "waiting": ago(row.created_at, _now(request))}
-            for row in shown.rows
+            {**reviewing.summary(row), "waiting": ago(row.created_at, moment)} for row in shown.rows
         ],
         next_after=shown.next,
         total=await reviewing.count(conn, where),
         groups=await _groups(conn),
         where=where,
         notice=_notice(notice, approved, left),
-        now=_now(request),
     )
 
 
@@ -66,10 +67,6 @@ def _notice(code: str | None, approved: int | None, left: int | None) -> str | N
         kept = f" {left} with failing checks stay in the queue." if left else ""
         return f"Approved {approved} drafts.{kept}"
     return NOTICES.get(code or "")
-
-
-def _now(request: Request) -> Any:
-    return request.app.state.deps.clock.now()
 
 
 async def _groups(conn: AsyncConnection) -> list[Any]:
@@ -94,14 +91,13 @@ async def draft_page(
     notice: Annotated[str | None, Query(max_length=32)] = None,
 ) -> HTMLResponse:
     row = await reviewing.load(conn, draft_id)
-    where = reviewing.Filter(DraftStatus.pending, sequence or None, step or None)
+    where = reviewing.Filter.queue(sequence, step)
     return page(
         request,
         "draft.html",
         session,
         **await _draft_context(conn, row, where),
         notice=NOTICES.get(notice or ""),
-        now=_now(request),
     )
 
 
@@ -125,37 +121,25 @@ async def _draft_context(
     }
 
 
-def _later(row: Any) -> Any:
-    return or_(
-        DRAFTS.c.created_at > row.created_at,
-        and_(DRAFTS.c.created_at == row.created_at, DRAFTS.c.id > row.id),
-    )
-
-
-def _earlier(row: Any) -> Any:
-    return or_(
-        DRAFTS.c.created_at < row.created_at,
-        and_(DRAFTS.c.created_at == row.created_at, DRAFTS.c.id < row.id),
-    )
-
-
 async def _neighbours(
     conn: AsyncConnection, row: Any, where: reviewing.Filter
 ) -> tuple[str | None, str | None]:
     """The pending drafts just before and just after this one in the (filtered) queue."""
     base = where.apply(select(DRAFTS.c.id))
     before = await conn.execute(
-        base.where(_earlier(row)).order_by(DRAFTS.c.created_at.desc(), DRAFTS.c.id.desc()).limit(1)
+        base.where(reviewing.earlier_than(row))
+        .order_by(DRAFTS.c.created_at.desc(), DRAFTS.c.id.desc())
+        .limit(1)
     )
     after = await conn.execute(
-        base.where(_later(row)).order_by(DRAFTS.c.created_at, DRAFTS.c.id).limit(1)
+        base.where(reviewing.later_than(row)).order_by(DRAFTS.c.created_at, DRAFTS.c.id).limit(1)
     )
     return before.scalar_one_or_none(), after.scalar_one_or_none()
 
 
 async def _position(conn: AsyncConnection, row: Any, where: reviewing.Filter) -> int:
     ahead = await conn.execute(
-        where.apply(select(func.count()).select_from(DRAFTS)).where(_earlier(row))
+        where.apply(select(func.count()).select_from(DRAFTS)).where(reviewing.earlier_than(row))
     )
     return int(ahead.scalar_one()) + 1
 
@@ -180,7 +164,7 @@ async def approve(
     body: Annotated[str | None, Form(max_length=20_000)] = None,
     note: Annotated[str | None, Form(max_length=1000)] = None,
 ) -> Response:
-    where = reviewing.Filter(DraftStatus.pending, sequence or None, step or None)
+    where = reviewing.Filter.queue(sequence, step)
     decision = Decision(
         action="approve",
         subject=subject,
@@ -197,7 +181,7 @@ async def approve(
     return _onward(following, where, "approved")
 
 
-async def _following(deps: Any, draft_id: str, where: reviewing.Filter) -> str | None:
+async def _following(deps: Deps, draft_id: str, where: reviewing.Filter) -> str | None:
     async with deps.reader.connect() as conn:
         row = await reviewing.load(conn, draft_id)
         return (await _neighbours(conn, row, where))[1]
@@ -214,8 +198,8 @@ def _onward(following: str | None, where: reviewing.Filter, notice: str) -> Resp
 
 async def _refused(
     request: Request,
-    deps: Any,
-    session: Any,
+    deps: Deps,
+    session: Session,
     draft_id: str,
     where: reviewing.Filter,
     decision: Decision,
@@ -232,7 +216,7 @@ async def _refused(
     }
     context["errors"] = refused.details or [{"path": "body", "message": refused.message}]
     context["editing"] = True
-    return page(request, "draft.html", session, status_code=422, **context, now=_now(request))
+    return page(request, "draft.html", session, status_code=422, **context)
 
 
 @router.post("/drafts/{draft_id}/reject")
@@ -245,7 +229,7 @@ async def reject(
     step: Annotated[str, Form(max_length=63)] = "",
     note: Annotated[str | None, Form(max_length=1000)] = None,
 ) -> Response:
-    where = reviewing.Filter(DraftStatus.pending, sequence or None, step or None)
+    where = reviewing.Filter.queue(sequence, step)
     following = await _following(deps, draft_id, where)
     decision = Decision(action=action, note=note or None, by=session.principal.name)
     await reviewing.decide(deps, draft_id, decision)

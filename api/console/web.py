@@ -88,14 +88,19 @@ def page(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    response = templates.TemplateResponse(
+    return templates.TemplateResponse(
         request,
         template,
-        {"session": session, "nav": template.split(".")[0], **context},
+        {"session": session, "nav": template.split(".")[0], "now": now(request), **context},
         status_code=status_code,
         headers=PAGE_HEADERS,
     )
-    return response
+
+
+def now(request: Request) -> datetime:
+    """The app's clock (the tests' and the simulator's may run fast): what "ago" counts from."""
+    moment: datetime = request.app.state.deps.clock.now()
+    return moment
 
 
 def redirect(path: str, **params: str | None) -> RedirectResponse:

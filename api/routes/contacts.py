@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter
@@ -61,16 +62,20 @@ async def get_contact(email: str, conn: ReadConnDep, deps: DepsDep, _: Reader) -
     return await _contact(conn, deps, ref.id)
 
 
-async def _contact(conn: AsyncConnection, deps: Deps, contact_id: int) -> dict[str, Any]:
-    row = (await conn.execute(select(CONTACTS).where(CONTACTS.c.id == contact_id))).one()
+@dataclass(frozen=True)
+class ContactView:
+    row: Any  # the contacts row
+    standing: scores.ContactScore  # decayed to now
+    enrollments: list[Any]  # enrollment rows, oldest first, with their sequence's key
+
+
+async def load_contact(conn: AsyncConnection, deps: Deps, contact_id: int) -> ContactView | None:
+    """A contact with their standing and enrollments (the API's and the console's view)."""
+    row = (await conn.execute(select(CONTACTS).where(CONTACTS.c.id == contact_id))).first()
+    if row is None:
+        return None
     enrollments = await conn.execute(
-        select(
-            ENROLLMENTS.c.id,
-            ENROLLMENTS.c.status,
-            ENROLLMENTS.c.position,
-            ENROLLMENTS.c.version,
-            SEQUENCES.c.key,
-        )
+        select(ENROLLMENTS, SEQUENCES.c.key.label("sequence"))
         .join(SEQUENCES, SEQUENCES.c.id == ENROLLMENTS.c.sequence_id)
         .where(ENROLLMENTS.c.contact_id == contact_id)
         .order_by(ENROLLMENTS.c.created_at)
@@ -78,6 +83,13 @@ async def _contact(conn: AsyncConnection, deps: Deps, contact_id: int) -> dict[s
     standing = (
         await scores.contact_scores(conn, [contact_id], deps.clock.now(), scores.Decay.of(deps))
     )[contact_id]
+    return ContactView(row, standing, list(enrollments))
+
+
+async def _contact(conn: AsyncConnection, deps: Deps, contact_id: int) -> dict[str, Any]:
+    view = await load_contact(conn, deps, contact_id)
+    assert view is not None  # found by email just before
+    row, standing = view.row, view.standing
     suppressed = (
         await conn.execute(
             select(SUPPRESSIONS.c.reason).where(SUPPRESSIONS.c.email_key == row.email_key)
@@ -94,11 +106,11 @@ async def _contact(conn: AsyncConnection, deps: Deps, contact_id: int) -> dict[s
         "enrollments": [
             {
                 "id": e.id,
-                "sequence": e.key,
+                "sequence": e.sequence,
                 "version": e.version,
                 "status": e.status,
                 "position": e.position,
             }
-            for e in enrollments
+            for e in view.enrollments
         ],
     }
