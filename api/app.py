@@ -13,8 +13,8 @@ from api import errors
 from api.console import inbox as console_inbox
 from api.console import insight, review, signin, web
 from api.routes import contacts, drafts, enrollments, events, ops, sequences, tracking, webhooks
-from sequences.clock import Clock
-from sequences.esp.fetcher import HttpFetcher
+from sequences.kit.clock import Clock
+from sequences.kit.fetcher import HttpFetcher
 from sequences.runtime import open_deps
 from sequences.settings import Settings
 

@@ -11,7 +11,7 @@ from enum import StrEnum
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.models import API_KEYS
+from sequences.store.tables import API_KEYS
 
 KEY_PREFIX = "dl_"
 

@@ -17,14 +17,15 @@ from sqlalchemy.exc import DBAPIError
 
 from api.auth import Role, create_key
 from evals.command import eval_app
-from sequences import migrate, registry
-from sequences.db import make_engine
-from sequences.definition import DefinitionError, SequenceDefinition
-from sequences.loading import parse_definition
+from sequences.definitions import registry
+from sequences.definitions.document import DefinitionError, SequenceDefinition
+from sequences.definitions.loading import parse_definition
 from sequences.mail.dkim import check_names, dns_txt_record
 from sequences.mail.render import LayoutRenderer
 from sequences.mail.signers import load_or_create_key
 from sequences.settings import Settings
+from sequences.store import migrate
+from sequences.store.db import make_engine
 
 T = TypeVar("T")
 

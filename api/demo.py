@@ -23,11 +23,11 @@ from agents.devserver import HEURISTIC_MODEL, HeuristicResponder, serve_openai
 from api.auth import Role, create_key
 from api.demo_report import print_agent_summary, print_summary
 from api.server import running
-from sequences import migrate
-from sequences.db import make_engine
 from sequences.mail.capture import RejectRule
-from sequences.models import ENROLLMENTS, LINKS, MESSAGES
 from sequences.settings import Settings
+from sequences.store import migrate
+from sequences.store.db import make_engine
+from sequences.store.tables import ENROLLMENTS, LINKS, MESSAGES
 
 DEMO_DIR = Path(".dripline-demo")
 BROWSER = (

@@ -6,11 +6,11 @@ from collections import Counter, defaultdict
 
 from sqlalchemy import select
 
-from sequences import registry
-from sequences.costs import step_costs
-from sequences.db import make_engine
-from sequences.models import DRAFTS, ENROLLMENTS, EVENTS, MESSAGES, TIMELINE
+from sequences.definitions import registry
+from sequences.review.costs import step_costs
 from sequences.settings import Settings
+from sequences.store.db import make_engine
+from sequences.store.tables import DRAFTS, ENROLLMENTS, EVENTS, MESSAGES, TIMELINE
 
 
 async def step_table(

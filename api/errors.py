@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from sequences.definition import DefinitionError
+from sequences.definitions.document import DefinitionError
 from sequences.errors import DriplineError
 
 

@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agents import guardrails
 from agents.copy import CopyRequest, Decision, Draft, Finding
 from agents.nodes import apply_edits
-from sequences import reviews
-from sequences.compose import preview_renderer
-from sequences.definition import EmailStep
+from sequences.definitions.document import EmailStep
+from sequences.delivery.compose import preview_renderer
 from sequences.deps import Deps
+from sequences.engine.flow import load_context
 from sequences.errors import Conflict, Invalid, NotFound
-from sequences.flow import load_context
-from sequences.models import CONTACTS, DRAFTS, DraftStatus
+from sequences.review import reviews
+from sequences.store.tables import CONTACTS, DRAFTS, DraftStatus
 
 _FIELDS = {"subject": "subject", "preheader": "preheader", "paragraphs": "body"}
 _EDITABLE = ("subject", "preheader", "body")

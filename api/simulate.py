@@ -24,11 +24,11 @@ from sqlalchemy import select
 
 from api.demo import admin_key, free_port
 from api.server import running
-from sequences.db import make_engine
-from sequences.definition import SequenceDefinition
-from sequences.models import LINKS, MESSAGES, TIMELINE, MessageState
+from sequences.definitions.document import SequenceDefinition
 from sequences.settings import Settings
 from sequences.simulation import Person, Truth, people, react, sequence_topics
+from sequences.store.db import make_engine
+from sequences.store.tables import LINKS, MESSAGES, TIMELINE, MessageState
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
 PHASES = ("early", "middle", "late")

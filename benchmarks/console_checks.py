@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from api.app import create_app
 from api.auth import Role, create_key
 from sequences.deps import Deps
-from sequences.models import CONTACTS, ENROLLMENTS
 from sequences.settings import Settings
+from sequences.store.tables import CONTACTS, ENROLLMENTS
 
 if TYPE_CHECKING:
     from benchmarks.console_seed import Seeded

@@ -8,7 +8,7 @@ other email of that kind is that draft with the contact's own first name in plac
 stand-in's, which is what the heuristic writes for them. A step's fallback copy (the model
 failed) is composed per contact by the offline composer.
 
-Drafts held for review are built per contact as ``sequences.drafting`` and the graph build
+Drafts held for review are built per contact as ``sequences.review.drafting`` and the graph build
 them: the engine's copy request (``compose.copy_request`` + ``adaptive.with_variant_stats``),
 the graph's own ``choose`` and ``gather`` nodes for the variant and the signals, the composer's
 fallback and the real preview.
@@ -33,14 +33,20 @@ from agents.fake import FunctionModel, heuristic_answer
 from agents.llm import ModelUnavailable
 from agents.state import AgentContext, CopyState
 from benchmarks.console_rows import Row
-from sequences import adaptive
-from sequences.compose import StepView, build_request, copy_request, preview_renderer, sender_view
-from sequences.definition import EmailStep
+from sequences.definitions.document import EmailStep
+from sequences.delivery.compose import (
+    StepView,
+    build_request,
+    copy_request,
+    preview_renderer,
+    sender_view,
+)
+from sequences.delivery.outcomes import Job
 from sequences.deps import Deps
-from sequences.flow import RunContext
-from sequences.models import DraftStatus, new_id
-from sequences.outbox import Claim
-from sequences.outcomes import Job
+from sequences.engine.flow import RunContext
+from sequences.engine.outbox import Claim
+from sequences.signals import adaptive
+from sequences.store.tables import DraftStatus, new_id
 
 STAND_IN = "Wilhelmina"  # the first name the agent writes to; swapped for each contact's
 _STAND_IN = re.compile(rf"\b{STAND_IN}\b")

@@ -40,9 +40,9 @@ from api.app import create_app
 from api.auth import Role, create_key
 from benchmarks.console_seed import Seeded, console_settings, seed
 from benchmarks.services import add_service_arguments, create_database, drop_database
-from sequences.models import CONTACTS, DRAFTS, MESSAGES, TIMELINE, DraftStatus
 from sequences.runtime import open_deps
 from sequences.settings import Settings
+from sequences.store.tables import CONTACTS, DRAFTS, MESSAGES, TIMELINE, DraftStatus
 
 BUDGET_MS = 200.0
 WARM_UP = 3

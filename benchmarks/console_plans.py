@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from benchmarks.console_people import Person, people
 from benchmarks.console_world import Plan
-from sequences.definition import EmailStep, SequenceDefinition, WaitStep
+from sequences.definitions.document import EmailStep, SequenceDefinition, WaitStep
 
 DAYS = 60
 REVIEW_WINDOW = timedelta(days=4)

@@ -28,7 +28,7 @@ from sqlalchemy import JSON, Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.bandit import ArmStats
-from sequences.models import (
+from sequences.store.tables import (
     CONTACT_SCORES,
     CONTACTS,
     DRAFTS,

@@ -53,10 +53,15 @@ from benchmarks.services import (
     create_database,
     drop_database,
 )
-from sequences import registry
+from sequences.definitions import registry
+from sequences.definitions.loading import parse_definition
+from sequences.definitions.registry import Pinned
 from sequences.deps import Deps
-from sequences.loading import parse_definition
-from sequences.models import (
+from sequences.runner import run_due
+from sequences.runtime import open_deps
+from sequences.settings import Settings
+from sequences.signals.scores import ContactScore
+from sequences.store.tables import (
     CONTACT_SCORES,
     CONTACTS,
     DRAFTS,
@@ -73,11 +78,6 @@ from sequences.models import (
     VERSIONS,
     DraftStatus,
 )
-from sequences.registry import Pinned
-from sequences.runner import run_due
-from sequences.runtime import open_deps
-from sequences.scores import ContactScore
-from sequences.settings import Settings
 
 # Keyed by data, not by schema: a contact's attributes, the topics they clicked.
 FREE_FORM = frozenset({"request.contact", "request.affinities"})

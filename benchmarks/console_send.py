@@ -1,7 +1,7 @@
-"""Sending one email of a walk, as ``sequences.sending`` does: the message rendered and recorded
-(``compose.render_message``, ``compose.message_row``, its tracked links), the draft noted on
-the timeline, then what the relay said: sent (and the recipient's reactions to come), a hard
-bounce (the address suppressed, the enrollment over), or 4xx after 4xx until the attempts run
+"""Sending one email of a walk, as ``sequences.delivery.sending`` does: the message rendered
+and recorded (``compose.render_message``, ``compose.message_row``, its tracked links), the draft
+noted on the timeline, then what the relay said: sent (and the recipient's reactions to come), a
+hard bounce (the address suppressed, the enrollment over), or 4xx after 4xx until the attempts run
 out (retried with the engine's backoff, then the enrollment ends)."""
 
 from __future__ import annotations
@@ -23,10 +23,17 @@ from benchmarks.console_copy import Written, ledger
 from benchmarks.console_rows import Row
 from benchmarks.console_trail import Trail
 from benchmarks.console_world import Sent, event_row
-from sequences.compose import Outgoing, message_row, render_message
-from sequences.definition import EmailStep
-from sequences.models import EVENTS, LINKS, MESSAGES, MODEL_CALLS, EnrollmentStatus, MessageState
-from sequences.outbox import Claim
+from sequences.definitions.document import EmailStep
+from sequences.delivery.compose import Outgoing, message_row, render_message
+from sequences.engine.outbox import Claim
+from sequences.store.tables import (
+    EVENTS,
+    LINKS,
+    MESSAGES,
+    MODEL_CALLS,
+    EnrollmentStatus,
+    MessageState,
+)
 
 
 def send(trail: Trail, step: EmailStep, run: Row, written: Written) -> bool:

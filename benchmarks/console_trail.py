@@ -21,12 +21,13 @@ from agents.copy import EngagementSummary, PastStep
 from benchmarks.console_behaviour import Happening
 from benchmarks.console_rows import Row, Rows
 from benchmarks.console_world import Plan, Sent, World, context, enrollment_row, event_row
-from sequences import scores, timeline
-from sequences.definition import WaitStep
-from sequences.engagement import Engagement
-from sequences.feedback import Incoming
-from sequences.lifecycle import SUPPRESSING_EVENTS
-from sequences.models import (
+from sequences.definitions.document import WaitStep
+from sequences.engine.lifecycle import SUPPRESSING_EVENTS
+from sequences.signals import scores
+from sequences.signals.engagement import Engagement
+from sequences.store import timeline
+from sequences.store.events import Incoming
+from sequences.store.tables import (
     EVENTS,
     RUNS,
     SUPPRESSIONS,

@@ -21,11 +21,22 @@ from benchmarks.console_rows import Row
 from benchmarks.console_send import send
 from benchmarks.console_trail import Trail
 from benchmarks.console_world import Plan, World, event_row
-from sequences import adaptive
-from sequences.definition import BranchStep, ChooseStep, EmailStep, ExitStep, GotoStep, WaitStep
-from sequences.drafting import needs_review
-from sequences.flow import MAX_HOPS
-from sequences.models import (
+from sequences.definitions.document import (
+    BranchStep,
+    ChooseStep,
+    EmailStep,
+    ExitStep,
+    GotoStep,
+    WaitStep,
+)
+from sequences.definitions.sandbox import evaluate_condition
+from sequences.delivery.outcomes import Job
+from sequences.engine.flow import MAX_HOPS
+from sequences.engine.outbox import Claim
+from sequences.engine.pacing import window_release
+from sequences.review.drafting import needs_review
+from sequences.signals import adaptive
+from sequences.store.tables import (
     DRAFTS,
     EVENTS,
     MODEL_CALLS,
@@ -33,10 +44,6 @@ from sequences.models import (
     EnrollmentStatus,
     RunState,
 )
-from sequences.outbox import Claim
-from sequences.outcomes import Job
-from sequences.pacing import window_release
-from sequences.sandbox import evaluate_condition
 
 Waypoint = EmailStep | WaitStep
 REVIEWERS = ("review-maya", "review-jonas", "review-priya")

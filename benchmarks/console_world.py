@@ -14,13 +14,13 @@ from benchmarks.console_behaviour import Happening, Mail
 from benchmarks.console_copy import Copywriter
 from benchmarks.console_people import Person
 from benchmarks.console_rows import Row, Tally
-from sequences import scores
+from sequences.definitions.registry import Pinned
 from sequences.deps import Deps
-from sequences.durations import parse_duration
-from sequences.enrollments import active_lock
-from sequences.flow import RunContext
-from sequences.models import EnrollmentStatus
-from sequences.registry import Pinned
+from sequences.engine.enrollments import active_lock
+from sequences.engine.flow import RunContext
+from sequences.kit.durations import parse_duration
+from sequences.signals import scores
+from sequences.store.tables import EnrollmentStatus
 
 
 @dataclass

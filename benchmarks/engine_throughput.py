@@ -110,9 +110,10 @@ class EngineResult:
 
 async def seed(deps: Any, n: int, offset: int, document: str = SEQUENCE) -> None:
     """Apply the sequence (a no-op after the first time) and enroll N new contacts."""
-    from sequences import contacts, registry
-    from sequences.enrollments import enroll
-    from sequences.loading import parse_definition
+    from sequences.definitions import registry
+    from sequences.definitions.loading import parse_definition
+    from sequences.engine.enrollments import enroll
+    from sequences.store import contacts
 
     now = deps.clock.now()
     definition = parse_definition(document)
@@ -162,7 +163,7 @@ async def warm_up(deps: Any) -> None:
 async def verify(deps: Any, sink: SinkProcess, sink_before: int, n: int, total: int) -> None:
     from sqlalchemy import func, select
 
-    from sequences.models import ENROLLMENTS, MESSAGES, RUNS
+    from sequences.store.tables import ENROLLMENTS, MESSAGES, RUNS
 
     counted = sink.count() - sink_before
     async with deps.reader.connect() as conn:

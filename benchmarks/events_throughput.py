@@ -106,7 +106,7 @@ async def set_up(db: Database, redis_url: str, data_dir: str, n: int) -> Setup:
 async def _targets(conn: Any) -> list[Target]:
     from sqlalchemy import select
 
-    from sequences.models import CONTACTS, MESSAGES
+    from sequences.store.tables import CONTACTS, MESSAGES
 
     rows = await conn.execute(
         select(MESSAGES.c.id, MESSAGES.c.message_id, MESSAGES.c.contact_id, CONTACTS.c.email)
@@ -121,7 +121,7 @@ async def _waiting(conn: Any) -> int:
     """Active enrollments waiting at ``pause``, their wait's outbox row due later."""
     from sqlalchemy import func, select
 
-    from sequences.models import ENROLLMENTS, RUNS
+    from sequences.store.tables import ENROLLMENTS, RUNS
 
     count: int = await conn.scalar(
         select(func.count())

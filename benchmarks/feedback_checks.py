@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from benchmarks.feedback_load import Expected
-from sequences.db import make_engine
-from sequences.models import (
+from sequences.store.db import make_engine
+from sequences.store.tables import (
     CONTACT_SCORES,
     ENROLLMENTS,
     EVENTS,

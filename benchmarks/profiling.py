@@ -170,7 +170,7 @@ _LAYERS: tuple[tuple[str, str], ...] = (
     ("sequences/mail/mime.py", "MIME build"),
     ("/email/", "stdlib email (parseaddr...)"),
     ("quopri", "MIME build"),
-    ("sequences/sandbox.py", "fallback templates (sandbox)"),
+    ("sequences/definitions/sandbox.py", "fallback templates (sandbox)"),
     ("/pydantic", "pydantic"),
     ("pydantic_core", "pydantic"),
     ("/sequences/", "engine code (sequences/)"),
@@ -219,24 +219,24 @@ def _raw(stats: pstats.Stats) -> dict[FuncKey, FuncStats]:
 # "path:function", alternatives separated by "|" (the engine moves code between modules).
 _SYNC_PHASES: tuple[tuple[str, str], ...] = (
     (
-        "sequences/sending.py:copy_request|sequences/compose.py:copy_request",
+        "sequences/delivery/sending.py:copy_request|sequences/delivery/compose.py:copy_request",
         "copy_request (fallback templates, sandboxed Jinja)",
     ),
     ("agents/composer.py:compose", "offline composer"),
     (
-        "sequences/sending.py:_render|sequences/compose.py:render_message",
+        "sequences/delivery/sending.py:_render|sequences/delivery/compose.py:render_message",
         "render the message (layout, tracked links)",
     ),
     ("sequences/mail/render.py:_compiled", "  LayoutRenderer._compiled (reads + hashes the file)"),
     (
-        "sequences/sending.py:message_bytes|sequences/compose.py:message_bytes",
+        "sequences/delivery/sending.py:message_bytes|sequences/delivery/compose.py:message_bytes",
         "message_bytes (MIME + DKIM)",
     ),
     ("sequences/mail/mime.py:build_message", "  build_message"),
     ("sequences/mail/dkim.py:sign", "  DkimSigner.sign"),
     ("email/utils.py:parseaddr", "email.utils.parseaddr (all callers)"),
     ("sqlalchemy/engine/url.py:render_as_string", "URL.render_as_string (load_version cache key)"),
-    ("sequences/models.py:new_id", "new_id"),
+    ("sequences/store/tables.py:new_id", "new_id"),
 )
 
 

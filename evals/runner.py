@@ -23,7 +23,7 @@ from evals.cache import CachingModel, Call, RecordingMissing, Store
 from evals.judge import JUDGE_VERSION, Judge
 from evals.sides import Side
 from evals.suites import Case, Suite
-from sequences.compose import render_draft
+from sequences.delivery.compose import render_draft
 from sequences.mail.render import LayoutRenderer
 
 UNSUBSCRIBE = "https://dripline.example/u/eval-preview"

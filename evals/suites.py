@@ -22,10 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.copy import CopyRequest, EngagementSummary, PastStep
 from evals.assertions import ASSERTIONS
 from evals.assertions.base import Expectation
-from sequences.compose import StepView, build_request
-from sequences.definition import EmailSpec
-from sequences.fields import Slug
-from sequences.sandbox import SandboxError
+from sequences.definitions.document import EmailSpec
+from sequences.definitions.fields import Slug
+from sequences.definitions.sandbox import SandboxError
+from sequences.delivery.compose import StepView, build_request
 
 
 class SuiteError(ValueError):

@@ -9,13 +9,13 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.agent import CopyAgent
-from sequences.clock import Clock, SequenceTime
-from sequences.esp.fetcher import Fetcher
+from sequences.kit.clock import Clock, SequenceTime
+from sequences.kit.fetcher import Fetcher
+from sequences.kit.queue import Waker
 from sequences.mail.ratelimit import RateLimiter
 from sequences.mail.render import LayoutRenderer
 from sequences.mail.signers import Signers
 from sequences.mail.smtp import Mailer
-from sequences.queue import Waker
 from sequences.settings import Settings
 
 
@@ -23,7 +23,7 @@ from sequences.settings import Settings
 class Deps:
     settings: Settings
     engine: AsyncEngine
-    reader: AsyncEngine  # the same pool, for read-only work (see sequences.db.read_only)
+    reader: AsyncEngine  # the same pool, for read-only work (see sequences.store.db.read_only)
     redis: Redis
     clock: Clock
     seqtime: SequenceTime

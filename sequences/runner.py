@@ -10,13 +10,14 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences import engagement, lifecycle, outbox
-from sequences.definition import EmailStep, WaitStep
+from sequences.definitions.document import EmailStep, WaitStep
+from sequences.delivery.outcomes import Job
+from sequences.delivery.sending import send_batch
 from sequences.deps import Deps
-from sequences.flow import Finished, RunContext, advance_many, load_contexts
-from sequences.models import EnrollmentStatus, RunState
-from sequences.outcomes import Job
-from sequences.sending import send_batch
+from sequences.engine import lifecycle, outbox
+from sequences.engine.flow import Finished, RunContext, advance_many, load_contexts
+from sequences.signals import engagement
+from sequences.store.tables import EnrollmentStatus, RunState
 
 log = logging.getLogger(__name__)
 

@@ -12,19 +12,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.agent import CopyAgent
 from agents.llm import OpenAIChatModel
-from sequences import migrate
-from sequences.checkpoints import open_checkpointer
-from sequences.clock import Clock, SequenceTime, SystemClock
-from sequences.db import dialect_insert, make_engine, read_only
 from sequences.deps import Deps
+from sequences.kit.clock import Clock, SequenceTime, SystemClock
+from sequences.kit.queue import QUEUE_NAME, ArqWaker
 from sequences.mail.ratelimit import RateLimiter
 from sequences.mail.render import LayoutRenderer
 from sequences.mail.signers import Signers, load_or_create_key
 from sequences.mail.smtp import SmtpMailer
-from sequences.modelbudget import ModelBudget
-from sequences.models import META
-from sequences.queue import QUEUE_NAME, ArqWaker
+from sequences.review.checkpoints import open_checkpointer
+from sequences.review.modelbudget import ModelBudget
 from sequences.settings import Settings
+from sequences.store import migrate
+from sequences.store.db import dialect_insert, make_engine, read_only
+from sequences.store.tables import META
 
 
 async def clock_anchor(engine: AsyncEngine, day_seconds: float, now: datetime) -> SequenceTime:

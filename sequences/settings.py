@@ -9,7 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.config import ModelConfig
-from sequences.fields import Duration
+from sequences.kit.durations import Duration
 
 
 class Settings(BaseSettings):

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sequences.definition import EmailStep, SequenceDefinition
+from sequences.definitions.document import EmailStep, SequenceDefinition
 
 FIRST_NAMES = ["Ada", "Grace", "Linus", "Yuki", "Amara", "Mateo", "Priya", "Noah", "Zoë", "Omar"]
 

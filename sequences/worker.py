@@ -15,9 +15,10 @@ from typing import Any
 from arq import cron
 from arq.worker import Worker, func
 
-from sequences import outbox, reviews
 from sequences.deps import Deps
-from sequences.queue import QUEUE_NAME, WAKE_JOB
+from sequences.engine import outbox
+from sequences.kit.queue import QUEUE_NAME, WAKE_JOB
+from sequences.review import reviews
 from sequences.runner import run_due
 from sequences.runtime import arq_settings, open_deps
 from sequences.settings import Settings

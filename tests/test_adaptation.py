@@ -12,9 +12,10 @@ from harness import BROWSER_UA, Stack, eventually, make_settings, running_stack
 from agents.bandit import Candidate, Choice, replay
 from agents.composer import compose
 from agents.copy import CopyRequest, Fallback, VariantOption
-from sequences import adaptive, registry
-from sequences.definition import ChooseStep
+from sequences.definitions import registry
+from sequences.definitions.document import ChooseStep
 from sequences.mail.capture import CaptureServer
+from sequences.signals import adaptive
 
 SENDER = 'sender: {from: "Ops <ops@acme.test>"}'
 TIPS = """

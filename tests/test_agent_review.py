@@ -30,7 +30,7 @@ from agents.copy import (
 )
 from agents.fake import FunctionModel
 from agents.fake import heuristic_answer as heuristic
-from sequences.checkpoints import open_checkpointer
+from sequences.review.checkpoints import open_checkpointer
 
 # 5. Approval flows ----------------------------------------------------------------------------
 

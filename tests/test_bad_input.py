@@ -10,7 +10,7 @@ from harness import Stack, make_settings, running_stack
 from sqlalchemy import func, select
 
 from sequences.mail.capture import CaptureServer
-from sequences.models import CONTACTS, ENROLLMENTS, SEQUENCES, VERSIONS
+from sequences.store.tables import CONTACTS, ENROLLMENTS, SEQUENCES, VERSIONS
 
 GOOD = """
 key: bad-input

@@ -16,8 +16,8 @@ from agents.bandit import (
     seed_for,
     thompson,
 )
-from sequences.feedback import Incoming
-from sequences.scores import ContactScore, Decay, link_topic, weight
+from sequences.signals.scores import ContactScore, Decay, link_topic, weight
+from sequences.store.events import Incoming
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from agents.copy import EngagementSummary
-from sequences.compose import StepView, as_written, build_request
-from sequences.definition import EmailSpec
+from sequences.definitions.document import EmailSpec
+from sequences.delivery.compose import StepView, as_written, build_request
 
 WELCOME = EmailSpec.model_validate(
     {

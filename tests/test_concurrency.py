@@ -9,7 +9,7 @@ from harness import make_settings, running_stack
 from sqlalchemy import func, select
 
 from sequences.mail.capture import CaptureServer
-from sequences.models import ENROLLMENTS
+from sequences.store.tables import ENROLLMENTS
 
 SEQUENCE = """
 key: {key}

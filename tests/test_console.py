@@ -23,7 +23,7 @@ from sqlalchemy import update
 from api.app import create_app
 from api.auth import Role, create_key
 from sequences.mail.capture import CaptureServer
-from sequences.models import API_KEYS, DRAFTS
+from sequences.store.tables import API_KEYS, DRAFTS
 
 
 @pytest.fixture

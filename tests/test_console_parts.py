@@ -7,7 +7,7 @@ from pathlib import Path
 from agents.bandit import ArmStats, Candidate, split
 from api.console.framing import inert
 from api.console.graph import DONE, layout
-from sequences.loading import parse_definition
+from sequences.definitions.loading import parse_definition
 
 EXAMPLES = Path(__file__).parent.parent / "sequences" / "examples"
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sequences.definition import (
+from sequences.definitions.document import (
     BranchStep,
     DefinitionError,
     EmailStep,
@@ -20,8 +20,8 @@ from sequences.definition import (
     SequenceDefinition,
     WaitStep,
 )
-from sequences.durations import parse_duration
-from sequences.loading import canonical_json, definition_checksum, parse_definition
+from sequences.definitions.loading import canonical_json, definition_checksum, parse_definition
+from sequences.kit.durations import parse_duration
 
 EXAMPLE = files("sequences") / "examples" / "trial-onboarding.yaml"
 

@@ -14,7 +14,7 @@ from harness import BROWSER_UA, Stack, eventually, make_settings, running_stack
 from sqlalchemy import insert, select
 
 from sequences.mail.capture import CaptureServer, RejectRule
-from sequences.models import EVENTS, LINKS, MESSAGES
+from sequences.store.tables import EVENTS, LINKS, MESSAGES
 
 SEQUENCE = """
 key: delivery

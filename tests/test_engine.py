@@ -14,7 +14,7 @@ from harness import Stack, eventually, make_settings, running_stack
 from sqlalchemy import select, update
 
 from sequences.mail.capture import CaptureServer
-from sequences.models import MESSAGES, RUNS
+from sequences.store.tables import MESSAGES, RUNS
 
 SENDER = 'sender: {from: "Ops <ops@acme.test>"}'
 

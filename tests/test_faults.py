@@ -16,7 +16,7 @@ from harness import Stack, eventually, make_settings, running_stack
 from sqlalchemy import func, select
 
 from sequences.mail.capture import CaptureServer
-from sequences.models import ENROLLMENTS, MESSAGES, RUNS
+from sequences.store.tables import ENROLLMENTS, MESSAGES, RUNS
 
 SEQUENCE = """
 key: faults

@@ -8,10 +8,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 from sqlmodel import SQLModel
 
-import sequences.models  # noqa: F401  (registers the tables)
-from sequences import migrate
-from sequences.db import make_engine
-from sequences.migrate import alembic_config
+import sequences.store.tables  # noqa: F401  (registers the tables)
+from sequences.store import migrate
+from sequences.store.db import make_engine
+from sequences.store.migrate import alembic_config
 
 
 def _tables(connection: Connection) -> set[str]:

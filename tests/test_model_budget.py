@@ -8,7 +8,7 @@ import time
 
 from redis.asyncio import Redis
 
-from sequences.modelbudget import ModelBudget
+from sequences.review.modelbudget import ModelBudget
 
 
 async def test_two_workers_share_one_budget(redis_db: str) -> None:

@@ -5,8 +5,8 @@ from collections.abc import Callable
 
 import pytest
 
-from sequences import sandbox
-from sequences.sandbox import (
+from sequences.definitions import sandbox
+from sequences.definitions.sandbox import (
     TemplateRenderError,
     UnsafeTemplateError,
     evaluate_condition,

@@ -5,8 +5,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sequences.definition import Schedule
-from sequences.schedule import ALL_DAYS, frequency_cap_release, next_allowed, window_from_spec
+from sequences.definitions.document import Schedule
+from sequences.definitions.schedule import (
+    ALL_DAYS,
+    frequency_cap_release,
+    next_allowed,
+    window_from_spec,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -11,7 +11,7 @@ from harness import BROWSER_UA, Stack, eventually, make_settings, running_stack
 from sqlalchemy import func, select
 
 from sequences.mail.capture import CaptureServer
-from sequences.models import EVENTS, LINKS, MESSAGES, STEP_STATS, SUPPRESSIONS
+from sequences.store.tables import EVENTS, LINKS, MESSAGES, STEP_STATS, SUPPRESSIONS
 
 SENDER = 'sender: {from: "Ops <ops@acme.test>"}'
 OFFER = f"""key: offer

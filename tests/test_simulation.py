@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from api.simulate import SimConfig, simulate
-from sequences.loading import parse_definition
+from sequences.definitions.loading import parse_definition
 from sequences.simulation import Person, Rates, Truth, people, react, seeded_truth
 
 SEQUENCE = """key: sim

@@ -13,10 +13,10 @@ import pytest
 from harness import Stack, eventually, make_settings, running_stack
 from sqlalchemy import select
 
-from sequences.esp import mailgun, postmark, sendgrid, ses
-from sequences.esp.tags import tag_headers
+from sequences.intake.esp import mailgun, postmark, sendgrid, ses
 from sequences.mail.capture import CaptureServer
-from sequences.models import CONTACTS, EVENTS, MESSAGES, SUPPRESSIONS
+from sequences.mail.tags import tag_headers
+from sequences.store.tables import CONTACTS, EVENTS, MESSAGES, SUPPRESSIONS
 
 SEQUENCE = """
 key: {key}

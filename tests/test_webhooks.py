@@ -14,9 +14,9 @@ import pytest
 from harness import Stack, make_settings, running_stack
 from sqlalchemy import func, select
 
-from sequences.esp.fetcher import FetchFailed, HttpFetcher
+from sequences.kit.fetcher import FetchFailed, HttpFetcher
 from sequences.mail.capture import CaptureServer
-from sequences.models import CONTACTS, EVENTS, SUPPRESSIONS
+from sequences.store.tables import CONTACTS, EVENTS, SUPPRESSIONS
 
 EMAIL = "ada@example.com"
 

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents import bandit
 from agents.bandit import ArmStats, Candidate
-from sequences.adaptive import choose_candidates
-from sequences.definition import ChooseStep, EmailStep, SequenceDefinition
-from sequences.models import DRAFTS, ENROLLMENTS, EVENTS, MESSAGES, MessageState
+from sequences.definitions.document import ChooseStep, EmailStep, SequenceDefinition
+from sequences.signals.adaptive import choose_candidates
+from sequences.store.tables import DRAFTS, ENROLLMENTS, EVENTS, MESSAGES, MessageState
 
 STAGES = ("sent", "clicked", "replied", "converted")
 LOSSES = ("unsubscribed", "bounced")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sequences.definition import (
+from sequences.definitions.document import (
     BranchStep,
     ChooseStep,
     EmailStep,

@@ -18,10 +18,11 @@ from api.console.web import SessionDep, page
 from api.deps import DepsDep, ReadConnDep
 from api.routes.contacts import load_contact
 from api.routes.enrollments import describe
-from sequences import registry, scores
-from sequences.costs import step_costs
+from sequences.definitions import registry
 from sequences.errors import NotFound
-from sequences.models import CONTACTS, ENROLLMENTS, MESSAGES, SEQUENCES, VERSIONS
+from sequences.review.costs import step_costs
+from sequences.signals import scores
+from sequences.store.tables import CONTACTS, ENROLLMENTS, MESSAGES, SEQUENCES, VERSIONS
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 RECENT = 25

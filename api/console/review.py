@@ -18,7 +18,7 @@ from api.console.web import PostSessionDep, SessionDep, ago, now, page, redirect
 from api.deps import DepsDep, ReadConnDep
 from sequences.deps import Deps
 from sequences.errors import Invalid
-from sequences.models import DRAFTS, DraftStatus
+from sequences.store.tables import DRAFTS, DraftStatus
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 

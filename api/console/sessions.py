@@ -16,7 +16,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.auth import Principal, Role, hash_key
-from sequences.models import API_KEYS, CONSOLE_SESSIONS
+from sequences.store.tables import API_KEYS, CONSOLE_SESSIONS
 
 COOKIE = "dripline_console"
 LIFETIME = timedelta(hours=12)

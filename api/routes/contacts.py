@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import ConnDep, DepsDep, Enroller, ReadConnDep, Reader
 from api.schemas import ContactUpdate, Email
-from sequences import contacts, scores
 from sequences.deps import Deps
 from sequences.errors import Invalid, NotFound
-from sequences.models import (
+from sequences.signals import scores
+from sequences.store import contacts
+from sequences.store.tables import (
     CONTACTS,
     ENROLLMENTS,
     SEQUENCES,

@@ -10,7 +10,7 @@ from agents.copy import Decision
 from api import reviewing
 from api.deps import DepsDep, ReadConnDep, Reviewer
 from api.schemas import ApproveIn, RejectIn
-from sequences.models import DraftStatus
+from sequences.store.tables import DraftStatus
 
 router = APIRouter(prefix="/v1/drafts", tags=["drafts"])
 

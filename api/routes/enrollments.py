@@ -11,12 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import ConnDep, DepsDep, Enroller, ReadConnDep, Reader
 from api.schemas import BulkEnrollmentIn, ContactIn, EnrollmentIn
-from sequences import contacts, lifecycle, registry
+from sequences.definitions import registry
+from sequences.definitions.registry import Pinned
 from sequences.deps import Deps
-from sequences.engagement import load as load_engagement
-from sequences.enrollments import Enrolled, enroll
+from sequences.engine import lifecycle
+from sequences.engine.enrollments import Enrolled, enroll
 from sequences.errors import Conflict, DriplineError, NotFound
-from sequences.models import (
+from sequences.signals.engagement import load as load_engagement
+from sequences.store import contacts
+from sequences.store.tables import (
     CONTACTS,
     ENROLLMENTS,
     RUNS,
@@ -25,7 +28,6 @@ from sequences.models import (
     EnrollmentStatus,
     RunState,
 )
-from sequences.registry import Pinned
 
 router = APIRouter(prefix="/v1/enrollments", tags=["enrollments"])
 

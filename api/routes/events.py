@@ -8,9 +8,9 @@ from fastapi import APIRouter
 
 from api.deps import DepsDep, Enroller
 from api.schemas import EventIn, EventsIn
-from sequences import feedback, intake
 from sequences.deps import Deps
-from sequences.intake import Reported
+from sequences.intake import feedback, resolve
+from sequences.intake.resolve import Reported
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -41,7 +41,7 @@ async def accept(
         for e in events
     ]
     async with deps.engine.begin() as conn:
-        incoming = await intake.resolve(
+        incoming = await resolve.resolve(
             conn,
             reported,
             now,

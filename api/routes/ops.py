@@ -10,7 +10,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from api.deps import DepsDep
-from sequences.models import ENROLLMENTS, MESSAGES, RUNS
+from sequences.store.tables import ENROLLMENTS, MESSAGES, RUNS
 
 router = APIRouter(tags=["ops"])
 

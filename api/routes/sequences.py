@@ -10,12 +10,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import Admin, ConnDep, DepsDep, ReadConnDep, Reader
-from sequences import registry, scores
-from sequences.costs import step_costs
-from sequences.definition import DefinitionError, FieldError
+from sequences.definitions import registry
+from sequences.definitions.document import DefinitionError, FieldError
+from sequences.definitions.loading import parse_definition
 from sequences.errors import Conflict, NotFound
-from sequences.loading import parse_definition
-from sequences.models import (
+from sequences.review.costs import step_costs
+from sequences.signals import scores
+from sequences.store.tables import (
     ENROLLMENTS,
     MESSAGES,
     SEQUENCES,

@@ -13,11 +13,11 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import DepsDep
-from sequences import feedback
-from sequences.bots import bot_reason
 from sequences.deps import Deps
-from sequences.feedback import Incoming
-from sequences.models import CONTACTS, EVENTS, LINKS, MESSAGES
+from sequences.intake import feedback
+from sequences.signals.bots import bot_reason
+from sequences.store.events import Incoming
+from sequences.store.tables import CONTACTS, EVENTS, LINKS, MESSAGES
 
 router = APIRouter(tags=["tracking"])
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")

@@ -13,13 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.deps import DepsDep
 from api.routes.events import accept
 from api.schemas import EventIn
-from sequences import contacts, intake
-from sequences.contacts import email_key
 from sequences.deps import Deps
-from sequences.esp import providers
-from sequences.esp.common import EspEvent, Headers, WebhookRejected, stable_id
-from sequences.esp.fetcher import Fetcher, FetchFailed
-from sequences.esp.providers import Provider
+from sequences.intake import resolve
+from sequences.intake.esp import providers
+from sequences.intake.esp.common import EspEvent, Headers, WebhookRejected, stable_id
+from sequences.intake.esp.providers import Provider
+from sequences.kit.fetcher import Fetcher, FetchFailed
+from sequences.store import contacts
+from sequences.store.contacts import email_key
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ async def _ours(deps: Deps, found: list[EspEvent]) -> list[EventIn]:
 async def _sent(conn: AsyncConnection, refs: set[str]) -> dict[tuple[str, str], str]:
     """(reference, recipient key) -> our message id. ESPs also report mail that other systems
     sent through the account: those must fall back to the address, never fail the batch."""
-    found = await intake.find_messages(conn, refs)
+    found = await resolve.find_messages(conn, refs)
     owners = await contacts.find_many(conn, {m.contact_id for m in found.values()})
     return {(ref, owners[m.contact_id].email_key): m.pk for ref, m in found.items()}
 

@@ -1,0 +1,290 @@
+"""Email steps, a claimed batch at a time: compose, record, send, then advance.
+
+The message row is committed in state ``sending`` before the SMTP call. Finding a row still in
+that state later means a process died between the relay and the record: the message may or may
+not have left, so it becomes ``unknown`` and is never resent blindly.
+
+The common path is set-based: one statement loads what the batch needs, one records its
+messages, one marks them sent and a few move the enrollments on. Rare outcomes (a crash to
+recover from, a bounce, a retry) are handled one row at a time, in sequences.delivery.outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agents.copy import Draft
+from sequences.delivery.compose import (
+    Outgoing,
+    message_bytes,
+    message_row,
+    outgoing_from_row,
+    render_message,
+)
+from sequences.delivery.outcomes import Job, after_crash, failed
+from sequences.deps import Deps
+from sequences.engine import lifecycle, outbox
+from sequences.engine.flow import Finished, advance_many
+from sequences.engine.pacing import cap_releases, window_release
+from sequences.mail.mime import split_address
+from sequences.mail.smtp import (
+    SendError,
+    UnknownOutcomeError,
+)
+from sequences.review import drafting, reviews
+from sequences.review.drafting import Held
+from sequences.signals import scores
+from sequences.store import timeline
+from sequences.store.tables import LINKS, MESSAGES, EnrollmentStatus, MessageState, RunState
+
+log = logging.getLogger(__name__)
+
+
+async def send_batch(deps: Deps, jobs: list[Job]) -> None:
+    now = deps.clock.now()
+    fresh, resend, recover = await _triage(deps, jobs, now)
+    for job, state in recover:
+        await after_crash(deps, job, state)
+    if deps.limiter is not None and fresh + resend:
+        # Wait for the relay's budget before any message is recorded as being sent: a long wait
+        # then costs at most the claims (which lapse and are re-run), never an unknown outcome.
+        await deps.limiter.acquire(len(fresh) + len(resend))
+    drafted, skipped, held = await _draft(deps, fresh, now) if fresh else ([], [], [])
+    resend = [job for job in await asyncio.gather(*(_rebuild(deps, j) for j in resend)) if job]
+    await _deliver(deps, await _record(deps, drafted, skipped, resend, held, fresh))
+
+
+async def _rebuild(deps: Deps, job: Job) -> Job | None:
+    """The exact bytes of a message that got a 4xx, to try again."""
+    assert job.message is not None
+    try:
+        job.data = await asyncio.to_thread(message_bytes, deps, job.ctx, job.message)
+    except Exception:  # a signing setup broken since: the claim lapses and the row runs again
+        log.exception("could not rebuild a message to retry", extra={"message_pk": job.message.id})
+        return None
+    return job
+
+
+async def _triage(
+    deps: Deps, jobs: list[Job], now: datetime
+) -> tuple[list[Job], list[Job], list[tuple[Job, str]]]:
+    """Split the batch: new sends, 4xx retries, crash leftovers; hold back the rest."""
+    fresh: list[Job] = []
+    resend: list[Job] = []
+    recover: list[tuple[Job, str]] = []
+    later: list[datetime] = []
+    async with deps.engine.begin() as conn:
+        existing = await _existing(conn, [j.claim.run_id for j in jobs])
+        suppressed = await lifecycle.suppressed(conn, {j.ctx.email_key for j in jobs})
+        for job in jobs:
+            found = existing.get(job.claim.run_id)
+            if found is not None:
+                job.message, state = found
+                if state == MessageState.retrying:
+                    resend.append(job)
+                else:
+                    recover.append((job, state))
+            elif job.ctx.email_key in suppressed:
+                await _exit_suppressed(conn, job, suppressed[job.ctx.email_key], now)
+            elif (when := await _deferred(conn, deps, job, now)) is not None:
+                later.append(when)
+            else:
+                fresh.append(job)
+    await deps.waker.wake_at(later)
+    return fresh, resend, recover
+
+
+async def _existing(conn: AsyncConnection, run_ids: list[int]) -> dict[int, tuple[Outgoing, str]]:
+    rows = await conn.execute(select(MESSAGES).where(MESSAGES.c.step_run_id.in_(run_ids)))
+    return {row.step_run_id: (outgoing_from_row(row), row.state) for row in rows}
+
+
+async def _exit_suppressed(conn: AsyncConnection, job: Job, reason: str, now: datetime) -> None:
+    await outbox.finish(conn, job.claim, RunState.cancelled)
+    await lifecycle.end(
+        conn,
+        [job.ctx.enrollment_id],
+        status=EnrollmentStatus.exited,
+        reason=f"suppressed ({reason})",
+        now=now,
+        step_id=job.step.id,
+    )
+
+
+async def _deferred(conn: AsyncConnection, deps: Deps, job: Job, now: datetime) -> datetime | None:
+    """Outside the recipient's send window: the row waits for it to open."""
+    later = window_release(deps, job.ctx, now)
+    if later is not None:
+        await _postpone(conn, job, later, "outside the send window", now)
+    return later
+
+
+async def _postpone(
+    conn: AsyncConnection, job: Job, until: datetime, why: str, now: datetime
+) -> None:
+    if await outbox.release(conn, job.claim, until):
+        entry = timeline.entry(
+            job.ctx.enrollment_id, now, "deferred", job.step.id, until=until.isoformat(), reason=why
+        )
+        await timeline.record(conn, [entry])
+
+
+async def _draft(
+    deps: Deps, jobs: list[Job], now: datetime
+) -> tuple[list[tuple[Job, Draft]], list[Finished], list[Held]]:
+    """Draft (through the agent), render and sign the batch's messages before any is recorded
+    as sending; a step whose message cannot be made is skipped, and the timeline says why."""
+    prepared = await drafting.prepare(deps, jobs, now)
+    results = await asyncio.gather(
+        *(_build(deps, job, draft, now) for job, draft in prepared.drafted)
+    )
+    drafted = [r for r in results if not isinstance(r, Finished)]
+    skipped = prepared.skipped + [r for r in results if isinstance(r, Finished)]
+    return drafted, skipped, prepared.held
+
+
+async def _build(deps: Deps, job: Job, draft: Draft, now: datetime) -> tuple[Job, Draft] | Finished:
+    try:
+        job.message = render_message(deps, job.ctx, job.step, draft, now)
+        # RSA signing releases the GIL: in a thread it runs on the other core.
+        job.data = await asyncio.to_thread(message_bytes, deps, job.ctx, job.message)
+    except Exception as error:  # one unsendable message must not hold up its batch
+        log.exception("email step could not be composed", extra={"step": job.step.id})
+        return drafting.skipped(job, f"{type(error).__name__}: {error}")
+    return job, draft
+
+
+async def _record(
+    deps: Deps,
+    drafted: list[tuple[Job, Draft]],
+    skipped: list[Finished],
+    resend: list[Job],
+    held: list[Held],
+    jobs: list[Job],
+) -> list[Job]:
+    """Commit every message as ``sending`` before any SMTP call; returns the jobs to send."""
+    now = deps.clock.now()  # drafting may have taken a while: the new lease starts now
+    lease = now + timedelta(seconds=deps.settings.claim_lease_seconds)
+    later: list[datetime] = []
+    async with deps.engine.begin() as conn:
+        # Checked here, contacts locked, in the transaction that records the messages: two
+        # workers cannot both take a contact's last slot under the frequency cap.
+        releases = await cap_releases(conn, deps, [job.ctx for job, _ in drafted], now)
+        for (job, _), until in zip(drafted, releases, strict=True):
+            if until is not None:
+                await _postpone(conn, job, until, "frequency cap", now)
+                later.append(until)
+        drafted = [d for d, until in zip(drafted, releases, strict=True) if until is None]
+        claims = [job.claim for job, _ in drafted] + [job.claim for job in resend]
+        # A claim that lapsed meanwhile belongs to another worker now: leave it alone.
+        ours = await outbox.extend_many(conn, claims, lease)
+        kept = [(job, d) for job, d in drafted if job.claim.run_id in ours]
+        retried = [job for job in resend if job.claim.run_id in ours and job.message]
+        if retried:
+            await conn.execute(
+                update(MESSAGES)
+                .where(MESSAGES.c.id.in_([job.message.id for job in retried if job.message]))
+                .values(state=MessageState.sending)
+            )
+        messages = [message_row(j.message, j.claim, j.ctx, j.step, d) for j, d in kept if j.message]
+        if messages:
+            await conn.execute(insert(MESSAGES), messages)
+        links = [link for job, _ in kept if job.message for link in job.message.links]
+        if links:
+            await conn.execute(insert(LINKS), links)
+        await timeline.record(conn, [_drafted_entry(job, d, now) for job, d in kept])
+        await reviews.record(conn, jobs, held, now)
+        due = await advance_many(conn, deps, skipped, {}) if skipped else []
+    await deps.waker.wake_at([d for d in due if d > now] + later)
+    return [job for job, _ in kept] + retried
+
+
+def _drafted_entry(job: Job, draft: Draft, now: datetime) -> dict[str, object]:
+    assert job.message is not None
+    return timeline.entry(
+        job.ctx.enrollment_id,
+        now,
+        "drafted",
+        job.step.id,
+        message=job.message.id,
+        variant=draft.variant,
+        model=draft.model,
+        rationale=draft.rationale,
+        **({"reason": job.outcome_reason} if job.outcome_reason else {}),
+        **({"choice": job.choice} if job.choice else {}),
+    )
+
+
+async def _deliver(deps: Deps, jobs: list[Job]) -> None:
+    if not jobs:
+        return
+    assert deps.mailer is not None, "a worker that sends needs a mailer"
+    outcomes = await asyncio.gather(*(_transmit(deps, job) for job in jobs))
+    sent = [
+        (job, reply) for job, reply in zip(jobs, outcomes, strict=True) if isinstance(reply, str)
+    ]
+    await _mark_sent(deps, sent)
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        if isinstance(outcome, SendError):
+            await failed(deps, job, outcome)
+
+
+async def _transmit(deps: Deps, job: Job) -> str | SendError:
+    assert deps.mailer is not None and job.message is not None and job.data is not None
+    _, from_addr = split_address(job.ctx.definition.sender.from_)
+    try:
+        return await deps.mailer.send(from_addr, job.message.to_addr, job.data)
+    except SendError as error:
+        return error
+    except Exception as error:  # we cannot tell whether it left: never resend it blindly
+        log.exception("unexpected error while sending", extra={"message_pk": job.message.id})
+        return UnknownOutcomeError(None, f"{type(error).__name__}: {error}")
+
+
+async def _mark_sent(deps: Deps, sent: list[tuple[Job, str]]) -> None:
+    if not sent:
+        return
+    now = deps.clock.now()
+    rows = [
+        {"pk": job.message.id, "reply": reply[:1000], "tries": job.message.attempts + 1}
+        for job, reply in sent
+        if job.message
+    ]
+    finished = [
+        Finished(job.claim, job.ctx, job.step.id, {"message": job.message.id, "outcome": "sent"})
+        for job, _ in sent
+        if job.message
+    ]
+    signals = {job.ctx.enrollment_id: job.signals for job, _ in sent if job.signals}
+    async with deps.engine.begin() as conn:
+        await conn.execute(
+            update(MESSAGES)
+            # An ``unknown`` set by a worker that took over a lapsed claim is corrected here.
+            .where(
+                MESSAGES.c.id == bindparam("pk"),
+                # or_, not in_: an IN list cannot be bound per row of an executemany.
+                or_(
+                    MESSAGES.c.state == MessageState.sending,
+                    MESSAGES.c.state == MessageState.unknown,
+                ),
+            )
+            .values(
+                state=MessageState.sent,
+                sent_at=now,
+                last_reply=bindparam("reply"),
+                attempts=bindparam("tries"),
+            ),
+            rows,
+        )
+        due = await advance_many(conn, deps, finished, signals)
+        # Last: step stats rows are hot, so their locks are held for the shortest time.
+        await scores.count_sends(
+            conn,
+            [(j.ctx.sequence_key, j.step.id, j.message.variant) for j, _ in sent if j.message],
+        )
+    await deps.waker.wake_at([d for d in due if d > now])

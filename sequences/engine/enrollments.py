@@ -1,0 +1,149 @@
+"""Enrolling contacts: idempotent, one active enrollment per exclusive group, at once scheduled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sequences.definitions.registry import Pinned
+from sequences.deps import Deps
+from sequences.engine import lifecycle
+from sequences.engine.flow import load_context, move_to
+from sequences.errors import Conflict
+from sequences.store import timeline
+from sequences.store.tables import ENROLLMENTS, EnrollmentStatus, new_id
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    id: str
+    replayed: bool  # the same Idempotency-Key and request as before: the earlier enrollment
+    wake: list[datetime]
+
+
+def active_lock(pinned: Pinned) -> str:
+    return pinned.definition.exclusive_group or f"sequence:{pinned.definition.key}"
+
+
+async def enroll(
+    conn: AsyncConnection,
+    deps: Deps,
+    pinned: Pinned,
+    contact_id: int,
+    email_key: str,
+    *,
+    now: datetime,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    source: str = "api",
+) -> Enrolled:
+    if idempotency_key is not None:
+        replay = await _replay(conn, idempotency_key, request_hash)
+        if replay is not None:
+            return replay
+    reason = await lifecycle.is_suppressed(conn, email_key)
+    if reason is not None:
+        raise Conflict("contact_suppressed", f"the address is suppressed ({reason})")
+    await _check_reenroll(conn, pinned, contact_id)
+    enrollment_id = new_id("enr")
+    lock = active_lock(pinned)
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                insert(ENROLLMENTS).values(
+                    id=enrollment_id,
+                    contact_id=contact_id,
+                    sequence_id=pinned.sequence_id,
+                    version_id=pinned.version_id,
+                    version=pinned.version,
+                    status=EnrollmentStatus.active,
+                    active_lock=lock,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    except IntegrityError:
+        return await _clash(conn, contact_id, lock, idempotency_key, request_hash)
+    ctx = await load_context(conn, enrollment_id)
+    assert ctx is not None
+    entries = [
+        timeline.entry(enrollment_id, now, "enrolled", None, version=pinned.version, source=source)
+    ]
+    first = pinned.definition.steps[0].id
+    wake = await move_to(conn, deps, ctx, first, now, entries)
+    return Enrolled(enrollment_id, False, wake)
+
+
+async def _replay(conn: AsyncConnection, key: str, request_hash: str | None) -> Enrolled | None:
+    row = (
+        await conn.execute(
+            select(ENROLLMENTS.c.id, ENROLLMENTS.c.request_hash).where(
+                ENROLLMENTS.c.idempotency_key == key
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != request_hash:
+        raise Conflict(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+            {"enrollment": row.id},
+            status=422,
+        )
+    return Enrolled(row.id, True, [])
+
+
+async def _clash(
+    conn: AsyncConnection, contact_id: int, lock: str, key: str | None, request_hash: str | None
+) -> Enrolled:
+    if key is not None:
+        replay = await _replay(conn, key, request_hash)
+        if replay is not None:
+            return replay
+    row = (
+        await conn.execute(
+            select(ENROLLMENTS.c.id).where(
+                and_(
+                    ENROLLMENTS.c.contact_id == contact_id,
+                    ENROLLMENTS.c.active_lock == lock,
+                    ENROLLMENTS.c.status == EnrollmentStatus.active,
+                )
+            )
+        )
+    ).first()
+    active = row.id if row else None
+    raise Conflict(
+        "already_enrolled",
+        f"the contact already has an active enrollment in '{lock}'",
+        {"active_enrollment": active, "exclusive_group": lock},
+    )
+
+
+async def _check_reenroll(conn: AsyncConnection, pinned: Pinned, contact_id: int) -> None:
+    entry = pinned.definition.entry
+    if entry is None or entry.reenroll != "never":
+        return
+    row = (
+        await conn.execute(
+            select(ENROLLMENTS.c.id)
+            .where(
+                ENROLLMENTS.c.contact_id == contact_id,
+                ENROLLMENTS.c.sequence_id == pinned.sequence_id,
+                ENROLLMENTS.c.status != EnrollmentStatus.active,
+            )
+            .limit(1)
+        )
+    ).first()
+    if row is not None:
+        raise Conflict(
+            "reenroll_not_allowed",
+            "the contact went through this sequence before and its entry says reenroll: never",
+            {"previous_enrollment": row.id},
+        )

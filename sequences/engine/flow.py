@@ -1,0 +1,287 @@
+"""How an enrollment moves: from one waiting point (an email or a wait) to the next.
+
+Control steps (branch, goto, choose) have no side effects, so they are resolved inline when an
+enrollment advances; only emails and waits become outbox rows of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sequences.definitions import registry
+from sequences.definitions.document import (
+    BranchStep,
+    ChooseStep,
+    EmailStep,
+    ExitStep,
+    GotoStep,
+    SequenceDefinition,
+    WaitStep,
+)
+from sequences.definitions.sandbox import SandboxError, evaluate_condition
+from sequences.deps import Deps
+from sequences.engine import lifecycle, outbox
+from sequences.signals import adaptive, engagement
+from sequences.store import timeline
+from sequences.store.db import lock_rows
+from sequences.store.tables import CONTACTS, ENROLLMENTS, EnrollmentStatus
+
+MAX_HOPS = 100  # a goto loop with no email or wait in it must not spin forever
+
+
+@dataclass(frozen=True)
+class RunContext:
+    enrollment_id: str
+    status: str
+    sequence_key: str
+    version_id: int
+    definition: SequenceDefinition
+    contact_id: int
+    email: str
+    email_key: str
+    timezone: str | None
+    attributes: dict[str, Any]
+    started_at: datetime
+
+    def contact_view(self) -> dict[str, Any]:
+        """What templates and conditions see as ``contact``: attributes plus the basics."""
+        return {**self.attributes, "email": self.email, "timezone": self.timezone}
+
+
+async def load_context(conn: AsyncConnection, enrollment_id: str) -> RunContext | None:
+    return (await load_contexts(conn, [enrollment_id])).get(enrollment_id)
+
+
+async def load_contexts(conn: AsyncConnection, enrollment_ids: list[str]) -> dict[str, RunContext]:
+    """Enrollments with their contact and pinned definition, for a whole batch in one query."""
+    rows = await conn.execute(
+        select(
+            ENROLLMENTS.c.id,
+            ENROLLMENTS.c.status,
+            ENROLLMENTS.c.version_id,
+            ENROLLMENTS.c.created_at,
+            CONTACTS.c.id.label("contact_id"),
+            CONTACTS.c.email,
+            CONTACTS.c.email_key,
+            CONTACTS.c.timezone,
+            CONTACTS.c.attributes,
+        )
+        .join(CONTACTS, CONTACTS.c.id == ENROLLMENTS.c.contact_id)
+        .where(ENROLLMENTS.c.id.in_(enrollment_ids))
+    )
+    contexts: dict[str, RunContext] = {}
+    for row in rows.all():
+        defn = await registry.load_version(conn, row.version_id)
+        contexts[row.id] = RunContext(
+            enrollment_id=row.id,
+            status=row.status,
+            sequence_key=defn.key,
+            version_id=row.version_id,
+            definition=defn,
+            contact_id=row.contact_id,
+            email=row.email,
+            email_key=row.email_key,
+            timezone=row.timezone,
+            attributes=dict(row.attributes or {}),
+            started_at=row.created_at,
+        )
+    return contexts
+
+
+async def advance(
+    conn: AsyncConnection,
+    deps: Deps,
+    claim: outbox.Claim,
+    ctx: RunContext,
+    from_step: str,
+    *,
+    entered: bool = False,
+    **detail: Any,
+) -> list[datetime]:
+    """Close the claimed row and move the enrollment to its next waiting point.
+
+    ``entered`` means ``from_step`` itself is still to be run (a control step reached by the
+    claim); otherwise the walk starts after it. Returns the due times of rows to wake.
+    """
+    finished = Finished(claim, ctx, from_step, detail, entered)
+    return await advance_many(conn, deps, [finished], {})
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One finished outbox row, and what to say about it on the timeline."""
+
+    claim: outbox.Claim
+    ctx: RunContext
+    step_id: str
+    detail: dict[str, Any]
+    entered: bool = False
+
+
+async def advance_many(
+    conn: AsyncConnection,
+    deps: Deps,
+    finished: list[Finished],
+    signals: dict[str, engagement.Engagement],
+) -> list[datetime]:
+    """Close many claimed rows at once and move each enrollment on, in a few statements.
+
+    ``signals`` holds engagement already loaded for some enrollments (branches read it).
+    """
+    # Enrollments before outbox rows, as everywhere (see sequences.store.db.lock_rows).
+    await lock_rows(conn, ENROLLMENTS, sorted({f.ctx.enrollment_id for f in finished}))
+    held = await outbox.finish_many(conn, [f.claim for f in finished])
+    now = deps.clock.now()
+    moves: list[Move] = []
+    for item in finished:
+        if item.claim.run_id not in held:
+            continue  # the claim lapsed: whoever holds the row now moves the enrollment
+        entry = timeline.entry(
+            item.ctx.enrollment_id, now, "step_done", item.step_id, **item.detail
+        )
+        target = item.step_id if item.entered else item.ctx.definition.next_step_id(item.step_id)
+        loaded = signals.get(item.ctx.enrollment_id)
+        moves.append(await plan_move(conn, deps, item.ctx, target, now, [entry], loaded))
+    return await apply_moves(conn, moves, now)
+
+
+async def move_to(
+    conn: AsyncConnection,
+    deps: Deps,
+    ctx: RunContext,
+    target: str | None,
+    now: datetime,
+    entries: list[dict[str, Any]],
+) -> list[datetime]:
+    """Resolve control steps from ``target`` on, then schedule the email or wait it lands on."""
+    return await apply_moves(conn, [await plan_move(conn, deps, ctx, target, now, entries)], now)
+
+
+@dataclass
+class Move:
+    """Where one enrollment goes next: a row to schedule, or an end."""
+
+    enrollment_id: str
+    entries: list[dict[str, Any]]
+    schedule: tuple[str, datetime] | None = None  # (step, due)
+    end: tuple[EnrollmentStatus, str, str | None] | None = None  # (status, reason, step)
+
+
+async def plan_move(
+    conn: AsyncConnection,
+    deps: Deps,
+    ctx: RunContext,
+    target: str | None,
+    now: datetime,
+    entries: list[dict[str, Any]],
+    signals: engagement.Engagement | None = None,
+) -> Move:
+    defn = ctx.definition
+    move = Move(ctx.enrollment_id, entries)
+    for _ in range(MAX_HOPS):
+        if target is None:
+            move.end = (EnrollmentStatus.completed, "end of sequence", None)
+            return move
+        step = defn.step(target)
+        if isinstance(step, ExitStep):
+            move.end = (
+                EnrollmentStatus.exited,
+                step.exit.reason or f"exit step {step.id}",
+                step.id,
+            )
+            return move
+        if isinstance(step, EmailStep | WaitStep):
+            move.schedule = (step.id, _due(deps, ctx, step, now, entries))
+            return move
+        if signals is None:
+            signals = await engagement.load(
+                conn, deps, ctx.enrollment_id, ctx.contact_id, ctx.started_at
+            )
+        detail: dict[str, Any] = {}
+        if isinstance(step, ChooseStep):
+            target, why, detail = await adaptive.choose_next(
+                conn, deps, defn, step, ctx.enrollment_id, signals.standing.affinities
+            )
+        else:
+            target, why = _decide(step, ctx, signals)
+        entries.append(
+            timeline.entry(
+                ctx.enrollment_id, now, "decision", step.id, goto=target, reason=why, **detail
+            )
+        )
+    move.end = (EnrollmentStatus.exited, "goto loop without a wait", None)
+    return move
+
+
+def _due(
+    deps: Deps,
+    ctx: RunContext,
+    step: EmailStep | WaitStep,
+    now: datetime,
+    entries: list[dict[str, Any]],
+) -> datetime:
+    if isinstance(step, EmailStep):
+        return now
+    due = now + deps.seqtime.real_duration(step.wait.duration)
+    entries.append(
+        timeline.entry(
+            ctx.enrollment_id,
+            now,
+            "waiting",
+            step.id,
+            until=step.wait.until,
+            wake_at=due.isoformat(),
+        )
+    )
+    return due
+
+
+async def apply_moves(conn: AsyncConnection, moves: list[Move], now: datetime) -> list[datetime]:
+    """Write many moves with a handful of statements; returns the new rows' due times."""
+    await timeline.record(conn, [e for m in moves for e in m.entries])
+    scheduled = [m for m in moves if m.schedule is not None]
+    if scheduled:
+        rows = [(m.enrollment_id, *m.schedule) for m in scheduled if m.schedule]
+        await outbox.schedule_many(conn, rows, now)
+        await conn.execute(
+            update(ENROLLMENTS)
+            .where(
+                ENROLLMENTS.c.id == bindparam("enrollment"),
+                ENROLLMENTS.c.status == EnrollmentStatus.active,
+            )
+            .values(position=bindparam("step"), updated_at=now),
+            [{"enrollment": e, "step": s} for e, s, _ in rows],
+        )
+    ends: dict[tuple[EnrollmentStatus, str, str | None], list[str]] = {}
+    for move in moves:
+        if move.end is not None:
+            ends.setdefault(move.end, []).append(move.enrollment_id)
+    for (status, reason, step_id), ids in ends.items():
+        await lifecycle.end(conn, ids, status=status, reason=reason, now=now, step_id=step_id)
+    return [m.schedule[1] for m in scheduled if m.schedule]
+
+
+def _decide(
+    step: BranchStep | GotoStep, ctx: RunContext, signals: engagement.Engagement
+) -> tuple[str, str]:
+    if isinstance(step, GotoStep):
+        return step.goto, "goto"
+    context = {"contact": ctx.contact_view(), "event": signals.last_event, **signals.helpers()}
+    failed: list[str] = []
+    for number, rule in enumerate(step.branch):
+        if rule.else_ is not None:
+            return rule.else_, "; ".join([*failed, "else"])
+        assert rule.if_ is not None and rule.goto is not None
+        try:
+            matched = evaluate_condition(rule.if_, context)
+        except SandboxError as error:  # a runaway or broken condition counts as false, loudly
+            failed.append(f"rule {number} failed ({error}), taken as false")
+            continue
+        if matched:
+            return rule.goto, f"rule {number}: {rule.if_}"
+    raise ValueError(f"branch {step.id} has no else")  # the definition validator forbids this

@@ -1,0 +1,124 @@
+"""Resend webhooks, delivered by Svix: HMAC-SHA256 over ``id.timestamp.body``, secret ``whsec_``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sequences.intake.esp.common import (
+    EspEvent,
+    Headers,
+    Malformed,
+    NotConfigured,
+    WebhookRejected,
+    as_object,
+    check_timestamp,
+    header,
+    load_json,
+    maybe,
+    need,
+    optional_instant,
+    properties,
+    recipient_id,
+    same,
+)
+from sequences.mail.tags import MESSAGE_TAG
+from sequences.settings import Settings
+
+# email.sent, email.delivery_delayed (a retry in progress), email.failed (never sent) and the
+# contact and domain events are not ours.
+TYPES = {
+    "email.delivered": "delivered",
+    "email.opened": "opened",
+    "email.clicked": "clicked",
+    "email.bounced": "bounced",
+    "email.complained": "complained",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    secret: bytes
+    tolerance: float
+
+
+def configure(settings: Settings) -> Config | None:
+    if not settings.resend_webhook_secret:
+        return None
+    try:
+        secret = base64.b64decode(settings.resend_webhook_secret.removeprefix("whsec_"))
+    except binascii.Error:
+        raise NotConfigured("resend", "has a secret that is not whsec_<base64>") from None
+    return Config(secret, settings.webhook_tolerance_seconds)
+
+
+def verify(headers: Headers, raw_body: bytes, config: Config, now: datetime) -> None:
+    msg_id, timestamp = header(headers, "svix-id"), header(headers, "svix-timestamp")
+    signed = f"{msg_id}.{timestamp}.".encode() + raw_body
+    expected = base64.b64encode(hmac.new(config.secret, signed, hashlib.sha256).digest())
+    # Space-separated "v1,<base64>" entries: several while a secret is being rotated.
+    offered = [s.partition(",") for s in header(headers, "svix-signature").split()]
+    if not any(v == "v1" and same(sig, expected) for v, _, sig in offered):
+        raise WebhookRejected("no svix-signature matches the body")
+    check_timestamp(timestamp, now, config.tolerance)
+
+
+def parse(raw_body: bytes, headers: Headers) -> list[EspEvent]:
+    body = as_object(load_json(raw_body), "body")
+    kind = need(body, "type", str)
+    data = need(body, "data", dict)
+    base = header(headers, "svix-id")  # the same on every retry of one message
+    to = _recipients(kind, data)
+    at = optional_instant(body, "created_at")
+    return [
+        EspEvent(
+            id=recipient_id(base, email, len(to)),
+            provider_event=kind,
+            type=TYPES.get(kind),
+            email=email,
+            occurred_at=at,
+            message_ref=_tag(data),
+            properties=_properties(kind, data),
+        )
+        for email in to
+    ]
+
+
+def _recipients(kind: str, data: dict[str, Any]) -> list[str]:
+    to = [a for a in maybe(data, "to", list) or [] if isinstance(a, str)]
+    if kind in TYPES and not to:
+        raise Malformed("data.to", "expected a list of at least one address")
+    return to or [""]  # an event we ignore needs no recipient
+
+
+def _tag(data: dict[str, Any]) -> str | None:
+    """Tags come as ``{"name": value}`` or as ``[{"name": ..., "value": ...}]``."""
+    tags = data.get("tags")
+    if isinstance(tags, dict):
+        return maybe(tags, MESSAGE_TAG, str)
+    for tag in tags if isinstance(tags, list) else []:
+        if isinstance(tag, dict) and tag.get("name") == MESSAGE_TAG:
+            return maybe(tag, "value", str)
+    return None
+
+
+def _properties(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    if kind == "email.bounced":
+        bounce = maybe(data, "bounce", dict) or {}
+        # Resend sends email.bounced for permanent rejections; honour an explicit Transient.
+        hard = bounce.get("type") != "Transient"
+        reply = maybe(bounce, "message", str)
+        return properties(kind, bounce_type="hard" if hard else "soft", reply=reply)
+    if kind == "email.clicked":
+        click = maybe(data, "click", dict) or {}
+        url, agent = maybe(click, "link", str), maybe(click, "userAgent", str)
+        return properties(kind, url=url, user_agent=agent)
+    if kind == "email.opened":
+        opened = maybe(data, "open", dict) or {}
+        return properties(kind, user_agent=maybe(opened, "userAgent", str))
+    return properties(kind)

@@ -1,0 +1,205 @@
+"""Feedback: events from the API, the pixel, clicks, unsubscribes and bounces, and what they do.
+
+An event is stored once (its id deduplicates), lands on the timeline of the enrollments it
+concerns, and then acts: suppression for unsubscribes, complaints and hard bounces; exits for a
+sequence's ``exit_on``; an early wake for a ``wait ... until``; an enrollment for ``entry.events``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sequences.definitions import registry
+from sequences.definitions.document import WaitStep
+from sequences.deps import Deps
+from sequences.engine import lifecycle, outbox
+from sequences.errors import Conflict
+from sequences.signals import scores
+from sequences.store import timeline
+from sequences.store.db import lock_rows
+from sequences.store.events import Incoming, store_events
+from sequences.store.tables import (
+    ENROLLMENTS,
+    MESSAGES,
+    EnrollmentStatus,
+)
+
+ENGAGEMENT_TYPES = frozenset(
+    {
+        "delivered",
+        "opened",
+        "clicked",
+        "replied",
+        "converted",
+        "unsubscribed",
+        "bounced",
+        "complained",
+    }
+)
+
+
+@dataclass
+class Outcome:
+    accepted: int = 0
+    duplicates: int = 0
+    wake: list[datetime] = field(default_factory=list)
+
+
+async def ingest(
+    conn: AsyncConnection, deps: Deps, events: list[Incoming], now: datetime
+) -> Outcome:
+    """Store a batch (duplicates dropped), then act on its human events and fold them into the
+    scores: a fixed handful of statements per batch, whatever its size."""
+    stored = await store_events(conn, events, now)
+    outcome = Outcome(accepted=len(stored), duplicates=len(events) - len(stored))
+    human = [e for e in stored if not e.is_bot]
+    if human:
+        outcome.wake += await _act(conn, deps, human, now)
+        # Last, after any enrollment locks: senders take enrollments before step stats too.
+        await scores.update_for(conn, deps, human, now)
+    return outcome
+
+
+Target = tuple[str, int, str | None]  # (enrollment, version, position)
+
+
+async def _act(
+    conn: AsyncConnection, deps: Deps, events: list[Incoming], now: datetime
+) -> list[datetime]:
+    targets = await _concerned(conn, events)
+    await timeline.record(
+        conn,
+        [
+            timeline.entry(
+                enrollment, now, "event", None, type=e.type, source=e.source, message=e.message_pk
+            )
+            for e in events
+            for enrollment, _, _ in targets.get(id(e), [])
+        ],
+    )
+    suppressing = {e.contact_id: e for e in events if _suppression_reason(e) is not None}
+    acting = [e for e in events if e.contact_id not in suppressing]
+    exits, waits = await _plan(conn, acting, targets)
+    # Every enrollment this batch may end, locked at once in id order (as the engine always
+    # does), so two batches ending overlapping enrollments cannot deadlock.
+    ending = {t[0] for e in suppressing.values() for t in targets.get(id(e), [])}
+    await lock_rows(conn, ENROLLMENTS, sorted(ending | {e for ids in exits.values() for e in ids}))
+    for contact_id, event in sorted(suppressing.items()):
+        reason = _suppression_reason(event)
+        assert reason is not None
+        await lifecycle.suppress(conn, contact_id, event.email_key, reason=reason, now=now)
+    for event_type, enrollment_ids in sorted(exits.items()):
+        await lifecycle.end(
+            conn,
+            enrollment_ids,
+            status=EnrollmentStatus.exited,
+            reason=f"exit_on: {event_type}",
+            now=now,
+        )
+    exited = {e for ids in exits.values() for e in ids}
+    woken = await outbox.wake_waits(conn, {e: w for e, w in waits.items() if e not in exited}, now)
+    wake = [now] if woken else []
+    return wake + await _entry_triggers(conn, deps, acting, now)
+
+
+def _suppression_reason(event: Incoming) -> str | None:
+    if event.type == "unsubscribed":
+        return "unsubscribed"
+    if event.type == "complained":
+        return "complaint"
+    if event.type == "bounced" and event.properties.get("bounce_type", "hard") == "hard":
+        return "hard_bounce"
+    return None
+
+
+async def _concerned(conn: AsyncConnection, events: list[Incoming]) -> dict[int, list[Target]]:
+    """Per event, the active enrollments it is about: the one it names, or all of its
+    contact's. One query for the batch."""
+    contact_ids = sorted({e.contact_id for e in events})
+    rows = await conn.execute(
+        select(
+            ENROLLMENTS.c.id,
+            ENROLLMENTS.c.contact_id,
+            ENROLLMENTS.c.version_id,
+            ENROLLMENTS.c.position,
+        ).where(
+            ENROLLMENTS.c.status == EnrollmentStatus.active,
+            ENROLLMENTS.c.contact_id.in_(contact_ids),
+        )
+    )
+    by_contact: dict[int, list[Target]] = {}
+    for row in rows:
+        by_contact.setdefault(row.contact_id, []).append((row.id, row.version_id, row.position))
+    return {
+        id(e): [
+            t
+            for t in by_contact.get(e.contact_id, [])
+            if e.enrollment_id is None or t[0] == e.enrollment_id
+        ]
+        for e in events
+    }
+
+
+async def _plan(
+    conn: AsyncConnection, events: list[Incoming], targets: dict[int, list[Target]]
+) -> tuple[dict[str, list[str]], dict[str, tuple[str, str]]]:
+    """Which enrollments exit (by event type) and which waits wake (step, event type)."""
+    exits: dict[str, list[str]] = {}
+    waits: dict[str, tuple[str, str]] = {}
+    for event in events:
+        for enrollment_id, version_id, position in targets.get(id(event), []):
+            defn = await registry.load_version(conn, version_id)
+            if event.type in defn.exit_on:
+                exits.setdefault(event.type, []).append(enrollment_id)
+                continue
+            step = defn.step(position) if position else None
+            if isinstance(step, WaitStep) and event.type in step.wait.until:
+                waits.setdefault(enrollment_id, (step.id, event.type))
+    return exits, waits
+
+
+async def _entry_triggers(
+    conn: AsyncConnection, deps: Deps, events: list[Incoming], now: datetime
+) -> list[datetime]:
+    from sequences.engine.enrollments import (
+        enroll,  # enrollments -> flow -> ...; imported late on purpose
+    )
+
+    wake: list[datetime] = []
+    triggered = [p for p in await registry.all_current(conn) if p.definition.entry is not None]
+    for event in events:
+        for pinned in triggered:
+            assert pinned.definition.entry is not None
+            if event.type not in pinned.definition.entry.events:
+                continue
+            try:
+                enrolled = await enroll(
+                    conn,
+                    deps,
+                    pinned,
+                    event.contact_id,
+                    event.email_key,
+                    now=now,
+                    source=f"event:{event.type}",
+                )
+            except Conflict:
+                continue  # already in the group, suppressed, or reenroll: never: the trigger passes
+            wake += enrolled.wake
+    return wake
+
+
+async def message_by_header(conn: AsyncConnection, ref: str) -> tuple[str, str, int] | None:
+    """Find a message by its Message-ID header (with or without <>) or our own id."""
+    bracketed = ref if ref.startswith("<") else f"<{ref}>"
+    row = (
+        await conn.execute(
+            select(MESSAGES.c.id, MESSAGES.c.enrollment_id, MESSAGES.c.contact_id).where(
+                (MESSAGES.c.message_id == bracketed) | (MESSAGES.c.id == ref)
+            )
+        )
+    ).first()
+    return (row.id, row.enrollment_id, row.contact_id) if row else None

@@ -1,0 +1,131 @@
+"""Contacts: upserted by email, unique case-insensitively."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sequences.store.db import dialect_insert
+from sequences.store.tables import CONTACTS
+
+
+@dataclass(frozen=True)
+class ContactRef:
+    id: int
+    email: str
+    email_key: str
+
+
+def email_key(email: str) -> str:
+    return email.strip().lower()
+
+
+async def upsert(
+    conn: AsyncConnection,
+    email: str,
+    *,
+    now: datetime,
+    timezone: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    replace: bool = False,
+) -> ContactRef:
+    """Create or update a contact. ``replace`` swaps the attributes (a CRM's PUT); otherwise
+    the given attributes are merged over the stored ones (an enrollment's snapshot)."""
+    key = email_key(email)
+    await conn.execute(
+        dialect_insert(conn, CONTACTS)
+        .values(
+            email=email.strip(),
+            email_key=key,
+            timezone=timezone,
+            attributes=attributes or {},
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["email_key"])
+    )
+    query = select(CONTACTS.c.id, CONTACTS.c.attributes, CONTACTS.c.timezone).where(
+        CONTACTS.c.email_key == key
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).one()
+    merged = dict(attributes or {}) if replace else {**(row.attributes or {}), **(attributes or {})}
+    changes: dict[str, Any] = {}
+    if merged != (row.attributes or {}):
+        changes["attributes"] = merged
+    if timezone is not None and timezone != row.timezone:
+        changes["timezone"] = timezone
+    if changes:
+        await conn.execute(
+            update(CONTACTS).where(CONTACTS.c.id == row.id).values(**changes, updated_at=now)
+        )
+    return ContactRef(row.id, email.strip(), key)
+
+
+async def find(
+    conn: AsyncConnection, *, email: str | None = None, contact_id: int | None = None
+) -> ContactRef | None:
+    query = select(CONTACTS.c.id, CONTACTS.c.email, CONTACTS.c.email_key)
+    if email is not None:
+        query = query.where(CONTACTS.c.email_key == email_key(email))
+    else:
+        query = query.where(CONTACTS.c.id == contact_id)
+    row = (await conn.execute(query)).first()
+    return ContactRef(row.id, row.email, row.email_key) if row else None
+
+
+async def ensure_many(
+    conn: AsyncConnection, emails: list[str], *, now: datetime
+) -> dict[str, ContactRef]:
+    """The contacts for these addresses, created bare where missing; keyed by email key.
+
+    Unlike ``upsert`` nothing is locked or changed: an event names a contact, it does not edit
+    one. Two statements at most, whatever the number of addresses.
+    """
+    wanted = {email_key(e): e.strip() for e in emails}
+    found = await _by_key(conn, list(wanted))
+    missing = [k for k in wanted if k not in found]
+    if missing:
+        await conn.execute(
+            dialect_insert(conn, CONTACTS).on_conflict_do_nothing(index_elements=["email_key"]),
+            [
+                {
+                    "email": wanted[k],
+                    "email_key": k,
+                    "timezone": None,
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for k in sorted(missing)
+            ],
+        )
+        found |= await _by_key(conn, missing)
+    return found
+
+
+async def _by_key(conn: AsyncConnection, keys: list[str]) -> dict[str, ContactRef]:
+    if not keys:
+        return {}
+    rows = await conn.execute(
+        select(CONTACTS.c.id, CONTACTS.c.email, CONTACTS.c.email_key).where(
+            CONTACTS.c.email_key.in_(keys)
+        )
+    )
+    return {r.email_key: ContactRef(r.id, r.email, r.email_key) for r in rows}
+
+
+async def find_many(conn: AsyncConnection, contact_ids: set[int]) -> dict[int, ContactRef]:
+    if not contact_ids:
+        return {}
+    rows = await conn.execute(
+        select(CONTACTS.c.id, CONTACTS.c.email, CONTACTS.c.email_key).where(
+            CONTACTS.c.id.in_(sorted(contact_ids))
+        )
+    )
+    return {r.id: ContactRef(r.id, r.email, r.email_key) for r in rows}
