@@ -4,6 +4,7 @@ the app served over HTTP, with the real worker, PostgreSQL and SMTP capture behi
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,15 @@ class Console:
         await expect(page).to_have_url(f"{self.base}/console/sign-in?next=%2Fconsole%2Fqueue")
         await page.fill("#key", await self.stack.key(role))
         await page.click("button[type=submit]")
-        await expect(page).to_have_url(f"{self.base}/console/queue")
+        await ready(page, f"{self.base}/console/queue")
         return page
+
+
+async def ready(page: Page, url: str | re.Pattern[str]) -> None:
+    """Wait until the page at `url` has console.js's handlers attached (it marks <html
+    data-ready>): the script is deferred, so a key pressed or a form confirmed sooner is lost."""
+    await expect(page).to_have_url(url)
+    await expect(page.locator("html")).to_have_attribute("data-ready", "true")
 
 
 @pytest.fixture
@@ -77,7 +85,7 @@ async def test_approve_with_the_keyboard_and_see_the_email_arrive(console: Conso
     await expect(rows).to_have_count(2)
     await page.keyboard.press("j")
     await page.keyboard.press("Enter")
-    await expect(page).to_have_url(f"{console.base}/console/drafts/{first['id']}?")
+    await ready(page, f"{console.base}/console/drafts/{first['id']}?")
     frame = page.locator("iframe.email-frame")
     assert await frame.get_attribute("sandbox") == ""  # no allowances: no scripts, no origin
     email = page.frame_locator("iframe.email-frame")
@@ -105,6 +113,7 @@ async def test_an_edit_that_fails_a_guardrail_is_refused_on_the_page(console: Co
     [draft] = await enrolled(console.stack, "cy")
     page = await console.signed_in()
     await page.click(f"text={draft['subject']}")
+    await ready(page, re.compile(rf"/console/drafts/{draft['id']}\?"))
     await page.keyboard.press("e")
     await expect(page.locator("#subject")).to_be_focused()
     await page.fill("#body", BAD_BODY)
@@ -192,6 +201,7 @@ async def test_bulk_approval_asks_first_and_a_refusal_changes_nothing(console: C
     await enrolled(console.stack, "gil", "hal")
     page = await console.signed_in()
     await page.click(".filters >> text=welcome")  # the step in the side list
+    await ready(page, re.compile(r"/console/queue\?sequence=reviewed&step=welcome$"))
     answers: list[str] = []
 
     async def answer(dialog: Dialog) -> None:

@@ -55,4 +55,8 @@
       if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }
     });
   });
+
+  // Every handler is attached: tests (and anyone scripting the page) wait for this mark, since a
+  // key pressed before it (the script is deferred) would be lost.
+  document.documentElement.dataset.ready = "true";
 })();
