@@ -166,3 +166,14 @@ class Settings(BaseSettings):
         gt=0,
         description="SNS retries keep the original Timestamp for up to 3,600 s, plus clock skew.",
     )
+    webhook_max_body_bytes: int = Field(
+        32_000_000,
+        alias="DRIPLINE_WEBHOOK_MAX_BODY_BYTES",
+        gt=0,
+        description="The body limit on /v1/webhooks: a bounce may carry the whole message.",
+    )
+    group_unsubscribe_suppresses: bool = Field(
+        False,
+        alias="DRIPLINE_GROUP_UNSUBSCRIBE_SUPPRESSES",
+        description="Treat an ESP's group (list) unsubscribe as an unsubscribe from everything.",
+    )
