@@ -245,6 +245,9 @@ class DraftRecord(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     deadline_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     decided_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    # A soft claim: the reviewer who has it open, until when. Shown to others; never a lock.
+    claimed_by: str | None = Field(default=None, max_length=200)
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
 
 
 class ModelCallRecord(SQLModel, table=True):
