@@ -12,7 +12,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from dkim.canonicalization import Relaxed
 
-from sequences.mail.dkim import DkimSigner, _relaxed_body, dns_txt_record, generate_private_key_pem
+from sequences.mail.dkim import (
+    OVERSIGNED_HEADERS,
+    DkimSigner,
+    _relaxed_body,
+    dns_txt_record,
+    generate_private_key_pem,
+)
 from sequences.mail.mime import OutgoingEmail, build_message
 
 SELECTOR = "dripline"
@@ -86,6 +92,35 @@ def test_signed_header_list(signer: DkimSigner) -> None:
         SELECTOR,
     )
     assert tags["t"] == "1800000000"
+
+
+def test_oversigned_headers_are_named_once_more_than_present(signer: DkimSigner) -> None:
+    unsigned = message()
+    head = unsigned.split(b"\r\n\r\n", 1)[0].decode()
+    present = [line.split(":", 1)[0].lower() for line in head.split("\r\n") if line[:1].strip()]
+    names = signature_tags(signer.sign(unsigned))["h"].split(":")
+    assert "cc" not in present and names.count("cc") == 1
+    for name in OVERSIGNED_HEADERS:
+        assert names.count(name) == present.count(name) + 1, name
+    assert names.count("mime-version") == present.count("mime-version") == 1
+
+
+@pytest.mark.parametrize(
+    "added",
+    [
+        b"Subject: Your account is suspended",
+        b"From: Bank <security@bank.test>",
+        b"Cc: someone@else.test",
+        b"List-Unsubscribe: <https://evil.test/u>",
+    ],
+)
+def test_a_header_added_above_the_signed_ones_fails(
+    signer: DkimSigner, dnsfunc: DnsFunc, added: bytes
+) -> None:
+    signed = signer.sign(message())
+    assert dkim.verify(signed, dnsfunc=dnsfunc)
+    # Mail clients show the topmost Subject or From; without oversigning this still verified.
+    assert not dkim.verify(added + b"\r\n" + signed, dnsfunc=dnsfunc)
 
 
 def test_emitted_header_lines_are_short(signer: DkimSigner) -> None:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 __all__ = [
+    "OVERSIGNED_HEADERS",
     "SIGNED_HEADERS",
     "DkimSigner",
     "dns_txt_record",
@@ -28,6 +29,7 @@ __all__ = [
 SIGNED_HEADERS: tuple[str, ...] = (
     "from",
     "to",
+    "cc",
     "subject",
     "date",
     "message-id",
@@ -36,6 +38,21 @@ SIGNED_HEADERS: tuple[str, ...] = (
     "content-type",
     "list-unsubscribe",
     "list-unsubscribe-post",
+)
+# Oversigned (RFC 6376 8.15): named in h= once more than they occur, so an instance added
+# later, such as a second Subject: prepended above the signed one, breaks the signature.
+OVERSIGNED_HEADERS: frozenset[str] = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "subject",
+        "date",
+        "message-id",
+        "reply-to",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    }
 )
 
 _CRLF = b"\r\n"
@@ -93,12 +110,14 @@ class DkimSigner:
         domain: str,
         selector: str,
         headers: Sequence[str] = SIGNED_HEADERS,
+        oversigned: frozenset[str] = OVERSIGNED_HEADERS,
     ) -> None:
         self._key = _load_rsa_key(private_key_pem)
         check_names(domain, selector)
         self._domain = domain
         self._selector = selector
         self._headers = tuple(h.lower() for h in headers)
+        self._oversigned = frozenset(h.lower() for h in oversigned)
         if "from" not in self._headers:
             raise ValueError("DKIM requires the From header to be signed")
 
@@ -108,7 +127,10 @@ class DkimSigner:
         fields, body = _split_message(message)
         body_hash = base64.b64encode(hashlib.sha256(_relaxed_body(body)).digest())
         signed = _select_headers(fields, self._headers)
-        names = b":".join(name for name, _ in signed)
+        # An h= name with no instance left hashes as nothing (RFC 6376 5.4.2), so the extra
+        # names change no hash today and fail any header added tomorrow.
+        extra = [h.encode("ascii") for h in dict.fromkeys(self._headers) if h in self._oversigned]
+        names = b":".join([name for name, _ in signed] + extra)
         stamp = int(time.time()) if timestamp is None else timestamp
         # Folded exactly as emitted: relaxed canonicalisation collapses each fold to one space,
         # so the verifier hashes the same bytes as long as only the b= value is appended later.
