@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.bandit import ArmStats, Choice, Goal
+from agents.llm import Attempt
 
 
 class _Frozen(BaseModel):
@@ -117,6 +118,10 @@ class CopyRequest(_Frozen):
     goal: Goal = "engagement"
     affinity_weight: float = 1.0
     affinities: dict[str, float] = Field(default_factory=dict)
+    # Contact fields kept out of the copy and this request ("contact.company (markup)").
+    held_fields: tuple[str, ...] = ()
+    # What happens to copy the gate refuses: the step is skipped, or held for a reviewer.
+    refused_copy: Literal["skip", "hold"] = "skip"
 
     @property
     def links(self) -> tuple[str, ...]:
@@ -176,6 +181,8 @@ class ModelCall(_Frozen):
     cached_tokens: int = 0
     latency_ms: int = 0
     outcome: str = "ok"
+    # Each HTTP request behind this call, for the timeline; not a ledger column.
+    attempts: tuple[Attempt, ...] = Field(default=(), exclude=True)
 
 
 class Decision(_Frozen):

@@ -4,12 +4,15 @@
 endpoint with structured output by JSON schema; tests put a deterministic model behind the same
 protocol. Retries live here and only here (the SDK's own are off), bounded, with backoff that
 honours ``Retry-After``; a ``Throttle`` shared through Redis keeps a large batch under the
-provider's request and token limits.
+provider's request and token limits. A malformed answer (a body that is not a chat completion, a
+completion with no content) is retried like a 5xx. Every attempt is logged and returned with the
+call (``Attempt``), so the timeline can show what each try got and how long we waited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -25,10 +28,28 @@ from agents.config import ModelConfig
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One HTTP request of a model call: what came back and how long we waited after it."""
+
+    number: int
+    status: int | None  # the HTTP status; None when no answer came (a timeout, a lost connection)
+    error: str | None = None  # None: the answer was used
+    wait: float | None = None  # seconds slept before the next attempt
+
+
 class ModelError(Exception):
     """The model gave no usable answer; the graph falls back to the composer."""
 
     reason = "model error"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status, when an answer came
+        self.retry_after = retry_after  # seconds the server asked us to wait
+        self.attempts: tuple[Attempt, ...] = ()  # every try, set once the call gives up
 
 
 class ModelUnavailable(ModelError):
@@ -45,9 +66,15 @@ class ModelRefused(ModelError):
 
 
 class ModelOutputError(ModelError):
-    """Raised when the response carries no message content to parse."""
+    """Raised after the last retry of an answer that carries no message content."""
 
     reason = "model returned no content"
+
+
+class ModelMalformed(ModelOutputError):
+    """Raised after the last retry of a body that is not a chat completion (not JSON, say)."""
+
+    reason = "model returned a malformed response"
 
 
 @dataclass(frozen=True)
@@ -58,6 +85,7 @@ class Completion:
     completion_tokens: int
     cached_tokens: int
     latency_ms: int
+    attempts: tuple[Attempt, ...] = ()
 
 
 Message = dict[str, str]
@@ -95,26 +123,43 @@ class OpenAIChatModel:
     async def complete(
         self, messages: list[Message], schema: dict[str, Any], schema_name: str
     ) -> Completion:
-        attempts = self._config.max_retries + 1
-        for attempt in range(1, attempts + 1):
+        tries: list[Attempt] = []
+        last = self._config.max_retries + 1
+        for number in range(1, last + 1):
             if self._throttle is not None:
                 await self._throttle.acquire(self._estimate(messages))
             try:
-                return await self._once(messages, schema, schema_name)
-            except openai.RateLimitError as error:
-                last: ModelError = _unavailable(error)
-                asked = _retry_after(error)
-                wait = self._backoff(attempt) if asked is None else asked
-            except (openai.APITimeoutError, openai.APIConnectionError) as error:
-                last, wait = _unavailable(error), self._backoff(attempt)
-            except openai.InternalServerError as error:
-                last, wait = _unavailable(error), self._backoff(attempt)
-            except openai.APIStatusError as error:
-                raise ModelRefused(f"{error.status_code}: {_short(error)}") from error
-            log.warning("model call failed", extra={"attempt": attempt, "error": str(last)})
-            if attempt < attempts:
-                await asyncio.sleep(min(wait, self._config.max_backoff_seconds))
-        raise last
+                completion = await self._once(messages, schema, schema_name)
+            except ModelRefused as error:
+                error.attempts = (*tries, self._attempt(number, last, error, None))
+                raise
+            except ModelError as error:
+                wait = self._wait(error, number) if number < last else None
+                tries.append(self._attempt(number, last, error, wait))
+                if wait is None:
+                    error.attempts = tuple(tries)
+                    raise
+                await asyncio.sleep(wait)
+                continue
+            tries.append(self._attempt(number, last, None, None))
+            return dataclasses.replace(completion, attempts=tuple(tries))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _wait(self, error: ModelError, number: int) -> float:
+        wait = self._backoff(number) if error.retry_after is None else error.retry_after
+        return min(wait, self._config.max_backoff_seconds)
+
+    def _attempt(
+        self, number: int, last: int, error: ModelError | None, wait: float | None
+    ) -> Attempt:
+        """The attempt as the timeline shows it, logged as one structured line."""
+        status = error.status if error is not None else 200
+        attempt = Attempt(number, status, str(error) if error is not None else None, wait)
+        level = logging.INFO if error is None else logging.WARNING
+        extra = {"model": self.name, "attempt": number, "of": last, "status": status}
+        extra |= {"error": attempt.error, "wait": wait}
+        log.log(level, "model attempt" if error is None else "model attempt failed", extra=extra)
+        return attempt
 
     async def _once(
         self, messages: list[Message], schema: dict[str, Any], schema_name: str
@@ -132,16 +177,23 @@ class OpenAIChatModel:
                 max_tokens=self._config.max_tokens,
                 response_format=response_format,
             )
+        except openai.RateLimitError as error:
+            raise _unavailable(error, _retry_after(error)) from error
+        except (openai.APIConnectionError, openai.InternalServerError) as error:
+            raise _unavailable(error) from error
+        except openai.APIStatusError as error:
+            message = f"{error.status_code}: {_short(error)}"
+            raise ModelRefused(message, status=error.status_code) from error
         except json.JSONDecodeError as error:  # a JSON content type, a body that is not JSON
-            raise ModelOutputError(f"the response body was not JSON: {error}") from error
+            raise ModelMalformed(f"the response body was not JSON: {error}", status=200) from error
         if not isinstance(response, ChatCompletion):  # the SDK returns any other body as text
-            raise ModelOutputError("the response was not a chat completion")
+            raise ModelMalformed("the response was not a chat completion", status=200)
         latency = int((time.perf_counter() - started) * 1000)
         choices = getattr(response, "choices", None) or []
         content = choices[0].message.content if choices and choices[0].message else None
         usage = response.usage
         if not content:
-            raise ModelOutputError("the response had no message content")
+            raise ModelOutputError("the response had no message content", status=200)
         details = usage.prompt_tokens_details if usage else None
         return Completion(
             content=content,
@@ -161,10 +213,10 @@ class OpenAIChatModel:
         return sum(len(m["content"]) for m in messages) // 4 + self._config.max_tokens
 
 
-def _unavailable(error: openai.APIError) -> ModelUnavailable:
+def _unavailable(error: openai.APIError, retry_after: float | None = None) -> ModelUnavailable:
     status = getattr(error, "status_code", None)
     label = f"{status}: " if status else f"{type(error).__name__}: "
-    return ModelUnavailable(label + _short(error))
+    return ModelUnavailable(label + _short(error), status=status, retry_after=retry_after)
 
 
 def _retry_after(error: openai.APIStatusError) -> float | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -145,6 +146,9 @@ async def test_a_rate_limit_with_retry_after_is_retried_then_sent() -> None:
     sent_model_draft(result)
     assert len(server.requests) == 2
     assert [c.outcome for c in result.calls] == ["ok"]  # the retry is inside one model call
+    limited, answered = result.calls[0].attempts
+    assert (limited.status, limited.wait, answered.status) == (429, 0.0, 200)
+    assert limited.error is not None and "slow down" in limited.error
 
 
 @pytest.mark.parametrize("max_revisions", [0, 1, 2])
@@ -224,23 +228,48 @@ async def test_a_refused_request_falls_back_without_a_retry(status: int) -> None
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
-async def test_a_200_whose_body_is_not_json_falls_back(content_type: str) -> None:
+async def test_a_200_whose_body_is_not_json_is_retried_then_falls_back(content_type: str) -> None:
     server = ScriptedResponder([], then=Reply.raw_body("not json", content_type=content_type))
     result = await run(server)
 
     _, reason = fell_back(result)
-    assert reason.startswith("model returned no content")
-    assert len(server.requests) == 1
-    assert [c.outcome for c in result.calls] == ["ModelOutputError"]
+    assert reason.startswith("model returned a malformed response")
+    assert len(server.requests) == MAX_RETRIES + 1  # retried like a 5xx
+    [call] = result.calls
+    assert call.outcome == "ModelMalformed"
+    assert [a.number for a in call.attempts] == [1, 2, 3]
+    assert all(a.status == 200 and a.error for a in call.attempts)
+    assert [a.wait is not None for a in call.attempts] == [True, True, False]
 
 
-async def test_a_completion_without_content_falls_back() -> None:
+async def test_a_completion_without_content_is_retried_then_falls_back() -> None:
     server = ScriptedResponder([], then=Reply.ok(None))
     result = await run(server)
 
     _, reason = fell_back(result)
     assert reason.startswith("model returned no content")
-    assert len(server.requests) == 1
+    assert len(server.requests) == MAX_RETRIES + 1
+
+
+async def test_a_malformed_body_then_a_good_answer_sends_the_models_copy(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = ScriptedResponder([Reply.raw_body("{not json"), GOOD_REPLY])
+    with caplog.at_level(logging.INFO, logger="agents.llm"):
+        result = await run(server)
+
+    sent_model_draft(result)
+    [call] = result.calls
+    first, second = call.attempts
+    assert (first.number, first.status, second.number, second.status) == (1, 200, 2, 200)
+    assert first.error and "not JSON" in first.error and first.wait is not None
+    assert second.error is None and second.wait is None
+    logged = [r for r in caplog.records if r.name == "agents.llm"]
+    assert [(r.attempt, r.of, r.levelname) for r in logged] == [  # type: ignore[attr-defined]
+        (1, MAX_RETRIES + 1, "WARNING"),
+        (2, MAX_RETRIES + 1, "INFO"),
+    ]
+    assert "not JSON" in logged[0].error  # type: ignore[attr-defined]
 
 
 async def test_the_heuristic_responder_writes_a_draft_that_is_sent() -> None:
