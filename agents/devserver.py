@@ -21,9 +21,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from agents.fake import heuristic_answer
-
-LOCAL_MODEL = "dripline-local"
-HEURISTIC_MODEL = "dripline-local-heuristic"
+from agents.standin import HEURISTIC_MODEL as HEURISTIC_MODEL
+from agents.standin import LOCAL_MODEL as LOCAL_MODEL
 
 
 @dataclass(frozen=True)

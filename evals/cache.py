@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.llm import ChatModel, Completion, Message
+from agents.standin import SIMULATED, is_stand_in
+
+USAGE_NOTE = "its token counts, cached tokens and latency come from its own formula, not a provider"
 
 
 class Mode(StrEnum):
@@ -45,6 +48,7 @@ class Call:
     cached_tokens: int
     latency_ms: int
     reused: bool  # served from the cache or a recording: no model call, no cost this run
+    simulated: bool = False  # a stand-in model answered: its usage is a formula, not a meter
 
 
 def request_key(
@@ -87,7 +91,9 @@ class Store:
         self, key: str, suite: str, request: dict[str, Any], answer: Completion, *, fresh: bool
     ) -> None:
         """Cache a fresh answer; in record mode also record any answer not recorded yet."""
-        entry = {"key": key, "request": request, "completion": asdict(answer)}
+        entry: dict[str, Any] = {"key": key, "request": request, "completion": asdict(answer)}
+        if is_stand_in(answer.model):  # say so where a reader of the recording looks
+            entry["usage"] = f"{SIMULATED}: {answer.model} is a stand-in model; {USAGE_NOTE}"
         cached = self._cached(key)
         if fresh and cached is not None:
             _write(cached, entry)
@@ -166,6 +172,7 @@ class CachingModel:
                 cached_tokens=answer.cached_tokens,
                 latency_ms=answer.latency_ms,
                 reused=reused,
+                simulated=is_stand_in(answer.model),
             )
         )
 

@@ -31,6 +31,7 @@ class Totals:
     model_calls: int = 0
     reused_calls: int = 0  # answered from the cache or recordings
     latency_ms: int = 0  # model time, summed over the calls
+    simulated_calls: int = 0  # answered by a stand-in model: their usage is not measured
 
     @classmethod
     def of(cls, results: Iterable[CaseResult]) -> Totals:
@@ -52,12 +53,23 @@ class Totals:
             model_calls=len(calls),
             reused_calls=sum(c.reused for c in calls),
             latency_ms=sum(c.latency_ms for c in calls if c.purpose == "draft"),
+            simulated_calls=sum(c.simulated for c in calls),
         )
 
     @property
     def pass_rate(self) -> float:
         """Per cent of cases whose every graded assertion passed."""
         return 100.0 * self.passed / self.cases if self.cases else 0.0
+
+    @property
+    def figures(self) -> str:
+        """Whether the tokens, cost and latency were measured: "measured", "simulated" (a
+        stand-in model answered every call), "partly simulated", or "none" (no model call)."""
+        if not self.model_calls:
+            return "none"
+        if not self.simulated_calls:
+            return "measured"
+        return "simulated" if self.simulated_calls == self.model_calls else "partly simulated"
 
     @property
     def cost_per_email(self) -> float:

@@ -14,9 +14,9 @@ from agents.config import ModelConfig
 from agents.fake import FunctionModel, heuristic_answer
 from agents.llm import ChatModel, OpenAIChatModel
 from agents.prompting import PromptError, Prompts
+from agents.standin import FAKE_MODEL
 from evals.cache import Mode
 
-FAKE_MODEL = "fake-heuristic"
 JUDGE_TEMPERATURE = 0.0
 
 

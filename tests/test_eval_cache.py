@@ -8,6 +8,7 @@ replay to the same emails.
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from agents.agent import CopyAgent
 from agents.config import ModelConfig
 from agents.devserver import HEURISTIC_MODEL, HeuristicResponder, serve_openai
-from agents.llm import ChatModel, OpenAIChatModel
+from agents.llm import ChatModel, Completion, OpenAIChatModel
 from api.cli import app
 from evals.cache import Mode, Store, request_key
 from evals.runner import CaseResult, Harness, run
@@ -113,6 +114,18 @@ async def test_recordings_made_over_http_with_the_openai_client_replay(tmp_path:
     assert all(r.draft and r.draft.model == HEURISTIC_MODEL for r in recorded)
     replayed = await run_once(None, Store(Mode.replay, None, recordings), model=HEURISTIC_MODEL)
     assert [r.draft for r in replayed] == [r.draft for r in recorded]
+    # The stand-in server's usage is a formula: each recording says so, and replays keep saying it.
+    files = [json.loads(p.read_text()) for p in recordings.glob("*/*.json")]
+    assert files and all(f["usage"].startswith(f"simulated: {HEURISTIC_MODEL}") for f in files)
+    assert all(c.simulated for r in replayed for c in r.calls)
+
+
+def test_a_real_model_s_recording_carries_no_simulated_label(tmp_path: Path) -> None:
+    recordings = tmp_path / "recordings"
+    real = Completion("{}", "gpt-4o-mini-2024-07-18", 10, 2, 0, 300)
+    Store(Mode.record, None, recordings).save("k" * 64, "s", {}, real, fresh=True)
+    [entry] = [json.loads(p.read_text()) for p in recordings.glob("*/*.json")]
+    assert "usage" not in entry and entry["completion"]["model"] == real.model
 
 
 def test_the_command_exits_2_in_replay_when_a_recording_is_missing(tmp_path: Path) -> None:

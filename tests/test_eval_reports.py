@@ -16,9 +16,10 @@ from rich.console import Console
 
 from agents.config import ModelConfig
 from evals.cache import Mode
+from evals.compare import ALL, Totals
 from evals.reports import html, junit, terminal
 from evals.reports import json as json_report
-from evals.reports.model import Report
+from evals.reports.model import Report, figure
 from evals.session import Plan, execute
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -84,6 +85,51 @@ def test_the_terminal_report_shows_the_table_the_changes_and_the_gate(report: Re
     assert "onboarding/plain-welcome: mentions_fact" in text
     assert "assertion(s) skipped, not passed" in text
     assert "gate failed (max drop 2 points, floor 0%)" in text
+
+
+def test_the_terminal_report_says_how_many_more_it_left_out(report: Report) -> None:
+    regressed = report.comparison.changed("regressed")
+    assert len(regressed) >= 2
+    console = Console(width=200, record=True)
+    terminal.render(report, console, shown=1)
+    text = console.export_text()
+    assert f"regressed ({len(regressed)}):\n  {regressed[0].key}: " in text
+    assert regressed[1].key + ":" not in text.split("regressed (")[1].split("fixed")[0]
+    assert f"  and {len(regressed) - 1} more (every case is in --html and --json)" in text
+    console = Console(width=200, record=True)
+    terminal.render(report, console, shown=len(regressed))
+    assert f"and {len(regressed) - len(regressed)} more" not in console.export_text()
+
+
+def test_every_figure_from_the_stand_in_model_is_labelled_simulated(report: Report) -> None:
+    """The fake's tokens come from a length formula: no report shows them as measured."""
+    for totals in (report.comparison.candidate[ALL], (report.comparison.baseline or {})[ALL]):
+        assert totals.simulated_calls == totals.model_calls > 0
+        assert totals.figures == "simulated"
+    console = Console(width=250, record=True)
+    terminal.render(report, console)
+    text = console.export_text()
+    assert "simulated (a stand-in model; nothing billed)" in text and "$0.0" in text
+    assert " spent" not in text.split("\n")[1]  # the headline: nothing was spent
+    row = next(line for line in text.splitlines() if "onboarding" in line and "│" in line)
+    assert row.count("simulated") == 6  # cost, tokens and latency, on both sides
+    assert "answered by a stand-in model, not a provider" in text
+    data = json_report.to_json(report)
+    assert data["suites"]["onboarding"]["candidate"]["figures"] == "simulated"
+    calls = [c for case in data["cases"] for c in case["candidate"]["usage"]["calls"]]
+    assert calls and all(c["simulated"] for c in calls)
+    page = html.to_html(report)
+    assert "Cost per 1,000 emails (USD), simulated: a stand-in model answered" in page
+    assert page.count("(simulated: a stand-in model answered)") == 2 * len(report.comparison.pairs)
+    assert "ms model time<" not in page  # every case's usage line carries the label
+
+
+def test_figures_from_a_real_endpoint_are_not_labelled() -> None:
+    real = Totals(cases=1, model_calls=2, prompt_tokens=10)
+    assert real.figures == "measured" and figure(real, "$0.1") == "$0.1"
+    mixed = Totals(cases=1, model_calls=2, simulated_calls=1)
+    assert figure(mixed, "$0.1") == "$0.1 partly simulated"
+    assert Totals().figures == "none"
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ them shows up here, and a request with no recording fails here rather than calli
 from __future__ import annotations
 
 import asyncio
+import json
 
 from eval_cases import RECORDINGS, SUITES
 
@@ -43,5 +44,10 @@ def test_the_shipped_suites_replay_v2_against_v1_and_pass_the_gate() -> None:
     # Every committed recording was used: none is left over from an older suite or prompt.
     calls = comparison.candidate[ALL].model_calls + (comparison.baseline or {})[ALL].model_calls
     assert len(list(RECORDINGS.glob("*/*.json"))) == calls
+    # Recorded by the stand-in server: its usage figures are labelled, in the files and the report.
+    recorded = [json.loads(p.read_text()) for p in RECORDINGS.glob("*/*.json")]
+    assert all(r["usage"].startswith("simulated: ") for r in recorded)
+    assert comparison.candidate[ALL].figures == "simulated"
+    assert "nothing billed" in report.spending
     drafts = [p.candidate.draft for p in comparison.pairs]
     assert all(d is not None and d.model == HEURISTIC_MODEL for d in drafts)

@@ -18,12 +18,16 @@ class Metric:
     value: Callable[[Totals], float]
     label: Callable[[float], str]
     ceiling: float | None = None  # a fixed top of scale (100 for per cent)
+    usage: bool = False  # a usage figure: simulated when a stand-in model answered
 
 
 PASS_RATE = Metric("Pass rate per suite", lambda t: t.pass_rate, lambda v: f"{v:.0f}%", 100.0)
 # Per thousand emails: a single email's cost is too small a number to read at a glance.
 COST = Metric(
-    "Cost per 1,000 emails (USD)", lambda t: 1000 * t.cost_per_email, lambda v: f"${v:.2f}"
+    "Cost per 1,000 emails (USD)",
+    lambda t: 1000 * t.cost_per_email,
+    lambda v: f"${v:.2f}",
+    usage=True,
 )
 
 
@@ -43,8 +47,10 @@ def bar_chart(comparison: Comparison, metric: Metric) -> str:
             bars.append(_bar(x0 + s * (_BAR + _GAP), value, top, name, metric.label(value)))
         bars.append(_caption(x0 + (group_width - _GROUP_GAP) / 2, group))
     size = f'width="{width}" height="{_TOP + _HEIGHT + 40}"'
-    title = f'<text x="{_LEFT}" y="14" class="chart-title">{html.escape(metric.title)}</text>'
-    label = html.escape(metric.title)
+    simulated = metric.usage and any(t[ALL].simulated_calls for _, t in present)
+    heading = metric.title + (", simulated: a stand-in model answered" if simulated else "")
+    title = f'<text x="{_LEFT}" y="14" class="chart-title">{html.escape(heading)}</text>'
+    label = html.escape(heading)
     return f'<svg {size} role="img" aria-label="{label}">{title}{"".join(bars)}</svg>'
 
 

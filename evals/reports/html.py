@@ -13,7 +13,7 @@ from importlib import resources
 from evals.compare import ALL, Comparison, Pair
 from evals.reports.chart import COST, PASS_RATE, bar_chart
 from evals.reports.diff import email_text, word_diff
-from evals.reports.model import Report
+from evals.reports.model import Report, figure
 from evals.runner import CaseResult
 
 _ORDER = {"regressed": 0, "fixed": 1, "still failing": 2, "new": 3, "still passing": 4}
@@ -89,9 +89,9 @@ def _summary_row(comparison: Comparison, suite: str) -> str:
         cells += [str(sum(p.change == c for p in pairs)) for c in ("fixed", "regressed")]
     sides = [was, now] if was is not None else [now]
     cells += [
-        " → ".join(f"${t.cost_per_email:.6f}" for t in sides),
-        " → ".join(f"{t.tokens_per_email:.0f}" for t in sides),
-        " → ".join(f"{t.latency_per_email:.0f}" for t in sides),
+        " → ".join(figure(t, f"${t.cost_per_email:.6f}") for t in sides),
+        " → ".join(figure(t, f"{t.tokens_per_email:.0f}") for t in sides),
+        " → ".join(figure(t, f"{t.latency_per_email:.0f}") for t in sides),
         " → ".join(str(t.fell_back) for t in sides),
     ]
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
@@ -150,9 +150,10 @@ def _usage(result: CaseResult) -> str:
     tokens = sum(c.prompt_tokens + c.completion_tokens for c in calls)
     latency = sum(c.latency_ms for c in calls)
     reused = sum(c.reused for c in calls)
+    simulated = " (simulated: a stand-in model answered)" if any(c.simulated for c in calls) else ""
     return (
         f"{len(calls)} model call(s), {reused} from cache or recording · {tokens} tokens · "
-        f"${result.cost_usd:.6f} · {latency} ms model time"
+        f"${result.cost_usd:.6f} · {latency} ms model time{simulated}"
     )
 
 

@@ -51,6 +51,7 @@ def _totals(totals: Totals) -> dict[str, Any]:
         **asdict(totals),
         "pass_rate": round(totals.pass_rate, 2),
         "cost_per_email_usd": totals.cost_per_email,
+        "figures": totals.figures,  # "simulated" when a stand-in model made up the usage
     }
 
 

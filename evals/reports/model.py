@@ -46,6 +46,12 @@ class Report:
                     f"{label}: {totals.skipped_assertions} assertion(s) skipped, not passed "
                     "(judge: no judge model configured; set DRIPLINE_JUDGE_MODEL)"
                 )
+            if totals.simulated_calls:
+                found.append(
+                    f"{label}: {totals.simulated_calls} of {totals.model_calls} model call(s) "
+                    "answered by a stand-in model, not a provider: their tokens, cost and "
+                    "latency are simulated, not measured"
+                )
             if totals.fell_back:
                 found.append(
                     f"{label}: {totals.fell_back} email(s) fell back to the offline composer "
@@ -60,10 +66,23 @@ class Report:
         calls = sum(t.model_calls for t in sides)
         reused = sum(t.reused_calls for t in sides)
         spent = sum(t.spent_usd for t in sides)
-        return f"{calls} model calls, {reused} from cache or recordings, ${spent:.6f} spent"
+        simulated = sum(t.simulated_calls for t in sides)
+        money = f"${spent:.6f} spent"
+        if simulated:  # a stand-in's price is its made-up tokens times the configured prices
+            money = (
+                f"${spent:.6f} simulated (a stand-in model; nothing billed)"
+                if simulated == calls
+                else f"${spent:.6f} spent, partly simulated"
+            )
+        return f"{calls} model calls, {reused} from cache or recordings, {money}"
 
     def _sides(self) -> list[tuple[str, Totals]]:
         sides = [("candidate", self.comparison.candidate[ALL])]
         if self.comparison.baseline is not None:
             sides.append(("baseline", self.comparison.baseline[ALL]))
         return sides
+
+
+def figure(totals: Totals, text: str) -> str:
+    """A tokens, cost or latency figure, labelled when a stand-in model made it up."""
+    return f"{text} {totals.figures}" if "simulated" in totals.figures else text

@@ -8,17 +8,18 @@ from rich.console import Console
 from rich.table import Table
 
 from evals.compare import ALL, Comparison, Pair, Totals
-from evals.reports.model import Report
+from evals.reports.model import Report, figure
 
 _SHOWN = 12  # cases listed per kind of change; the HTML and JSON reports have them all
 
 
-def render(report: Report, console: Console) -> None:
+def render(report: Report, console: Console, shown: int = _SHOWN) -> None:
+    """``shown``: how many cases to list per kind of change before "and N more"."""
     console.print(_title(report))
     console.print(_table(report.comparison))
     for change in ("regressed", "fixed"):
-        _changes(console, report.comparison.changed(change), change)
-    _failing(console, report)
+        _changes(console, report.comparison.changed(change), change, shown)
+    _failing(console, report, shown)
     for notice in report.notices:
         console.print(f"[yellow]notice:[/] {notice}", highlight=False)
     _gate(console, report)
@@ -62,9 +63,9 @@ def _row(comparison: Comparison, suite: str) -> list[str]:
         cells += [f"{was.pass_rate:.1f}%", f"{now.pass_rate:.1f}%", _delta(comparison, suite)]
         cells += [str(sum(p.change == c for p in pairs)) for c in ("fixed", "regressed")]
     cells += [
-        _pair(was, now, lambda t: f"${t.cost_per_email:.6f}"),
-        _pair(was, now, lambda t: f"{t.tokens_per_email:.0f}"),
-        _pair(was, now, lambda t: f"{t.latency_per_email:.0f}"),
+        _pair(was, now, lambda t: figure(t, f"${t.cost_per_email:.6f}")),
+        _pair(was, now, lambda t: figure(t, f"{t.tokens_per_email:.0f}")),
+        _pair(was, now, lambda t: figure(t, f"{t.latency_per_email:.0f}")),
         _pair(was, now, lambda t: str(t.fell_back)),
     ]
     return cells
@@ -80,24 +81,30 @@ def _delta(comparison: Comparison, suite: str) -> str:
     return f"[{colour}]{delta:+.1f} pts[/]"
 
 
-def _changes(console: Console, pairs: list[Pair], change: str) -> None:
+def _changes(console: Console, pairs: list[Pair], change: str, shown: int) -> None:
     if not pairs:
         return
     colour = "red" if change == "regressed" else "green"
     console.print(f"[bold {colour}]{change}[/] ({len(pairs)}):")
-    for pair in pairs[:_SHOWN]:
+    _listed(console, pairs, shown)
+
+
+def _listed(console: Console, pairs: list[Pair], shown: int) -> None:
+    """The first ``shown`` pairs, and how many more the HTML and JSON reports list."""
+    for pair in pairs[:shown]:
         console.print(f"  {pair.key}: {_failures(pair)}", highlight=False)
+    if len(pairs) > shown:
+        console.print(f"  and {len(pairs) - shown} more (every case is in --html and --json)")
 
 
-def _failing(console: Console, report: Report) -> None:
+def _failing(console: Console, report: Report, shown: int) -> None:
     failing = [p for p in report.comparison.pairs if not p.candidate.passed]
     if report.baseline is not None:
         failing = [p for p in failing if p.change == "still failing"]
     if failing:
         what = "still failing" if report.baseline else "failing"
         console.print(f"[bold]{what}[/] ({len(failing)}):")
-        for pair in failing[:_SHOWN]:
-            console.print(f"  {pair.key}: {_failures(pair)}", highlight=False)
+        _listed(console, failing, shown)
 
 
 def _failures(pair: Pair) -> str:
