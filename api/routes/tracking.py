@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import DepsDep
@@ -78,12 +78,21 @@ async def open_pixel(token: str, deps: DepsDep) -> Response:
     now = deps.clock.now()
     wake: list[datetime] = []
     async with deps.engine.begin() as conn:
-        found = await _tracked(conn, MESSAGES.c.token == token)
+        found = await _tracked(conn, _pixel(token))
         if found is not None:
             event = found.event("opened", now, "pixel", verified=False)
             wake = await _record(deps, conn, event, now)
     await deps.waker.wake_at(wake)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
+
+
+def _pixel(token: str) -> ColumnElement[bool]:
+    """The message whose pixel carries ``token``: its open token, or for a message sent before
+    the pixel had its own, its one token (old emails keep counting opens)."""
+    return or_(
+        MESSAGES.c.open_token == token,
+        and_(MESSAGES.c.open_token.is_(None), MESSAGES.c.token == token),
+    )
 
 
 @router.get("/t/c/{token}")

@@ -49,6 +49,7 @@ class Outgoing:
     attempts: int = 0
     links: list[dict[str, Any]] = field(default_factory=list)
     variant: str | None = None
+    open_token: str | None = None  # the pixel's; ``token`` is the unsubscribe link's
 
 
 def copy_request(
@@ -208,7 +209,9 @@ def render_message(
 ) -> Outgoing:
     base = deps.settings.public_url.rstrip("/")
     message_pk = new_id("msg")
-    token = secrets.token_urlsafe(16)
+    # Drawn apart, so no token leads to another: a pixel URL in a proxy's log cannot
+    # unsubscribe, and a forwarded link cannot be turned into the pixel or the unsubscribe.
+    token, open_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     links: list[dict[str, Any]] = []
 
     def track(url: str) -> str:
@@ -217,7 +220,7 @@ def render_message(
         return f"{base}/t/c/{link_token}"
 
     unsubscribe = unsubscribe_url(deps, token)
-    pixel = f"{base}/t/o/{token}"
+    pixel = f"{base}/t/o/{open_token}"
     rendered = _render(deps, ctx, step, draft, unsubscribe, pixel_url=pixel, link_rewriter=track)
     domain = sender_view(ctx)["email"].rpartition("@")[2] or "dripline.local"
     return Outgoing(
@@ -231,6 +234,7 @@ def render_message(
         created_at=now,
         links=links,
         variant=draft.variant,
+        open_token=open_token,
     )
 
 
@@ -252,6 +256,7 @@ def outgoing_from_row(row: Any) -> Outgoing:
         created_at=row.created_at,
         attempts=row.attempts,
         variant=row.variant,
+        open_token=row.open_token,
     )
 
 
@@ -271,6 +276,7 @@ def message_row(
         "variant": draft.variant,
         "message_id": message.message_id,
         "token": message.token,
+        "open_token": message.open_token,
         "to_addr": message.to_addr,
         "subject": message.subject,
         "text_body": message.text_body,

@@ -132,7 +132,11 @@ class Message(SQLModel, table=True):
     step_id: str = Field(max_length=63)
     variant: str | None = Field(default=None, max_length=63)
     message_id: str = Field(max_length=255, unique=True)
+    # Unlinkable tokens: ``token`` is the unsubscribe link's, ``open_token`` the pixel's (a
+    # logged pixel URL must not unsubscribe anyone), each link has its own (``links.token``).
+    # Messages sent before the split have no open_token: their pixel is ``token``.
     token: str = Field(max_length=64, unique=True)
+    open_token: str | None = Field(default=None, max_length=64, unique=True)
     to_addr: str = Field(max_length=320)
     subject: str = Field(max_length=998)
     text_body: str
