@@ -4,7 +4,7 @@ in a lane of its own on the right, so no two arcs overlap however the steps cros
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sequences.definitions.document import (
     BranchStep,
@@ -23,6 +23,8 @@ NODE_HEIGHT = 56
 ROW = 84  # node height plus the gap an arrow needs
 LANE = 18
 TOP = 16
+CHAR = 7  # width of a label character at the graph's 11.5 px, roughly
+LABEL_ROW = 16
 DONE = "(completed)"
 
 
@@ -46,6 +48,12 @@ class Edge:
     label: str
     path: str  # SVG path data
     jump: bool
+    label_x: int = 0  # where the label's text starts (its baseline), beside the line
+    label_y: int = 0
+
+    @property
+    def label_width(self) -> int:
+        return len(self.label) * CHAR + 8
 
 
 @dataclass(frozen=True)
@@ -74,8 +82,28 @@ def layout(defn: SequenceDefinition) -> Graph:
             else:
                 edges.append(_arc(where[step.id], where[target], label, lanes))
                 lanes += 1
+    edges = _unclash([e for e in edges if e.jump]) + [e for e in edges if not e.jump]
     width = NODE_X + NODE_WIDTH + 24 + lanes * LANE + 8
+    width = max([width] + [e.label_x + e.label_width for e in edges if e.label])
     return Graph(nodes, edges, width, TOP + len(nodes) * ROW - (ROW - NODE_HEIGHT) + TOP)
+
+
+def _unclash(jumps: list[Edge]) -> list[Edge]:
+    """Move arc labels down (within their arc) until no two overlap."""
+    placed: list[Edge] = []
+    for edge in jumps:
+        y = edge.label_y
+        while any(_overlap(edge, y, other) for other in placed if other.label):
+            y += LABEL_ROW
+        placed.append(replace(edge, label_y=y))
+    return placed
+
+
+def _overlap(edge: Edge, y: int, other: Edge) -> bool:
+    apart = edge.label_x >= other.label_x + other.label_width or (
+        other.label_x >= edge.label_x + edge.label_width
+    )
+    return bool(edge.label) and not apart and abs(y - other.label_y) < LABEL_ROW
 
 
 def _targets(step: Step, following: str | None) -> list[tuple[str, str]]:
@@ -119,7 +147,8 @@ def _clip(text: str, limit: int = 50) -> str:
 def _straight(source: Node, target: Node, label: str) -> Edge:
     x = NODE_X + NODE_WIDTH // 2
     path = f"M{x},{source.y + NODE_HEIGHT} V{target.y - 2}"
-    return Edge(source.id, target.id, label, path, jump=False)
+    middle = (source.y + NODE_HEIGHT + target.y) // 2 + 4
+    return Edge(source.id, target.id, _clip(label, 28), path, False, x + 8, middle)
 
 
 def _arc(source: Node, target: Node, label: str, lane: int) -> Edge:
@@ -131,4 +160,6 @@ def _arc(source: Node, target: Node, label: str, lane: int) -> Edge:
         f"M{right},{y1} H{x - 8} Q{x},{y1} {x},{y1 + bend} "
         f"V{y2 - bend} Q{x},{y2} {x - 8},{y2} H{right + 2}"
     )
-    return Edge(source.id, target.id, label, path, jump=True)
+    # The label sits beside the arc's vertical run, a third of the way from its source.
+    at = y1 + (y2 - y1) // 3 + 4
+    return Edge(source.id, target.id, _clip(label, 28), path, True, x + 6, at)

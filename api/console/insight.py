@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.console import funnels
 from api.console.framing import framed
-from api.console.graph import layout
+from api.console.graph import DONE, layout
 from api.console.web import SessionDep, page
 from api.deps import DepsDep, ReadConnDep
 from api.routes.contacts import load_contact
@@ -21,7 +21,7 @@ from api.routes.enrollments import describe
 from sequences.definitions import registry
 from sequences.errors import NotFound
 from sequences.review.costs import step_costs
-from sequences.signals import scores
+from sequences.signals import counts, scores
 from sequences.store.tables import CONTACTS, ENROLLMENTS, MESSAGES, SEQUENCES, VERSIONS
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -36,9 +36,9 @@ async def sequences_page(request: Request, conn: ReadConnDep, session: SessionDe
         "sequences.html",
         session,
         sequences=rows,
-        enrollments=await funnels.enrollment_counts(conn),
+        enrollments=await counts.enrollments(conn),
+        emails={k: counts.sequence_total(v) for k, v in (await counts.emails(conn)).items()},
         pending=await funnels.pending_drafts(conn),
-        sent=await funnels.sent_counts(conn),
     )
 
 
@@ -51,6 +51,8 @@ async def sequence_page(
         raise NotFound("unknown_sequence", f"no sequence '{key}'")
     defn = pinned.definition
     stats = await scores.arm_stats(conn, key)
+    found = await funnels.funnels(conn, defn, pinned.sequence_id)
+    at_step, ended = await _positions(conn, pinned.sequence_id)
     return page(
         request,
         "sequence.html",
@@ -60,14 +62,55 @@ async def sequence_page(
         version=pinned.version,
         versions=await _versions(conn, pinned.sequence_id),
         graph=layout(defn),
-        funnels=await funnels.funnels(conn, defn, pinned.sequence_id),
+        funnels=found,
+        sent_by_step={f.step: f.total.sent for f in found},
+        at_step=at_step,
+        ended=ended,
+        writers=await _writers(conn, pinned.sequence_id),
         splits=funnels.splits(defn, stats),
         costs=await step_costs(conn, key, pinned.sequence_id, deps.settings.agent_model),
-        counts=(await funnels.enrollment_counts(conn, pinned.sequence_id)).get(
-            pinned.sequence_id, {}
+        counts=(await counts.enrollments(conn, pinned.sequence_id)).get(
+            pinned.sequence_id, counts.Enrollments()
         ),
         recent=await _recent(conn, pinned.sequence_id),
     )
+
+
+async def _positions(
+    conn: AsyncConnection, sequence_id: int
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Active enrollments per step they are at, and ended ones per exit step (the end of the
+    sequence under the graph's "completed" node)."""
+    rows = await conn.execute(
+        select(ENROLLMENTS.c.status, ENROLLMENTS.c.position, func.count().label("n"))
+        .where(
+            ENROLLMENTS.c.sequence_id == sequence_id,
+            ENROLLMENTS.c.status.in_(["active", "exited", "completed"]),
+        )
+        .group_by(ENROLLMENTS.c.status, ENROLLMENTS.c.position)
+    )
+    at_step: dict[str, int] = {}
+    ended: dict[str, int] = {}
+    for row in rows:
+        if row.status == "active" and row.position:
+            at_step[row.position] = at_step.get(row.position, 0) + row.n
+        elif row.status == "completed":
+            ended[DONE] = ended.get(DONE, 0) + row.n
+        elif row.position:  # exited: counted on the graph only where the node is an exit step
+            ended[row.position] = ended.get(row.position, 0) + row.n
+    return at_step, ended
+
+
+async def _writers(conn: AsyncConnection, sequence_id: int) -> list[Any]:
+    """Who wrote the emails sent: each model (or the offline composer) and how many."""
+    rows = await conn.execute(
+        select(MESSAGES.c.copy_source.label("source"), func.count().label("n"))
+        .join(ENROLLMENTS, ENROLLMENTS.c.id == MESSAGES.c.enrollment_id)
+        .where(ENROLLMENTS.c.sequence_id == sequence_id, MESSAGES.c.sent_at.is_not(None))
+        .group_by(MESSAGES.c.copy_source)
+        .order_by(func.count().desc())
+    )
+    return list(rows)
 
 
 async def _versions(conn: AsyncConnection, sequence_id: int) -> list[Any]:

@@ -3,16 +3,18 @@ and errors rendered as pages (the JSON API keeps its JSON errors)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from starlette.exceptions import HTTPException
 
 from api import errors
@@ -130,7 +132,48 @@ def ago(moment: datetime | None, now: datetime) -> str:
     return f"in {amount}" if future else f"{amount} ago"
 
 
+def _moment(value: datetime | str | None) -> datetime | None:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def stamp(value: datetime | str | None) -> str:
+    """A full timestamp with its zone: ``2026-11-13 08:44 UTC``."""
+    moment = _moment(value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+def local(value: datetime | str | None, zone: str | None) -> str:
+    """The same moment on the recipient's clock, ``09:44 Europe/Paris`` (with the date when it
+    differs from UTC's); empty when the zone is unknown or is UTC."""
+    moment = _moment(value)
+    if moment is None or not zone or zone in ("UTC", "Etc/UTC"):
+        return ""
+    try:
+        there = moment.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return ""
+    shown = "%H:%M" if there.date() == moment.astimezone(UTC).date() else "%Y-%m-%d %H:%M"
+    return f"{there.strftime(shown)} {zone}"
+
+
+def relative(value: datetime | str | None, now: datetime) -> Markup:
+    """A relative time ("3 h ago") with the absolute time on hover and for machines."""
+    moment = _moment(value)
+    if moment is None:
+        return Markup("-")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        moment.isoformat(), stamp(moment), ago(moment, now)
+    )
+
+
 templates.env.filters["ago"] = ago
+templates.env.filters["stamp"] = stamp
+templates.env.filters["local"] = local
+templates.env.filters["relative"] = relative
 templates.env.globals["quote"] = quote
 
 

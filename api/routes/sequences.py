@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import Admin, ConnDep, DepsDep, ReadConnDep, Reader
 from sequences.definitions import registry
@@ -15,13 +14,8 @@ from sequences.definitions.document import DefinitionError, FieldError
 from sequences.definitions.loading import parse_definition
 from sequences.errors import Conflict, NotFound
 from sequences.review.costs import step_costs
-from sequences.signals import scores
-from sequences.store.tables import (
-    ENROLLMENTS,
-    MESSAGES,
-    SEQUENCES,
-    VERSIONS,
-)
+from sequences.signals import counts, scores
+from sequences.store.tables import ENROLLMENTS, SEQUENCES, VERSIONS
 
 router = APIRouter(prefix="/v1/sequences", tags=["sequences"])
 
@@ -94,8 +88,9 @@ async def list_sequences(conn: ReadConnDep, _: Reader) -> dict[str, Any]:
 
 @router.get("/{key}")
 async def get_sequence(key: str, conn: ReadConnDep, deps: DepsDep, _: Reader) -> dict[str, Any]:
-    """The current definition, its versions, per-step send statistics, copy costs, and what
-    the bandit knows per step and variant."""
+    """The current definition, its versions, per-step email counts (sent, delivered, bounced,
+    clicked, replied, converted, unsubscribed; per variant too), enrollments by outcome (active,
+    completed, exited, cancelled), copy costs, and what the bandit knows per step and variant."""
     pinned = await registry.current(conn, key)
     if pinned is None:
         raise NotFound("unknown_sequence", f"no sequence '{key}'")
@@ -112,22 +107,18 @@ async def get_sequence(key: str, conn: ReadConnDep, deps: DepsDep, _: Reader) ->
             {"version": v.version, "checksum": v.checksum, "created_at": v.created_at.isoformat()}
             for v in versions
         ],
-        "steps": await _step_stats(conn, pinned.sequence_id),
+        # Counted as the console counts them (sequences.signals.counts).
+        "steps": {
+            step: found.view()
+            for step, found in (await counts.emails(conn, pinned.sequence_id))
+            .get(pinned.sequence_id, {})
+            .items()
+        },
+        "enrollments": (await counts.enrollments(conn, pinned.sequence_id))
+        .get(pinned.sequence_id, counts.Enrollments())
+        .view(),
         "costs": await step_costs(conn, key, pinned.sequence_id, deps.settings.agent_model),
         "performance": scores.performance(
             await scores.arm_stats(conn, key), pinned.definition.adapt.goal
         ),
     }
-
-
-async def _step_stats(conn: AsyncConnection, sequence_id: int) -> dict[str, dict[str, int]]:
-    rows = await conn.execute(
-        select(MESSAGES.c.step_id, MESSAGES.c.state, func.count().label("n"))
-        .join(ENROLLMENTS, ENROLLMENTS.c.id == MESSAGES.c.enrollment_id)
-        .where(ENROLLMENTS.c.sequence_id == sequence_id)
-        .group_by(MESSAGES.c.step_id, MESSAGES.c.state)
-    )
-    stats: dict[str, dict[str, int]] = {}
-    for r in rows:
-        stats.setdefault(r.step_id, {})[r.state] = r.n
-    return stats
