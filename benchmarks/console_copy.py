@@ -11,7 +11,7 @@ failed) is composed per contact by the offline composer.
 Drafts held for review are built per contact as ``sequences.review.drafting`` and the graph build
 them: the engine's copy request (``compose.copy_request`` + ``adaptive.with_variant_stats``),
 the graph's own ``choose`` and ``gather`` nodes for the variant and the signals, the composer's
-fallback and the real preview.
+fallback and the real preview. ``same_shape`` checks a seeded draft against one the engine made.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from langgraph.runtime import Runtime
+from sqlalchemy import select
 
 from agents import nodes
 from agents.agent import CopyAgent
@@ -32,6 +33,7 @@ from agents.devserver import HEURISTIC_MODEL
 from agents.fake import FunctionModel, heuristic_answer
 from agents.llm import ModelUnavailable
 from agents.state import AgentContext, CopyState
+from benchmarks.console_people import Plan
 from benchmarks.console_rows import Row
 from sequences.definitions.document import EmailStep
 from sequences.delivery.compose import (
@@ -45,13 +47,16 @@ from sequences.delivery.outcomes import Job
 from sequences.deps import Deps
 from sequences.engine.flow import RunContext
 from sequences.engine.outbox import Claim
+from sequences.runner import run_due
 from sequences.signals import adaptive
-from sequences.store.tables import DraftStatus, new_id
+from sequences.store.tables import DRAFTS, DraftStatus, new_id
 
 STAND_IN = "Wilhelmina"  # the first name the agent writes to; swapped for each contact's
 _STAND_IN = re.compile(rf"\b{STAND_IN}\b")
 OUTAGE = ModelUnavailable("the endpoint answered 503 Service Unavailable after 3 attempts")
 Key = tuple[str, str, str | None, bool, str | None, str | None]
+# Keyed by data, not by schema: a contact's attributes, the topics they clicked.
+FREE_FORM = frozenset({"request.contact", "request.affinities"})
 
 
 def heuristic_agent(agent: CopyAgent) -> CopyAgent:
@@ -230,11 +235,10 @@ def draft_row(
     }
 
 
-def approve(row: Row, by: str, note: str | None, at: datetime) -> Decision:
+def approve(row: Row, by: str, note: str | None, at: datetime) -> None:
     decision = Decision(action="approve", note=note, by=by)
     row.update(status=DraftStatus.approved, decision=decision.model_dump(mode="json"))
     row.update(decided_by=by, decided_at=at)
-    return decision
 
 
 def ledger(
@@ -253,3 +257,44 @@ def ledger(
         }
         for call in written.calls
     ]
+
+
+async def draft_templates(deps: Deps, chosen: list[Plan]) -> None:
+    """The engine drafts the rows the templates left due; the seeded drafts must match them."""
+    expected = sum(plan.template for plan in chosen)
+    ran = await run_due(deps)
+    if ran != expected:
+        raise RuntimeError(f"the engine ran {ran} outbox rows; the templates left {expected}")
+    real = {plan.enrollment_id for plan in chosen if plan.template}
+    async with deps.reader.connect() as conn:
+        rows = (await conn.execute(select(DRAFTS).where(DRAFTS.c.status == "pending"))).all()
+    by_step = {r.step_id: r for r in rows if r.enrollment_id not in real}
+    for made in (r for r in rows if r.enrollment_id in real and r.step_id in by_step):
+        problems = [
+            problem
+            for column in ("copy", "review", "request")
+            for problem in same_shape(
+                made._mapping[column], by_step[made.step_id]._mapping[column], column
+            )
+        ]
+        if problems:
+            raise RuntimeError(f"seeded drafts differ from the engine's: {problems[:5]}")
+
+
+def same_shape(real: Any, seeded_value: Any, path: str) -> list[str]:
+    """Where two JSON values differ in keys or types (values may differ; nulls match all)."""
+    if real is None or seeded_value is None or path in FREE_FORM:
+        return []
+    if isinstance(real, dict) and isinstance(seeded_value, dict):
+        if set(real) != set(seeded_value):
+            return [f"{path}: keys {sorted(set(real) ^ set(seeded_value))}"]
+        return [
+            p for key in real for p in same_shape(real[key], seeded_value[key], f"{path}.{key}")
+        ]
+    if isinstance(real, list) and isinstance(seeded_value, list):
+        pairs = zip(real[:1], seeded_value[:1], strict=False)
+        return [p for a, b in pairs for p in same_shape(a, b, f"{path}[0]")]
+    numbers = (int, float)
+    if isinstance(real, numbers) and isinstance(seeded_value, numbers):
+        return []
+    return [] if type(real) is type(seeded_value) else [f"{path}: {type(real).__name__}"]

@@ -10,24 +10,31 @@ JSON columns are encoded here (SQLAlchemy's asyncpg codecs take JSON as text). C
 outbox rows carry ids chosen by the seeder (messages and drafts point at them), so their
 sequences are moved past them at the end.
 
-Also the step counters the walks feed: the bandit samples them while the data set is walked,
-and they become the ``step_stats`` rows.
+Also the rows a contact, its score, an enrollment and an event start as (the walks fill in the
+rest), and the step counters the walks feed: the bandit samples them while the data set is
+walked, and they become the ``step_stats`` rows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.bandit import ArmStats
+from benchmarks.console_people import Happening, Plan
+from sequences.definitions.registry import Pinned
+from sequences.engine.enrollments import active_lock
+from sequences.signals.scores import ContactScore
 from sequences.store.tables import (
     CONTACT_SCORES,
     CONTACTS,
@@ -41,6 +48,7 @@ from sequences.store.tables import (
     STEP_STATS,
     SUPPRESSIONS,
     TIMELINE,
+    EnrollmentStatus,
 )
 
 Row = dict[str, Any]
@@ -171,3 +179,68 @@ class Tally:
             {"sequence_key": s, "step_id": step, "variant": v, **counts}
             for (s, step, v), counts in sorted(self.counts.items())
         ]
+
+
+# -------------------------------------------------------------------- rows to start from
+
+
+def enrollment_row(pinned: Pinned, plan: Plan) -> Row:
+    by_api = plan.source == "api"
+    body = f"{pinned.definition.key}:{plan.person.email}".encode()
+    return {
+        "id": plan.enrollment_id,
+        "contact_id": plan.contact_id,
+        "sequence_id": pinned.sequence_id,
+        "version_id": pinned.version_id,
+        "version": pinned.version,
+        "status": EnrollmentStatus.active,
+        "position": None,
+        "active_lock": active_lock(pinned),
+        "exit_reason": None,
+        "idempotency_key": None,
+        "request_hash": hashlib.sha256(body).hexdigest() if by_api else None,
+        "created_at": plan.created_at,
+        "updated_at": plan.created_at,
+        "finished_at": None,
+    }
+
+
+def event_row(
+    contact_id: int, key: str, enrollment_id: str | None, happening: Happening, received: datetime
+) -> Row:
+    return {
+        "event_key": key,
+        "contact_id": contact_id,
+        "enrollment_id": enrollment_id,
+        "message_pk": happening.message,
+        "type": happening.type,
+        "occurred_at": happening.at,
+        "received_at": received,
+        "properties": happening.properties,
+        "is_bot": happening.is_bot,
+        "verified": happening.type != "opened",
+        "source": happening.source,
+    }
+
+
+def contact_row(plan: Plan) -> Row:
+    person = plan.person
+    return {
+        "id": plan.contact_id,
+        "email": person.email,
+        "email_key": person.email.lower(),
+        "timezone": person.timezone,
+        "attributes": person.attributes,
+        "created_at": plan.created_at,
+        "updated_at": plan.created_at,
+    }
+
+
+def score_row(contact_id: int, standing: ContactScore) -> Row:
+    return {
+        "contact_id": contact_id,
+        "score": standing.score,
+        "affinities": standing.affinities,
+        "events": standing.events,
+        "as_of": standing.as_of,
+    }

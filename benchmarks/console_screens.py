@@ -4,9 +4,9 @@ Run from the repository root::
 
     .venv/bin/python -m benchmarks.console_screens [--out DIR] [--enrollments N] [--drafts N]
 
-Seeds a database of its own (:mod:`benchmarks.console_seed`), serves the console over HTTP and
+Seeds a database of its own (:mod:`benchmarks.console_harness`), serves the console over HTTP and
 drives Debian's Chromium through Playwright: signs in as a reviewer, opens each page that
-:func:`benchmarks.console_pages.pages` lists (plus the sign-in form and a 404), and saves a
+:func:`benchmarks.console_harness.pages` lists (plus the sign-in form and a 404), and saves a
 full-page PNG per page and width, and the first screen at the phone width. It prints the pages
 that scroll sideways and anything the browser logged as an error.
 """
@@ -20,8 +20,7 @@ from pathlib import Path
 
 from playwright.async_api import Page, async_playwright
 
-from benchmarks.console_pages import Served, served_console
-from benchmarks.services import add_service_arguments
+from benchmarks.console_harness import Served, add_data_set_arguments, served_console
 
 CHROMIUM = "/usr/bin/chromium"
 WIDTHS = {"desktop": 1440, "phone": 390}
@@ -30,9 +29,7 @@ WIDTHS = {"desktop": 1440, "phone": 390}
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
     parser.add_argument("--out", type=Path, default=Path(".dripline-screens"))
-    parser.add_argument("--enrollments", type=int, default=10_000)
-    parser.add_argument("--drafts", type=int, default=1_000)
-    add_service_arguments(parser, redis_use="only connected to")
+    add_data_set_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -1,5 +1,6 @@
 """One enrollment's life while it is walked: its clock, its state, the rows it leaves, and the
-feedback that reaches it.
+feedback that reaches it; and the ``World`` every walk shares (the engine's dependencies, the
+sequences, the copy, the counts so far).
 
 Feedback is handled as ``feedback.ingest`` handles it: every event is stored; a human one is
 folded into the contact's score (``scores.ContactScore``, the engine's decay and weights) and
@@ -13,21 +14,38 @@ from __future__ import annotations
 import bisect
 import random
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from agents.copy import EngagementSummary, PastStep
-from benchmarks.console_behaviour import Happening
-from benchmarks.console_rows import Row, Rows
-from benchmarks.console_world import Plan, Sent, World, context, enrollment_row, event_row
+from benchmarks.console_copy import Copywriter
+from benchmarks.console_people import Happening, Mail, Plan
+from benchmarks.console_rows import (
+    Row,
+    Rows,
+    Tally,
+    contact_row,
+    enrollment_row,
+    event_row,
+    score_row,
+)
 from sequences.definitions.document import WaitStep
+from sequences.definitions.registry import Pinned
+from sequences.deps import Deps
+from sequences.engine.flow import RunContext
 from sequences.engine.lifecycle import SUPPRESSING_EVENTS
+from sequences.kit.durations import parse_duration
 from sequences.signals import scores
 from sequences.signals.engagement import Engagement
 from sequences.store import timeline
 from sequences.store.events import Incoming
 from sequences.store.tables import (
+    CONTACT_SCORES,
+    CONTACTS,
+    ENROLLMENTS,
     EVENTS,
     RUNS,
     SUPPRESSIONS,
@@ -41,7 +59,57 @@ FAR = datetime.max.replace(tzinfo=UTC)
 INSTANT_SOURCES = frozenset({"pixel", "click", "unsubscribe"})  # received as they happen
 
 
+@dataclass
+class World:
+    """What every walk shares: the engine's dependencies, the sequences, the copy, the counts."""
+
+    deps: Deps
+    now: datetime
+    pinned: dict[str, Pinned]
+    copywriter: Copywriter
+    tally: Tally = field(default_factory=Tally)
+    approved: set[tuple[str, str]] = field(default_factory=set)  # first_of_each_step, done
+    run_ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 10**9)))
+
+    @cached_property
+    def decay(self) -> scores.Decay:
+        return scores.Decay.of(self.deps)
+
+    @cached_property
+    def attribution(self) -> timedelta:
+        return parse_duration(self.deps.settings.attribution_window)
+
+
+@dataclass
+class Sent:
+    """A message the walk sent: its row (feedback sets its hit columns) and what it offered."""
+
+    row: Row
+    mail: Mail
+    step_id: str
+    variant: str | None
+
+
+def context(pinned: Pinned, plan: Plan) -> RunContext:
+    person = plan.person
+    return RunContext(
+        enrollment_id=plan.enrollment_id,
+        status=EnrollmentStatus.active,
+        sequence_key=pinned.definition.key,
+        version_id=pinned.version_id,
+        definition=pinned.definition,
+        contact_id=plan.contact_id,
+        email=person.email,
+        email_key=person.email.lower(),
+        timezone=person.timezone,
+        attributes=person.attributes,
+        started_at=plan.created_at,
+    )
+
+
 class Trail:
+    """One enrollment walked through its sequence: the clock, the rows, the events to come."""
+
     def __init__(self, world: World, plan: Plan) -> None:
         self.world, self.plan = world, plan
         self.pinned = world.pinned[plan.sequence]
@@ -131,6 +199,18 @@ class Trail:
     def expect(self, happenings: Iterable[Happening]) -> None:
         for happening in happenings:
             bisect.insort(self.pending, happening, key=lambda h: h.at)
+
+    def commit(self, rows: Rows) -> None:
+        """Hand the walk's rows to the batch, the contact's and its score's with them, and count
+        its sends and hits in the world's tally."""
+        plan = self.plan
+        rows.add(CONTACTS, contact_row(plan))
+        rows.add(ENROLLMENTS, self.enrollment)
+        rows.extend(self.rows)
+        if self.standing.events:
+            rows.add(CONTACT_SCORES, score_row(plan.contact_id, self.standing))
+        for step, variant, counter in self.counted:
+            self.world.tally.add(plan.sequence, step, variant, counter)
 
     # ------------------------------------------------------------------------- time passing
 
