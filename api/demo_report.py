@@ -93,9 +93,15 @@ async def print_agent_summary(settings: Settings, key: str) -> None:
     for why, step in list(rationales.items())[:6]:
         print(f"  [{step}] {why}")
     print(f"\nCopy cost by step ({costs['model']}):")
+    if costs["simulated"]:  # the stand-in's token counts are a formula of the text's length
+        print(
+            "  simulated: a stand-in model wrote this copy, so these tokens, prices and\n"
+            "  latencies are its formula's, not a provider's meter; nothing was billed"
+        )
     for step, c in costs["steps"].items():
+        label = "  (simulated)" if c["simulated"] else ""
         print(
             f"  {step:<14} {c['emails']:>3} emails  {c['model_calls']:>3} calls  "
             f"{c['tokens_per_email'] or 0:>7} tokens/email  "
-            f"${c['cost_per_email_usd'] or 0:.5f}/email"
+            f"${c['cost_per_email_usd'] or 0:.5f}/email{label}"
         )

@@ -299,6 +299,7 @@ async def test_sequence_page_counts_the_funnel_from_sends_and_events(stack: Stac
     text = await eventually(clicked)
     assert 'welcome <span class="muted small">1 sent</span>' in text
     assert "<title>welcome → later</title>" in text  # the graph's edge
+    assert 'id="costs-simulated">Simulated: a stand-in model' in text  # not a provider's meter
     listing = await stack.client.get("/console/sequences")
     assert "Reviewed onboarding" in listing.text
 

@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, FloatRect, Locator, sync_playwright
 from rich.console import Console
 
 from agents.config import ModelConfig
+from agents.standin import is_stand_in
 from evals.cache import Mode
 from evals.compare import ALL, Totals
 from evals.reports import html, junit, terminal
@@ -176,3 +177,8 @@ def _box(element: Locator) -> FloatRect:
     box = element.bounding_box()
     assert box is not None, "not displayed"
     return box
+
+
+def test_only_our_own_stand_ins_count_as_simulated() -> None:
+    assert all(is_stand_in(m) for m in ("dripline-local-heuristic", "fake-heuristic"))
+    assert not any(is_stand_in(m) for m in ("gpt-4o-mini-2024-07-18", "llama3.1:8b", ""))

@@ -30,13 +30,13 @@ from sequences.delivery.outcomes import Job, after_crash, failed
 from sequences.deps import Deps
 from sequences.engine import lifecycle, outbox
 from sequences.engine.flow import Finished, advance_many
-from sequences.engine.pacing import cap_releases, window_release
+from sequences.engine.pacing import CAP, cap_releases, hold_backs
 from sequences.mail.mime import split_address
 from sequences.mail.smtp import (
     SendError,
     UnknownOutcomeError,
 )
-from sequences.review import drafting, reviews
+from sequences.review import drafting, reviews, trail
 from sequences.review.drafting import Held
 from sequences.signals import scores
 from sequences.store import timeline
@@ -81,6 +81,7 @@ async def _triage(
     async with deps.engine.begin() as conn:
         existing = await _existing(conn, [j.claim.run_id for j in jobs])
         suppressed = await lifecycle.suppressed(conn, {j.ctx.email_key for j in jobs})
+        holds = await _holds(conn, deps, jobs, existing, suppressed, now)
         for job in jobs:
             found = existing.get(job.claim.run_id)
             if found is not None:
@@ -91,8 +92,9 @@ async def _triage(
                     recover.append((job, state))
             elif job.ctx.email_key in suppressed:
                 await _exit_suppressed(conn, job, suppressed[job.ctx.email_key], now)
-            elif (when := await _deferred(conn, deps, job, now)) is not None:
-                later.append(when)
+            elif (hold := holds.get(id(job))) is not None:
+                await _postpone(conn, job, *hold, now)
+                later.append(hold[0])
             else:
                 fresh.append(job)
     await deps.waker.wake_at(later)
@@ -116,20 +118,41 @@ async def _exit_suppressed(conn: AsyncConnection, job: Job, reason: str, now: da
     )
 
 
-async def _deferred(conn: AsyncConnection, deps: Deps, job: Job, now: datetime) -> datetime | None:
-    """Outside the recipient's send window: the row waits for it to open."""
-    later = window_release(deps, job.ctx, now)
-    if later is not None:
-        await _postpone(conn, job, later, "outside the send window", now)
-    return later
+async def _holds(
+    conn: AsyncConnection,
+    deps: Deps,
+    jobs: list[Job],
+    existing: dict[int, tuple[Outgoing, str]],
+    suppressed: dict[str, str],
+    now: datetime,
+) -> dict[int, tuple[datetime, str]]:
+    """New sends held back by the send window or the frequency cap, decided before drafting
+    (a deferred step costs no model call) and before any write (the contacts lock first)."""
+    new = [j for j in jobs if j.claim.run_id not in existing and j.ctx.email_key not in suppressed]
+    holds = await hold_backs(conn, deps, [j.ctx for j in new], now)
+    return {id(job): hold for job, hold in zip(new, holds, strict=True) if hold is not None}
 
 
 async def _postpone(
-    conn: AsyncConnection, job: Job, until: datetime, why: str, now: datetime
+    conn: AsyncConnection,
+    job: Job,
+    until: datetime,
+    why: str,
+    now: datetime,
+    draft: Draft | None = None,
 ) -> None:
+    """The row waits until ``until``; a ``draft`` already made waits with it (on its timeline
+    entry) and is sent as it is then, instead of being drafted again."""
     if await outbox.release(conn, job.claim, until):
+        kept = trail.kept(job, draft) if draft is not None else {}
         entry = timeline.entry(
-            job.ctx.enrollment_id, now, "deferred", job.step.id, until=until.isoformat(), reason=why
+            job.ctx.enrollment_id,
+            now,
+            "deferred",
+            job.step.id,
+            until=until.isoformat(),
+            reason=why,
+            **kept,
         )
         await timeline.record(conn, [entry])
 
@@ -172,12 +195,13 @@ async def _record(
     lease = now + timedelta(seconds=deps.settings.claim_lease_seconds)
     later: list[datetime] = []
     async with deps.engine.begin() as conn:
-        # Checked here, contacts locked, in the transaction that records the messages: two
-        # workers cannot both take a contact's last slot under the frequency cap.
+        # Checked before drafting (in _triage) and again here, contacts locked, in the
+        # transaction that records the messages: two workers cannot both take a contact's
+        # last slot under the frequency cap.
         releases = await cap_releases(conn, deps, [job.ctx for job, _ in drafted], now)
-        for (job, _), until in zip(drafted, releases, strict=True):
-            if until is not None:
-                await _postpone(conn, job, until, "frequency cap", now)
+        for (job, draft), until in zip(drafted, releases, strict=True):
+            if until is not None:  # another batch took the slot since ours was checked
+                await _postpone(conn, job, until, CAP, now, draft)
                 later.append(until)
         drafted = [d for d, until in zip(drafted, releases, strict=True) if until is None]
         claims = [job.claim for job, _ in drafted] + [job.claim for job in resend]
@@ -215,6 +239,7 @@ def _drafted_entry(job: Job, draft: Draft, now: datetime) -> dict[str, object]:
         variant=draft.variant,
         model=draft.model,
         rationale=draft.rationale,
+        **trail.attempts(job.calls),
         **({"reason": job.outcome_reason} if job.outcome_reason else {}),
         **({"choice": job.choice} if job.choice else {}),
     )

@@ -1,4 +1,8 @@
-"""What the copy costs: tokens and an estimated price per email, per step, from the ledger."""
+"""What the copy costs: tokens and an estimated price per email, per step, from the ledger.
+
+A step whose calls a stand-in model answered (agents.standin) is marked ``simulated``: its
+tokens and latency come from the stand-in's formula, so its price is not a measurement.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.config import ModelConfig
+from agents.standin import is_stand_in
 from sequences.store.tables import ENROLLMENTS, MESSAGES, MODEL_CALLS, MessageState
 
 
@@ -38,6 +43,7 @@ async def step_costs(
         )
     ).all()
     emails: dict[str, int] = {step: n for step, n in counted}
+    stand_ins = await _stand_in_steps(conn, sequence_key)
     steps: dict[str, Any] = {}
     for row in calls:
         prompt, completion, cached = (
@@ -57,6 +63,7 @@ async def step_costs(
             "tokens_per_email": round((prompt + completion) / sent, 1) if sent else None,
             "cost_usd": round(cost, 6),
             "cost_per_email_usd": round(cost / sent, 6) if sent else None,
+            "simulated": row.step_id in stand_ins,
         }
     return {
         "model": prices.model if prices.configured else "offline-composer",
@@ -65,5 +72,16 @@ async def step_costs(
             "cached_input": prices.price_cached,
             "output": prices.price_output,
         },
+        "simulated": bool(stand_ins),  # some figures below come from a stand-in model
         "steps": steps,
     }
+
+
+async def _stand_in_steps(conn: AsyncConnection, sequence_key: str) -> set[str]:
+    """The steps with at least one model call answered by a stand-in model."""
+    rows = await conn.execute(
+        select(MODEL_CALLS.c.step_id, MODEL_CALLS.c.model)
+        .where(MODEL_CALLS.c.sequence_key == sequence_key)
+        .distinct()
+    )
+    return {row.step_id for row in rows if is_stand_in(row.model)}

@@ -25,6 +25,7 @@ from sequences.delivery.compose import copy_request, preview_renderer
 from sequences.delivery.outcomes import Job
 from sequences.deps import Deps
 from sequences.engine.flow import Finished
+from sequences.review import trail
 from sequences.signals import adaptive, engagement
 from sequences.store.tables import DRAFTS, DraftStatus
 
@@ -59,13 +60,18 @@ async def prepare(deps: Deps, jobs: list[Job], now: datetime) -> Prepared:
         approved = await _approved_steps(conn, jobs)
         varied = {j.ctx.sequence_key for j in jobs if j.step.email.variants}
         stats = await adaptive.load_stats(conn, varied)
+        kept = await trail.load_kept(conn, jobs)
     for job in jobs:
         job.signals = signals[job.ctx.enrollment_id]
         job.draft_row = rows.get(job.claim.run_id)
-    results = await asyncio.gather(
-        *(_one(deps, job, summaries[job.ctx.enrollment_id], approved, stats, now) for job in jobs)
+    # A draft kept through a deferral goes as it is: no second model call.
+    prepared = Prepared(
+        [trail.restore(j, kept[j.claim.run_id]) for j in jobs if j.claim.run_id in kept], [], []
     )
-    prepared = Prepared([], [], [])
+    todo = [j for j in jobs if j.claim.run_id not in kept]
+    results = await asyncio.gather(
+        *(_one(deps, job, summaries[job.ctx.enrollment_id], approved, stats, now) for job in todo)
+    )
     for result in results:
         if isinstance(result, Finished):
             prepared.skipped.append(result)

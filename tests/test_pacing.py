@@ -1,0 +1,107 @@
+"""Pacing with a model behind the copy: the frequency cap decides before drafting, so a deferred
+step costs no model call; spacing is measured where it matters, at the relay; and each attempt
+of a model call is on the step's ``drafted`` timeline entry.
+
+The real app, worker and SMTP capture, and the real ``openai`` client against the local
+OpenAI-compatible server (agents.devserver), which counts the requests it gets.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from harness import Stack, eventually, make_settings, running_stack
+from sqlalchemy import func, select
+
+from agents.devserver import HEURISTIC_MODEL, HeuristicResponder, Reply, ScriptedResponder
+from agents.devserver import serve_openai as serve_model
+from sequences.mail.capture import CapturedMessage, CaptureServer
+from sequences.store.tables import MODEL_CALLS
+
+ADDRESS = "ada@example.com"
+
+
+def email_step(step_id: str) -> str:
+    return (
+        f"  - id: {step_id}\n"
+        "    email:\n"
+        "      brief: Welcome them and point to the quickstart guide.\n"
+        '      cta: {text: Open the quickstart, url: "https://acme.test/quickstart"}\n'
+        f'      fallback: {{subject: "Fallback {step_id}", body: "The quickstart is ready."}}\n'
+    )
+
+
+def sequence(key: str, steps: list[str], cap: str = "") -> str:
+    head = f'key: {key}\nname: {key}\nsender: {{from: "Dana at Acme <dana@acme.test>"}}\n'
+    return head + cap + "steps:\n" + "".join(email_step(s) for s in steps)
+
+
+@asynccontextmanager
+async def model_stack(
+    responder: Any, database_url: str, redis_url: str, capture: CaptureServer, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    async with serve_model(responder) as model_url:
+        settings = make_settings(tmp_path, database_url, OPENAI_BASE_URL=model_url)
+        async with running_stack(settings, redis_url, capture) as stack:
+            yield stack
+
+
+def accepted_at(message: CapturedMessage) -> datetime:
+    """When the relay accepted the message: the capture names each file by that moment."""
+    stamp = message.path.stem.split("-")[0]
+    return datetime.strptime(stamp + "+0000", "%Y%m%dT%H%M%S%fZ%z")
+
+
+async def _completed(stack: Stack, enrollment: str) -> dict[str, Any] | None:
+    body = await stack.enrollment(enrollment)
+    return body if body["status"] == "completed" else None
+
+
+async def test_a_capped_step_costs_one_model_call_per_email_and_is_spaced_at_the_relay(
+    database_url: str, redis_db: str, capture: CaptureServer, tmp_path: Path
+) -> None:
+    model = HeuristicResponder()
+    async with model_stack(model, database_url, redis_db, capture, tmp_path) as stack:
+        document = sequence("capped", ["one", "two", "three"], "frequency_cap: {max: 1, per: 1d}\n")
+        assert (await stack.apply("capped", document)).status_code == 201
+        enrollment = (await stack.enroll("capped", ADDRESS)).json()["id"]
+        done = await eventually(lambda: _completed(stack, enrollment), within=40)
+        async with stack.deps.reader.connect() as conn:
+            ledger = await conn.scalar(select(func.count()).select_from(MODEL_CALLS))
+
+    mail = sorted(stack.mail_to(ADDRESS), key=accepted_at)
+    assert len(mail) == 3
+    assert model.requests == 3 and ledger == 3  # one model call per email sent, none wasted
+    deferred = [e for e in done["timeline"] if e["kind"] == "deferred"]
+    assert len(deferred) >= 2 and {e["reason"] for e in deferred} == {"frequency cap"}
+    drafted = [e for e in done["timeline"] if e["kind"] == "drafted"]
+    assert [e["model"] for e in drafted] == [HEURISTIC_MODEL] * 3
+    day = stack.deps.seqtime.real_duration(timedelta(days=1))  # the cap's window
+    times = [accepted_at(m) for m in mail]
+    assert all(later - earlier >= day for earlier, later in itertools.pairwise(times))
+
+
+async def test_a_malformed_body_then_an_answer_sends_the_models_copy_with_both_attempts(
+    database_url: str, redis_db: str, capture: CaptureServer, tmp_path: Path
+) -> None:
+    model = ScriptedResponder([Reply.raw_body("{not json")], then=HeuristicResponder())
+    async with model_stack(model, database_url, redis_db, capture, tmp_path) as stack:
+        assert (await stack.apply("retried", sequence("retried", ["hello"]))).status_code == 201
+        enrollment = (await stack.enroll("retried", ADDRESS)).json()["id"]
+        done = await eventually(lambda: _completed(stack, enrollment), within=30)
+
+    [drafted] = [e for e in done["timeline"] if e["kind"] == "drafted"]
+    assert drafted["model"] == HEURISTIC_MODEL  # the model's copy, not the fallback
+    first, second = drafted["attempts"]
+    assert (first["call"], first["attempt"], first["status"]) == ("draft", 1, 200)
+    assert "not JSON" in first["error"] and first["wait"] > 0
+    assert (second["attempt"], second["status"], second["error"]) == (2, 200, None)
+    assert second["wait"] is None
+    [email] = stack.mail_to(ADDRESS)
+    assert not email.subject.startswith("Fallback")
+    assert len(model.requests) == 2
