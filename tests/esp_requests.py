@@ -128,7 +128,7 @@ def sendgrid_event(kind: str, email: str, **fields: Any) -> dict[str, Any]:
     }
 
 
-def sendgrid(events: list[dict[str, Any]], *, at: float | None = None) -> Signed:
+def sendgrid(events: list[Any], *, at: float | None = None) -> Signed:
     return sendgrid_raw(json.dumps(events).encode(), at=at)
 
 
@@ -301,21 +301,24 @@ def postmark(record: dict[str, Any], *, auth: tuple[str, str] = POSTMARK_AUTH) -
 # whsec_ secret, sent as "v1,<signature>".
 
 
-def resend(kind: str, email: str, *, at: float | None = None, **data: Any) -> Signed:
+def resend_payload(kind: str, email: str | list[str], **data: Any) -> dict[str, Any]:
     created = datetime.now(UTC).isoformat()
-    body = {
+    return {
         "type": kind,
         "created_at": created,
         "data": {
             "created_at": created,
             "email_id": str(uuid.uuid4()),
             "from": "Ops <ops@acme.test>",
-            "to": [email],
+            "to": email if isinstance(email, list) else [email],
             "subject": "Hello",
             **data,
         },
     }
-    return svix(json.dumps(body).encode(), at=at)
+
+
+def resend(kind: str, email: str, *, at: float | None = None, **data: Any) -> Signed:
+    return svix(json.dumps(resend_payload(kind, email, **data)).encode(), at=at)
 
 
 def svix(body: bytes, *, at: float | None = None, msg_id: str | None = None) -> Signed:
@@ -331,6 +334,41 @@ def svix(body: bytes, *, at: float | None = None, msg_id: str | None = None) -> 
         f"v1,{base64.b64encode(digest).decode()}",
     }
     return Signed("resend", body, headers)
+
+
+# Naming our message: each ESP echoes the tag header we add (sequences.mail.tags) in its own
+# place; the payload builders above name mail another system sent.
+
+TAG = "dripline_message"
+
+
+def tagged(provider: str, payload: dict[str, Any], pk: str) -> dict[str, Any]:
+    """The payload as the ESP reports an event about mail that carried our tag."""
+    if provider == "sendgrid":  # X-SMTPAPI unique_args come back as top-level keys
+        return {**payload, TAG: pk}
+    if provider == "mailgun":  # X-Mailgun-Variables come back as user-variables
+        return {**payload, "user-variables": {TAG: pk}}
+    if provider == "postmark":  # X-PM-Metadata-* come back as Metadata
+        return {**payload, "Metadata": {TAG: pk}}
+    if provider == "ses":  # X-SES-MESSAGE-TAGS come back as mail.tags, each a list
+        mail = {**payload["mail"], "tags": {**payload["mail"]["tags"], TAG: [pk]}}
+        return {**payload, "mail": mail}
+    if provider == "resend":  # tags, as {"name": "value"} in Resend's samples
+        return {**payload, "data": {**payload["data"], "tags": {TAG: pk}}}
+    raise ValueError(provider)
+
+
+def signed(provider: str, payload: dict[str, Any]) -> Signed:
+    """One request carrying ``payload`` (SendGrid: a batch of one)."""
+    if provider == "sendgrid":
+        return sendgrid([payload])
+    if provider == "mailgun":
+        return mailgun(payload)
+    if provider == "ses":
+        return sns(payload)
+    if provider == "postmark":
+        return postmark(payload)
+    return svix(json.dumps(payload).encode())
 
 
 # One "delivered" event per provider. Each factory returns a sender: calling it again is the

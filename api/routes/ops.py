@@ -10,6 +10,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from api.deps import DepsDep
+from api.routes import webhooks
 from sequences.store.tables import ENROLLMENTS, MESSAGES, RUNS
 
 router = APIRouter(tags=["ops"])
@@ -60,4 +61,5 @@ async def metrics(deps: DepsDep) -> Response:
             select(ENROLLMENTS.c.status, func.count()).group_by(ENROLLMENTS.c.status)
         ):
             enrollments.labels(status).set(n)
+    await webhooks.metrics(deps, registry)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

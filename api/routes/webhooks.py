@@ -1,46 +1,47 @@
-"""ESP webhooks: each provider's own signature check, then the same events as /v1/events."""
+"""ESP webhooks: each provider's own signature check, then the same events as /v1/events.
+
+Once the signature holds, the request is answered 2xx item by item: events about mail Dripline
+sent are stored and acted on, foreign and untracked ones counted, unmappable ones rejected with
+the reason (in the answer, the log and /metrics), so one bad item never makes the provider
+retry, and lose, the good ones. The README's webhook tables say why each status is what it is.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from prometheus_client import CollectorRegistry, Counter
 
 from api.deps import DepsDep
-from api.routes.events import accept
-from api.schemas import EventIn
 from sequences.deps import Deps
-from sequences.intake import resolve
+from sequences.intake import feedback, ours, resolve, tally
 from sequences.intake.esp import providers
-from sequences.intake.esp.common import EspEvent, Headers, WebhookRejected, stable_id
+from sequences.intake.esp.common import Headers, Item, Malformed, Rejected, WebhookRejected
 from sequences.intake.esp.providers import Provider
+from sequences.intake.resolve import Reported
 from sequences.kit.fetcher import Fetcher, FetchFailed
-from sequences.store import contacts
-from sequences.store.contacts import email_key
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 log = logging.getLogger(__name__)
 
 
 @router.post("/{provider}")
-async def receive(provider: str, request: Request, deps: DepsDep) -> dict[str, int]:
+async def receive(provider: str, request: Request, deps: DepsDep) -> dict[str, Any]:
     """Events from SendGrid, Mailgun, Amazon SES (SNS), Postmark or Resend, signature checked."""
     esp = providers.lookup(provider)
     body, headers = await request.body(), dict(request.headers)
     await _authenticate(deps, esp, headers, body)
-    found = esp.parse(body, headers)
-    async with _once(deps, esp, body):
-        events = await _ours(deps, found)
-        counts = {"accepted": 0, "duplicates": 0}
-        if events:
-            counts = await accept(deps, events, source=esp.name, where=esp.name)
-    ignored = len(found) - len(events)
-    log.info("webhook handled", extra={"provider": esp.name, **counts, "ignored": ignored})
-    return {**counts, "ignored": ignored}
+    async with _once(deps, esp, body) as first:
+        if not first:
+            await tally.add(deps.redis, esp.name, {"duplicate": 1}, [])
+            return _answer(duplicates=1)
+        items = await _parse(deps, esp, body, headers)
+        return await _handle(deps, esp, items)
 
 
 async def _authenticate(deps: Deps, esp: Provider, headers: Headers, body: bytes) -> None:
@@ -57,55 +58,118 @@ def _fetcher(deps: Deps) -> Fetcher:
     return deps.fetcher
 
 
-async def _ours(deps: Deps, found: list[EspEvent]) -> list[EventIn]:
-    """The events we track, naming our message only when it went to that recipient."""
-    tracked = [(f, f.type) for f in found if f.type is not None]
-    async with deps.reader.connect() as conn:
-        known = await _sent(conn, {f.message_ref for f, _ in tracked if f.message_ref})
-    events = [
-        _event(f, kind, known.get((f.message_ref or "", email_key(f.email)))) for f, kind in tracked
-    ]
-    return [e for e in events if e is not None]
-
-
-async def _sent(conn: AsyncConnection, refs: set[str]) -> dict[tuple[str, str], str]:
-    """(reference, recipient key) -> our message id. ESPs also report mail that other systems
-    sent through the account: those must fall back to the address, never fail the batch."""
-    found = await resolve.find_messages(conn, refs)
-    owners = await contacts.find_many(conn, {m.contact_id for m in found.values()})
-    return {(ref, owners[m.contact_id].email_key): m.pk for ref, m in found.items()}
-
-
-def _event(found: EspEvent, kind: str, message_pk: str | None) -> EventIn | None:
+async def _parse(deps: Deps, esp: Provider, body: bytes, headers: Headers) -> list[Item]:
+    """The request's items; a body that is not the provider's format at all is refused whole
+    (and counted as rejected, like an item)."""
     try:
-        return EventIn(
-            id=found.id,
-            type=kind,
-            email=found.email,
-            message_id=message_pk,
-            occurred_at=found.occurred_at,
-            properties=found.properties,
+        return esp.parse(body, headers)
+    except Malformed as malformed:
+        _log_rejected(esp, [Rejected(malformed.path, malformed.reason)])
+        await tally.add(deps.redis, esp.name, {}, [Rejected(malformed.path, malformed.reason)])
+        raise
+
+
+async def _handle(deps: Deps, esp: Provider, items: list[Item]) -> dict[str, Any]:
+    async with deps.reader.connect() as conn:
+        found = await ours.sort(
+            conn, items, group_is_global=deps.settings.group_unsubscribe_suppresses
         )
-    except ValidationError as error:  # an address we could never mail: nothing to act on
-        reason = error.errors()[0]["msg"]
-        log.warning("webhook event skipped", extra={"event_id": found.id, "reason": reason})
-        return None
+    accepted, duplicates = await _store(deps, esp.name, found.ours) if found.ours else (0, 0)
+    counts = {
+        "accepted": accepted,
+        "duplicate": duplicates,
+        "foreign": len(found.foreign),
+        "ignored": len(found.ignored),
+    }
+    await tally.add(deps.redis, esp.name, counts, found.rejected)
+    _log_rejected(esp, found.rejected)
+    if found.foreign:  # another system's mail on the same account, or our id for someone else
+        refs = [e.message_ref for e in found.foreign]
+        log.info("webhook events not about our mail", extra={"provider": esp.name, "refs": refs})
+    log.info("webhook handled", extra={"provider": esp.name, **counts})
+    return _answer(accepted, duplicates, len(found.ignored), len(found.foreign), found.rejected)
+
+
+async def _store(deps: Deps, source: str, reported: list[Reported]) -> tuple[int, int]:
+    """Resolve, store and act in one transaction, as POST /v1/events does."""
+    now = deps.clock.now()
+    async with deps.engine.begin() as conn:
+        incoming = await resolve.resolve(
+            conn,
+            reported,
+            now,
+            source=source,
+            where=source,
+            bot_window_seconds=deps.settings.bot_click_window_seconds,
+        )
+        outcome = await feedback.ingest(conn, deps, incoming, now)
+    await deps.waker.wake_at(outcome.wake)
+    return outcome.accepted, outcome.duplicates
+
+
+def _answer(
+    accepted: int = 0,
+    duplicates: int = 0,
+    ignored: int = 0,
+    foreign: int = 0,
+    rejected: list[Rejected] | None = None,
+) -> dict[str, Any]:
+    errors = [{"path": r.path, "message": r.message} for r in rejected or []]
+    return {
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "ignored": ignored,
+        "foreign": foreign,
+        "rejected": errors,
+    }
+
+
+def _log_rejected(esp: Provider, rejected: list[Rejected]) -> None:
+    for item in rejected:
+        extra = {"provider": esp.name, "path": item.path, "reason": item.message}
+        log.warning("webhook item rejected", extra=extra)
 
 
 @asynccontextmanager
-async def _once(deps: Deps, esp: Provider, body: bytes) -> AsyncIterator[None]:
-    """Accept a replay key once (Mailgun's token); released again if handling fails, so the
-    ESP's retry of the same request is not refused."""
+async def _once(deps: Deps, esp: Provider, body: bytes) -> AsyncIterator[bool]:
+    """Accept a replay key once (Mailgun's token), with the body it came with: the same request
+    again is a duplicate delivery (yields False), another body under it a forgery. Released
+    again if handling fails, so the ESP's retry of the same request is not refused."""
     token = esp.replay_key(body)
     if token is None:
-        yield
+        yield True
         return
-    key = f"dripline:webhook-seen:{esp.name}:{stable_id(token)}"
+    key = f"dripline:webhook-seen:{esp.name}:{hashlib.sha256(token.encode()).hexdigest()}"
+    digest = hashlib.sha256(body).hexdigest()
     ttl = int(2 * deps.settings.webhook_tolerance_seconds) + 1
-    if not await deps.redis.set(key, "1", nx=True, ex=ttl):
-        raise WebhookRejected("this signature was already used")
+    if not await deps.redis.set(key, digest, nx=True, ex=ttl):
+        seen = await deps.redis.get(key)
+        if (seen.decode() if isinstance(seen, bytes) else seen) != digest:
+            raise WebhookRejected("this signature was already used for another body")
+        yield False
+        return
     try:
-        yield
+        yield True
     except Exception:
         await deps.redis.delete(key)
         raise
+
+
+async def metrics(deps: Deps, registry: CollectorRegistry) -> None:
+    """Adds the webhook counts to /metrics: items by provider and outcome, rejected by field."""
+    items = Counter(
+        "dripline_webhook_items",
+        "ESP webhook items by outcome: accepted, duplicate, foreign, ignored, rejected",
+        ["provider", "outcome"],
+        registry=registry,
+    )
+    rejected = Counter(
+        "dripline_webhook_rejected",
+        "ESP webhook items that could not be mapped, by the field at fault",
+        ["provider", "field"],
+        registry=registry,
+    )
+    for provider, outcome, field, n in await tally.read(deps.redis):
+        items.labels(provider, outcome).inc(n)
+        if outcome == "rejected":
+            rejected.labels(provider, field).inc(n)

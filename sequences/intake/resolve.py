@@ -41,6 +41,7 @@ class Found:
     enrollment_id: str
     contact_id: int
     sent_at: datetime | None
+    to_addr: str = ""  # the address the message went to
 
 
 async def resolve(
@@ -94,11 +95,12 @@ async def find_messages(conn: AsyncConnection, refs: set[str]) -> dict[str, Foun
             MESSAGES.c.enrollment_id,
             MESSAGES.c.contact_id,
             MESSAGES.c.sent_at,
+            MESSAGES.c.to_addr,
         ).where(or_(MESSAGES.c.message_id.in_(list(bracketed)), MESSAGES.c.id.in_(list(refs))))
     )
     found: dict[str, Found] = {}
     for row in rows:
-        hit = Found(row.id, row.enrollment_id, row.contact_id, row.sent_at)
+        hit = Found(row.id, row.enrollment_id, row.contact_id, row.sent_at, row.to_addr)
         for ref in (row.id, bracketed.get(row.message_id)):
             if ref in refs:
                 found[ref] = hit

@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from sequences.errors import DriplineError
 
 Headers = Mapping[str, str]  # header names in lower case, as Starlette gives them
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class WebhookRejected(DriplineError):
@@ -34,6 +35,8 @@ class Malformed(DriplineError):
     def __init__(self, path: str, message: str, *, status: int = 422) -> None:
         details = [{"path": path, "message": message}]
         super().__init__("invalid_payload", f"{path}: {message}", details, status=status)
+        self.path = path
+        self.reason = message
 
 
 class NotConfigured(DriplineError):
@@ -47,15 +50,45 @@ class NotConfigured(DriplineError):
 
 @dataclass(frozen=True)
 class EspEvent:
-    """One provider event in our terms. ``type`` is None for kinds we do not track."""
+    """One provider event in our terms. ``type`` is None for kinds we do not track.
+
+    ``recipients`` are the addresses the provider lists; the event concerns only the one our
+    message went to (an SES open lists every ``destination``, a Resend bounce every ``to``).
+    """
 
     id: str
     provider_event: str
     type: str | None
-    email: str
+    recipients: tuple[str, ...] = ()
     occurred_at: datetime | None = None
     message_ref: str | None = None  # our message id, else the Message-ID header, if echoed
     properties: dict[str, Any] = field(default_factory=dict)
+    # What the provider says about one recipient only (SES: each bounced address's reply).
+    per_recipient: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An item of a signed request that cannot be mapped: logged and counted, never stored."""
+
+    path: str
+    message: str
+
+    @property
+    def field(self) -> str:
+        """The path without item numbers (``3.sg_event_id`` -> ``sg_event_id``): a metric label."""
+        return ".".join(p for p in self.path.split(".") if not p.isdigit()) or "body"
+
+
+Item = EspEvent | Rejected
+
+
+def item(build: Callable[P, EspEvent], *args: P.args, **kwargs: P.kwargs) -> Item:
+    """One item of a batch: the event, or why it cannot be mapped, so the others still count."""
+    try:
+        return build(*args, **kwargs)
+    except Malformed as malformed:
+        return Rejected(malformed.path, malformed.reason)
 
 
 def header(headers: Headers, name: str) -> str:
@@ -139,11 +172,6 @@ def stable_id(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
 
 
-def recipient_id(base: str, email: str, recipients: int) -> str:
-    """One notification about several recipients becomes one event each, with distinct ids."""
-    return base if recipients == 1 else f"{base}:{stable_id(email.lower())[:16]}"
-
-
 _KINDS: dict[type[Any], str] = {
     str: "a string",
     dict: "an object",
@@ -156,3 +184,20 @@ _KINDS: dict[type[Any], str] = {
 def properties(provider_event: str, **known: Any) -> dict[str, Any]:
     """Our event properties: the provider's own event name plus whatever it told us."""
     return {"provider_event": provider_event, **{k: v for k, v in known.items() if v is not None}}
+
+
+def outcome(table: Mapping[str, str | None], *keys: str) -> tuple[str | None, str | None]:
+    """(our type, bounce type) for the first of ``keys`` in ``table`` (most specific first).
+
+    Each provider's table maps its event names (``bounce/blocked``: event/detail) to our event
+    type, with ``:hard`` or ``:soft`` for bounces; None means not ours. The README shows the
+    same tables, and a test holds them equal.
+    """
+    for key in keys:
+        if key in table:
+            mapped = table[key]
+            if mapped is None:
+                return None, None
+            kind, _, bounce = mapped.partition(":")
+            return kind, bounce or None
+    return None, None

@@ -1,7 +1,9 @@
 """Mailgun webhooks: HMAC-SHA256 of timestamp + token, sent in the body beside ``event-data``.
 
 The signature does not cover ``event-data``: a captured signature could carry forged events. The
-route therefore accepts each token once (``replay_key``), as Mailgun's documentation advises.
+route therefore accepts each token once with one body (``replay_key``), as Mailgun's
+documentation advises; the same request again is a duplicate. A payload that is not Mailgun's
+documented shape gets 406, the one status after which Mailgun does not retry.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 from sequences.intake.esp.common import (
     EspEvent,
     Headers,
+    Item,
+    Malformed,
     WebhookRejected,
     as_object,
     check_timestamp,
@@ -22,20 +26,30 @@ from sequences.intake.esp.common import (
     maybe,
     need,
     optional_instant,
+    outcome,
     properties,
     same,
 )
 from sequences.mail.tags import MESSAGE_TAG
 from sequences.settings import Settings
 
-# accepted, rejected (never attempted), stored and list events are not ours.
-TYPES = {
+MALFORMED = 406  # Mailgun: "406 Not Acceptable" means do not retry; any other failure is retried
+# Mailgun's event (``failed/severity/reason`` where they decide) -> ours; see the README's table.
+EVENTS: dict[str, str | None] = {
+    "accepted": None,  # queued by Mailgun: the outcome follows
+    "rejected": None,  # refused by Mailgun before any attempt: about the request, not the address
     "delivered": "delivered",
     "opened": "opened",
     "clicked": "clicked",
-    "failed": "bounced",
+    "failed/temporary": "delayed",  # Mailgun is still retrying: the outcome follows
+    "failed/permanent": "bounced:hard",
+    # Never attempted: the address is on Mailgun's own suppression lists.
+    "failed/permanent/suppress-bounce": "bounced:hard",
+    "failed/permanent/suppress-complaint": "complained",
+    "failed/permanent/suppress-unsubscribe": "unsubscribed",
     "complained": "complained",
     "unsubscribed": "unsubscribed",
+    "stored": None,  # inbound routes, not our sends
 }
 
 
@@ -65,9 +79,16 @@ def replay_key(raw_body: bytes) -> str:
     return _signature(raw_body)[1]
 
 
+def _body(raw_body: bytes) -> dict[str, Any]:
+    try:
+        return as_object(load_json(raw_body), "body")
+    except Malformed as malformed:
+        raise Malformed(malformed.path, malformed.reason, status=MALFORMED) from None
+
+
 def _signature(raw_body: bytes) -> tuple[str, str, list[str]]:
     """(timestamp, token, [signature, parent-signature if any])."""
-    block = as_object(load_json(raw_body), "body").get("signature")
+    block = _body(raw_body).get("signature")
     if not isinstance(block, dict):
         raise WebhookRejected("missing the signature object")
     values = [block.get(k) for k in ("timestamp", "token", "signature")]
@@ -78,21 +99,29 @@ def _signature(raw_body: bytes) -> tuple[str, str, list[str]]:
     return str(values[0]), str(values[1]), signatures
 
 
-def parse(raw_body: bytes, headers: Headers) -> list[EspEvent]:
-    data = need(as_object(load_json(raw_body), "body"), "event-data", dict)
+def parse(raw_body: bytes, headers: Headers) -> list[Item]:
+    """One event per request: when it cannot be mapped, the whole request is refused with 406."""
+    try:
+        return [_event(need(_body(raw_body), "event-data", dict))]
+    except Malformed as malformed:
+        raise Malformed(malformed.path, malformed.reason, status=MALFORMED) from None
+
+
+def _event(data: dict[str, Any]) -> EspEvent:
     where = "event-data."
     kind = need(data, "event", str, where)
-    return [
-        EspEvent(
-            id=need(data, "id", str, where),
-            provider_event=kind,
-            type=TYPES.get(kind),
-            email=need(data, "recipient", str, where),
-            occurred_at=optional_instant(data, "timestamp", where),
-            message_ref=_message_ref(data),
-            properties=_properties(kind, data),
-        )
-    ]
+    severity, reason = str(data.get("severity")), str(data.get("reason"))
+    keys = (f"{kind}/{severity}/{reason}", f"{kind}/{severity}", kind)
+    ours, bounce = outcome(EVENTS, *keys)
+    return EspEvent(
+        id=need(data, "id", str, where),
+        provider_event=kind,
+        type=ours,
+        recipients=(need(data, "recipient", str, where),),
+        occurred_at=optional_instant(data, "timestamp", where),
+        message_ref=_message_ref(data),
+        properties=_properties(kind, data, bounce),
+    )
 
 
 def _message_ref(data: dict[str, Any]) -> str | None:
@@ -102,13 +131,12 @@ def _message_ref(data: dict[str, Any]) -> str | None:
     return maybe(variables, MESSAGE_TAG, str) or maybe(headers, "message-id", str)
 
 
-def _properties(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+def _properties(kind: str, data: dict[str, Any], bounce: str | None) -> dict[str, Any]:
     agent = maybe(maybe(data, "client-info", dict) or {}, "user-agent", str)
     if kind == "failed":
         status = maybe(data, "delivery-status", dict) or {}
         reply = maybe(status, "message", str) or maybe(status, "description", str)
-        hard = data.get("severity") == "permanent"  # temporary: Mailgun is still retrying
-        return properties(kind, bounce_type="hard" if hard else "soft", reply=reply)
+        return properties(kind, bounce_type=bounce, reply=reply, reason=maybe(data, "reason", str))
     if kind == "clicked":
         return properties(kind, url=maybe(data, "url", str), user_agent=agent)
     if kind == "opened":

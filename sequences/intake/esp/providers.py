@@ -10,7 +10,7 @@ from typing import Generic, Protocol, TypeVar
 
 from sequences.errors import NotFound
 from sequences.intake.esp import mailgun, postmark, resend, sendgrid, ses, sns
-from sequences.intake.esp.common import EspEvent, Headers, NotConfigured
+from sequences.intake.esp.common import Headers, Item, NotConfigured
 from sequences.kit.fetcher import Fetcher
 from sequences.settings import Settings
 
@@ -28,7 +28,7 @@ class Provider(Protocol):
         """Raise WebhookRejected unless the request provably comes from this ESP."""
         ...
 
-    def parse(self, body: bytes, headers: Headers) -> list[EspEvent]: ...
+    def parse(self, body: bytes, headers: Headers) -> list[Item]: ...
 
     def replay_key(self, body: bytes) -> str | None:
         """A value to accept once, when the signature does not cover the whole body."""
@@ -46,7 +46,7 @@ class Signed(Generic[C]):
     name: str
     configure: Callable[[Settings], C | None]
     check: Callable[[Headers, bytes, C, datetime], None]
-    parse: Callable[[bytes, Headers], list[EspEvent]]
+    parse: Callable[[bytes, Headers], list[Item]]
     replay_key: Callable[[bytes], str | None] = _never
 
     async def authenticate(
@@ -77,7 +77,7 @@ class AmazonSes:
             await fetcher.confirm(url)
             log.info("confirmed SNS subscription", extra={"topic": env["TopicArn"]})
 
-    def parse(self, body: bytes, headers: Headers) -> list[EspEvent]:
+    def parse(self, body: bytes, headers: Headers) -> list[Item]:
         return ses.parse(body, headers)
 
     def replay_key(self, body: bytes) -> str | None:

@@ -13,31 +13,37 @@ from typing import Any
 from sequences.intake.esp.common import (
     EspEvent,
     Headers,
+    Item,
     Malformed,
     NotConfigured,
     WebhookRejected,
     as_object,
     check_timestamp,
     header,
+    item,
     load_json,
     maybe,
     need,
     optional_instant,
+    outcome,
     properties,
-    recipient_id,
     same,
 )
 from sequences.mail.tags import MESSAGE_TAG
 from sequences.settings import Settings
 
-# email.sent, email.delivery_delayed (a retry in progress), email.failed (never sent) and the
-# contact and domain events are not ours.
-TYPES = {
+# Resend's event (``email.bounced/<bounce.type>``) -> ours; see the README's table.
+EVENTS: dict[str, str | None] = {
+    "email.sent": None,  # accepted by Resend: the outcome follows
     "email.delivered": "delivered",
+    "email.delivery_delayed": "delayed",  # a temporary failure; Resend keeps trying
     "email.opened": "opened",
     "email.clicked": "clicked",
-    "email.bounced": "bounced",
+    "email.bounced": "bounced:hard",  # Resend: "permanently rejected"
+    "email.bounced/Transient": "bounced:soft",
+    "email.bounced/Undetermined": "bounced:soft",  # never suppress an address on a guess
     "email.complained": "complained",
+    "email.failed": None,  # never sent (a bad request, a quota): about us, not the address
 }
 
 
@@ -68,32 +74,32 @@ def verify(headers: Headers, raw_body: bytes, config: Config, now: datetime) -> 
     check_timestamp(timestamp, now, config.tolerance)
 
 
-def parse(raw_body: bytes, headers: Headers) -> list[EspEvent]:
+def parse(raw_body: bytes, headers: Headers) -> list[Item]:
     body = as_object(load_json(raw_body), "body")
+    return [item(_event, body, header(headers, "svix-id"))]
+
+
+def _event(body: dict[str, Any], msg_id: str) -> EspEvent:
     kind = need(body, "type", str)
     data = need(body, "data", dict)
-    base = header(headers, "svix-id")  # the same on every retry of one message
-    to = _recipients(kind, data)
-    at = optional_instant(body, "created_at")
-    return [
-        EspEvent(
-            id=recipient_id(base, email, len(to)),
-            provider_event=kind,
-            type=TYPES.get(kind),
-            email=email,
-            occurred_at=at,
-            message_ref=_tag(data),
-            properties=_properties(kind, data),
-        )
-        for email in to
-    ]
+    bounce = maybe(data, "bounce", dict) or {}
+    ours, bounce_type = outcome(EVENTS, f"{kind}/{bounce.get('type')}", kind)
+    return EspEvent(
+        id=msg_id,  # the same on every retry of one message
+        provider_event=kind,
+        type=ours,
+        recipients=_recipients(ours, data),
+        occurred_at=optional_instant(body, "created_at"),
+        message_ref=_tag(data),
+        properties=_properties(kind, data, bounce_type),
+    )
 
 
-def _recipients(kind: str, data: dict[str, Any]) -> list[str]:
-    to = [a for a in maybe(data, "to", list) or [] if isinstance(a, str)]
-    if kind in TYPES and not to:
+def _recipients(ours: str | None, data: dict[str, Any]) -> tuple[str, ...]:
+    to = tuple(a for a in maybe(data, "to", list) or [] if isinstance(a, str))
+    if ours is not None and not to:
         raise Malformed("data.to", "expected a list of at least one address")
-    return to or [""]  # an event we ignore needs no recipient
+    return to
 
 
 def _tag(data: dict[str, Any]) -> str | None:
@@ -107,13 +113,10 @@ def _tag(data: dict[str, Any]) -> str | None:
     return None
 
 
-def _properties(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+def _properties(kind: str, data: dict[str, Any], bounce_type: str | None) -> dict[str, Any]:
     if kind == "email.bounced":
-        bounce = maybe(data, "bounce", dict) or {}
-        # Resend sends email.bounced for permanent rejections; honour an explicit Transient.
-        hard = bounce.get("type") != "Transient"
-        reply = maybe(bounce, "message", str)
-        return properties(kind, bounce_type="hard" if hard else "soft", reply=reply)
+        reply = maybe(maybe(data, "bounce", dict) or {}, "message", str)
+        return properties(kind, bounce_type=bounce_type, reply=reply)
     if kind == "email.clicked":
         click = maybe(data, "click", dict) or {}
         url, agent = maybe(click, "link", str), maybe(click, "userAgent", str)

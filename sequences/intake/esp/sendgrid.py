@@ -15,16 +15,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sequences.intake.esp.common import (
     EspEvent,
     Headers,
+    Item,
     Malformed,
     NotConfigured,
     WebhookRejected,
     as_object,
     check_timestamp,
     header,
+    item,
     load_json,
     maybe,
     need,
     optional_instant,
+    outcome,
     properties,
 )
 from sequences.mail.tags import MESSAGE_TAG
@@ -32,16 +35,26 @@ from sequences.settings import Settings
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
-# processed, dropped (never attempted: SendGrid's own suppression list), deferred (a retry in
-# progress; the outcome follows as delivered or bounce) and group_resubscribe are not ours.
-TYPES = {
+# SendGrid's event (``event/detail`` where the detail decides) -> ours; see the README's table.
+EVENTS: dict[str, str | None] = {
+    "processed": None,  # accepted by SendGrid: the outcome follows
+    "deferred": "delayed",  # the receiving server said "later"; SendGrid retries up to 72 h
     "delivered": "delivered",
     "open": "opened",
     "click": "clicked",
-    "bounce": "bounced",
+    "bounce/bounce": "bounced:hard",
+    # The receiving server refusing for now (reputation, content), not the mailbox being gone.
+    "bounce/blocked": "bounced:soft",
+    # Never attempted: the address is on SendGrid's own suppression lists.
+    "dropped/Bounced Address": "bounced:hard",
+    "dropped/Invalid": "bounced:hard",
+    "dropped/Spam Reporting Address": "complained",
+    "dropped/Unsubscribed Address": "unsubscribed",
+    "dropped": "dropped",  # spam content, quota, a bad X-SMTPAPI: recorded, the address is fine
     "spamreport": "complained",
     "unsubscribe": "unsubscribed",
-    "group_unsubscribe": "unsubscribed",
+    "group_unsubscribe": "group_unsubscribed",  # one ASM group only, unless configured
+    "group_resubscribe": "group_resubscribed",
 }
 
 
@@ -82,36 +95,38 @@ def verify(headers: Headers, raw_body: bytes, config: Config, now: datetime) -> 
     check_timestamp(timestamp, now, config.tolerance)
 
 
-def parse(raw_body: bytes, headers: Headers) -> list[EspEvent]:
+def parse(raw_body: bytes, headers: Headers) -> list[Item]:
     batch = load_json(raw_body)
     if not isinstance(batch, list):
         raise Malformed("body", "expected a JSON array of events")
-    return [_event(as_object(item, str(i)), f"{i}.") for i, item in enumerate(batch)]
+    return [item(_event, entry, i) for i, entry in enumerate(batch)]
 
 
-def _event(item: dict[str, Any], where: str) -> EspEvent:
-    kind = need(item, "event", str, where)
+def _event(entry: Any, number: int) -> EspEvent:
+    data, where = as_object(entry, str(number)), f"{number}."
+    kind = need(data, "event", str, where)
+    detail = str(data.get("type") or "bounce") if kind == "bounce" else str(data.get("reason"))
+    ours, bounce = outcome(EVENTS, f"{kind}/{detail}", kind)
     return EspEvent(
-        id=need(item, "sg_event_id", str, where),
+        id=need(data, "sg_event_id", str, where),
         provider_event=kind,
-        type=TYPES.get(kind),
-        email=need(item, "email", str, where),
-        occurred_at=optional_instant(item, "timestamp", where),
-        message_ref=maybe(item, MESSAGE_TAG, str) or maybe(item, "smtp-id", str),
-        properties=_properties(kind, item),
+        type=ours,
+        recipients=(need(data, "email", str, where),),
+        occurred_at=optional_instant(data, "timestamp", where),
+        message_ref=maybe(data, MESSAGE_TAG, str) or maybe(data, "smtp-id", str),
+        properties=_properties(kind, data, bounce),
     )
 
 
-def _properties(kind: str, item: dict[str, Any]) -> dict[str, Any]:
-    agent = maybe(item, "useragent", str)
-    if kind == "bounce":
-        # "blocked" is the receiving server refusing for now (reputation, content), not the
-        # mailbox being gone: a soft bounce. Only "bounce" proper is hard.
-        hard = item.get("type", "bounce") == "bounce"
-        reply = maybe(item, "reason", str)
-        return properties(kind, bounce_type="hard" if hard else "soft", reply=reply)
+def _properties(kind: str, data: dict[str, Any], bounce: str | None) -> dict[str, Any]:
+    agent = maybe(data, "useragent", str)
+    reply = maybe(data, "reason", str) or maybe(data, "response", str)
+    if kind in ("bounce", "dropped", "deferred"):
+        return properties(kind, bounce_type=bounce, reply=reply)
     if kind == "click":
-        return properties(kind, url=maybe(item, "url", str), user_agent=agent)
+        return properties(kind, url=maybe(data, "url", str), user_agent=agent)
     if kind == "open":
-        return properties(kind, user_agent=agent, machine_open=maybe(item, "sg_machine_open", bool))
+        return properties(kind, user_agent=agent, machine_open=maybe(data, "sg_machine_open", bool))
+    if kind.startswith("group_"):
+        return properties(kind, group=maybe(data, "asm_group_id", int))
     return properties(kind)

@@ -12,28 +12,48 @@ from sequences.intake.esp import sns
 from sequences.intake.esp.common import (
     EspEvent,
     Headers,
+    Item,
     Malformed,
     WebhookRejected,
     as_object,
     check_instant,
     instant,
+    item,
     maybe,
     need,
+    outcome,
     properties,
-    recipient_id,
 )
 from sequences.kit.fetcher import Fetcher
 from sequences.mail.tags import MESSAGE_TAG
 from sequences.settings import Settings
 
-# Send, Reject, DeliveryDelay (a retry in progress) and Rendering Failure are not ours.
-TYPES = {
+# The SES record (``eventType`` or ``notificationType``, ``/detail`` where it decides) -> ours;
+# see the README's table.
+EVENTS: dict[str, str | None] = {
+    "Send": None,  # accepted by SES: the outcome follows
+    "Reject": None,  # refused by SES (a virus): about the message, not the address
     "Delivery": "delivered",
-    "Bounce": "bounced",
-    "Complaint": "complained",
+    "DeliveryDelay": "delayed",  # SES is still retrying
     "Open": "opened",
     "Click": "clicked",
-    "Subscription": "unsubscribed",
+    "Bounce/Permanent": "bounced:hard",
+    "Bounce/Transient": "bounced:soft",
+    "Bounce/Undetermined": "bounced:soft",  # SES does not know why: never suppress on a guess
+    "Complaint": "complained",
+    "Complaint/not-spam": None,  # the recipient told their provider this is *not* spam
+    "Subscription/unsubscribeAll": "unsubscribed",
+    "Subscription/topic": "group_unsubscribed",  # one contact-list topic only, unless configured
+    "Subscription": None,  # a resubscription
+    "Rendering Failure": None,  # a template error: SES sent nothing
+    "AmazonSnsSubscriptionSucceeded": None,  # SES saying the topic is set up
+}
+# Where each record lists the addresses it concerns, and the key of each address in an entry.
+RECIPIENTS = {
+    "Bounce": ("bouncedRecipients", "emailAddress"),
+    "Complaint": ("complainedRecipients", "emailAddress"),
+    "DeliveryDelay": ("delayedRecipients", "emailAddress"),
+    "Delivery": ("recipients", None),
 }
 
 
@@ -61,28 +81,33 @@ async def verify(
     check_instant(instant(env.get("Timestamp"), "Timestamp"), now, config.tolerance)
 
 
-def parse(raw_body: bytes, headers: Headers) -> list[EspEvent]:
+def parse(raw_body: bytes, headers: Headers) -> list[Item]:
     env = sns.envelope(raw_body)
     if env["Type"] != "Notification":
         return []  # the handshake carries no events
-    record = _record(need(env, "Message", str))
+    return [item(_event, need(env, "MessageId", str), need(env, "Message", str))]
+
+
+def _event(message_id: str, message: str) -> EspEvent:
+    record = _record(message)
     kind = _kind(record)
-    mail = need(record, "mail", dict, "Message.")
     detail = maybe(record, _detail_key(kind), dict) or {}
-    targets = _targets(kind, detail, mail)
+    ours, bounce = outcome(EVENTS, f"{kind}/{_detail(kind, detail)}", kind)
+    if ours is None:
+        return EspEvent(message_id, kind, None)
+    mail = need(record, "mail", dict, "Message.")
+    listed = _recipients(kind, detail, mail)
     at = detail.get("timestamp") or mail.get("timestamp")
-    return [
-        EspEvent(
-            id=recipient_id(need(env, "MessageId", str), email, len(targets)),
-            provider_event=kind,
-            type=_type(kind, detail),
-            email=email,
-            occurred_at=instant(at, "Message.mail.timestamp") if at else None,
-            message_ref=_message_ref(mail),
-            properties=_properties(kind, detail, extra),
-        )
-        for email, extra in targets
-    ]
+    return EspEvent(
+        id=message_id,
+        provider_event=kind,
+        type=ours,
+        recipients=tuple(listed),
+        occurred_at=instant(at, "Message.mail.timestamp") if at else None,
+        message_ref=_message_ref(mail),
+        properties=_properties(kind, detail, bounce),
+        per_recipient={email: _reply(extra) for email, extra in listed.items() if extra},
+    )
 
 
 def _record(message: str) -> dict[str, Any]:
@@ -107,31 +132,41 @@ def _detail_key(kind: str) -> str:
     )
 
 
-def _targets(
-    kind: str, detail: dict[str, Any], mail: dict[str, Any]
-) -> list[tuple[str, dict[str, Any]]]:
-    """(recipient, what is known about that recipient) for each address the record names."""
+def _detail(kind: str, detail: dict[str, Any]) -> str:
     if kind == "Bounce":
-        listed = [(r.get("emailAddress"), r) for r in detail.get("bouncedRecipients") or []]
-    elif kind == "Complaint":
-        listed = [(r.get("emailAddress"), r) for r in detail.get("complainedRecipients") or []]
-    elif kind == "Delivery":
-        listed = [(r, {}) for r in detail.get("recipients") or []]
-    else:
-        listed = [(r, {}) for r in mail.get("destination") or []]
-    found = [(email, extra) for email, extra in listed if isinstance(email, str)]
-    if TYPES.get(kind) and not found:
-        raise Malformed(f"Message.{_detail_key(kind)}", "names no recipient address")
-    return found or [("", {})]
-
-
-def _type(kind: str, detail: dict[str, Any]) -> str | None:
-    if kind == "Complaint" and detail.get("complaintFeedbackType") == "not-spam":
-        return None  # the recipient told their provider this is *not* spam
+        return str(detail.get("bounceType"))
+    if kind == "Complaint":
+        return str(detail.get("complaintFeedbackType"))
     if kind == "Subscription":
         preferences = maybe(detail, "newTopicPreferences", dict) or {}
-        return TYPES[kind] if preferences.get("unsubscribeAll") is True else None
-    return TYPES.get(kind)
+        if preferences.get("unsubscribeAll") is True:
+            return "unsubscribeAll"
+        topics = maybe(preferences, "topicSubscriptionStatus", list) or []
+        if any(isinstance(t, dict) and t.get("subscriptionStatus") == "OptOut" for t in topics):
+            return "topic"
+    return ""
+
+
+def _recipients(
+    kind: str, detail: dict[str, Any], mail: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Each address the record names -> what it says about that address alone."""
+    where, key = RECIPIENTS.get(kind, (None, None))
+    entries = detail.get(where) if where else mail.get("destination")
+    found: dict[str, dict[str, Any]] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        email = entry.get(key) if key and isinstance(entry, dict) else entry
+        if isinstance(email, str):
+            found[email] = entry if isinstance(entry, dict) else {}
+    if not found:
+        path = f"Message.{_detail_key(kind)}.{where}" if where else "Message.mail.destination"
+        raise Malformed(path, "names no recipient address")
+    return found
+
+
+def _reply(extra: dict[str, Any]) -> dict[str, Any]:
+    reply = maybe(extra, "diagnosticCode", str) or maybe(extra, "status", str)
+    return {"reply": reply} if reply else {}
 
 
 def _message_ref(mail: dict[str, Any]) -> str | None:
@@ -143,16 +178,13 @@ def _message_ref(mail: dict[str, Any]) -> str | None:
     return maybe(maybe(mail, "commonHeaders", dict) or {}, "messageId", str)
 
 
-def _properties(kind: str, detail: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _properties(kind: str, detail: dict[str, Any], bounce: str | None) -> dict[str, Any]:
     agent = maybe(detail, "userAgent", str)
     if kind == "Bounce":
-        # Undetermined is SES not knowing why: never suppress an address on a guess.
-        hard = detail.get("bounceType") == "Permanent"
-        reply = maybe(extra, "diagnosticCode", str) or maybe(extra, "status", str)
         subtype = maybe(detail, "bounceSubType", str)
-        return properties(
-            kind, bounce_type="hard" if hard else "soft", reply=reply, bounce_subtype=subtype
-        )
+        return properties(kind, bounce_type=bounce, bounce_subtype=subtype)
+    if kind == "DeliveryDelay":
+        return properties(kind, delay_type=maybe(detail, "delayType", str))
     if kind == "Click":
         return properties(kind, url=maybe(detail, "link", str), user_agent=agent)
     if kind == "Open":
