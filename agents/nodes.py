@@ -172,11 +172,28 @@ def _failed_rules(state: CopyState) -> str:
 
 
 def render(state: CopyState, runtime: Runtime[AgentContext]) -> Update:
-    copy = Draft.model_validate(state["draft"])
+    """The draft in its layout, through the gate every email passes whoever wrote it: the model,
+    a reviewer's edit or the composer (after a failure too)."""
+    request = _request(state)
+    copy = _with_held_fields(Draft.model_validate(state["draft"]), request)
     preview = runtime.context.render(copy)
     checked = guardrails.check_preview(preview)
+    refused = guardrails.failed(guardrails.check_gate(copy, request))
     kept = [f for f in state.get("findings", []) if f["rule"] != "unsubscribe_present"]
-    return {"preview": preview.model_dump(), "findings": kept + [f.model_dump() for f in checked]}
+    return {
+        "draft": copy.model_dump(),
+        "preview": preview.model_dump(),
+        "findings": kept + [f.model_dump() for f in checked],
+        "refused": [f.model_dump() for f in refused],
+    }
+
+
+def _with_held_fields(copy: Draft, request: CopyRequest) -> Draft:
+    """The rationale names the contact fields the copy was written without, for the timeline."""
+    note = "Contact fields held back: " + ", ".join(request.held_fields) + "."
+    if not request.held_fields or note in copy.rationale:
+        return copy
+    return copy.model_copy(update={"rationale": f"{copy.rationale} {note}".strip()})
 
 
 def review(state: CopyState) -> Command[Any]:
@@ -185,6 +202,9 @@ def review(state: CopyState) -> Command[Any]:
     if any(f.rule == "unsubscribe_present" and not f.ok for f in findings):
         return _done("skip", state, "the rendered email has no unsubscribe link; not sent")
     request = _request(state)
+    refused = [Finding.model_validate(f) for f in state.get("refused", [])]
+    if refused:
+        return _refused(state, request, refused)
     if state.get("approved_by"):
         why = state.get("fallback_reason")
         return _done(
@@ -195,6 +215,18 @@ def review(state: CopyState) -> Command[Any]:
     answer = interrupt(_review_payload(state, request))
     decision = Decision.model_validate(answer)
     return _decide(state, request, decision)
+
+
+def _refused(state: CopyState, request: CopyRequest, refused: list[Finding]) -> Command[Any]:
+    """Copy the gate refused is not sent: the sequence skips the step, or a reviewer decides
+    with the findings in front of them."""
+    named = "; ".join(f"{f.rule} ({f.message})" for f in refused)
+    reason = f"guardrails refused the copy: {named}"
+    if request.refused_copy == "skip":
+        return _done("skip", state, f"{reason}; not sent")
+    payload = _review_payload(state, request)
+    answer = interrupt({**payload, "fallback_reason": reason})
+    return _decide(state, request, Decision.model_validate(answer))
 
 
 def _review_payload(state: CopyState, request: CopyRequest) -> dict[str, Any]:
