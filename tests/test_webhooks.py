@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,8 @@ import pytest
 from harness import Stack, make_settings, running_stack
 from sqlalchemy import func, select
 
+from sequences.intake.esp import mailgun, postmark, resend, sendgrid, ses
+from sequences.intake.esp.common import EspEvent
 from sequences.kit.fetcher import FetchFailed, HttpFetcher
 from sequences.mail.capture import CaptureServer
 from sequences.store.tables import CONTACTS, EVENTS, SUPPRESSIONS
@@ -315,3 +318,63 @@ async def test_http_fetcher_caches_certificates_and_reports_failures() -> None:
         await fetcher.aclose()
     assert requests == [esp.CERT_URL, "https://sns.us-east-1.amazonaws.com/?Action=Gone"]
     assert failed.value.status == 503  # SNS delivers again later
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TABLES = {"SendGrid": sendgrid, "Mailgun": mailgun, "Amazon SES": ses, "Postmark": postmark}
+TABLES["Resend"] = resend
+
+
+def readme_tables() -> dict[str, dict[str, str | None]]:
+    """Each ``#### Provider`` table under README's "ESP webhooks": event -> ours (None: ignored)."""
+    section = README.read_text().split("### ESP webhooks", 1)[1].split("\n## ", 1)[0]
+    tables: dict[str, dict[str, str | None]] = {}
+    for block in section.split("\n#### ")[1:]:
+        name, _, body = block.partition("\n")
+        rows = [line.split("|")[1:3] for line in body.splitlines() if line.startswith("| `")]
+        tables[name.strip()] = {
+            event.strip().strip("`"): None if ours.strip() == "ignored" else ours.strip().strip("`")
+            for event, ours in rows
+        }
+    return tables
+
+
+def test_readme_tables_are_the_code() -> None:
+    tables = readme_tables()
+    assert sorted(tables) == sorted(TABLES)
+    for name, module in TABLES.items():
+        assert tables[name] == module.EVENTS, name
+
+
+def _row(items: list[Any]) -> str | None:
+    """What one parsed event became, written as in the tables."""
+    [event] = items
+    assert isinstance(event, EspEvent), event
+    bounce = event.properties.get("bounce_type")
+    return f"{event.type}:{bounce}" if bounce else event.type
+
+
+def test_the_tables_decide_what_events_become() -> None:
+    """The parsers map through the same tables: a row changed in the code changes behaviour."""
+
+    def sendgrid_row(kind: str, **fields: Any) -> str | None:
+        body = json.dumps([esp.sendgrid_event(kind, EMAIL, **fields)]).encode()
+        return _row(sendgrid.parse(body, {}))
+
+    def postmark_row(kind: str) -> str | None:
+        body = json.dumps(esp.postmark_record("Bounce", EMAIL, Type=kind)).encode()
+        return _row(postmark.parse(body, {}))
+
+    def mailgun_row(severity: str, reason: str) -> str | None:
+        data = esp.mailgun_event("failed", EMAIL, severity=severity, reason=reason)
+        return _row(mailgun.parse(json.dumps({"event-data": data}).encode(), {}))
+
+    assert sendgrid_row("bounce", type="blocked") == sendgrid.EVENTS["bounce/blocked"]
+    assert sendgrid_row("dropped", reason="Invalid") == sendgrid.EVENTS["dropped/Invalid"]
+    assert sendgrid_row("dropped", reason="Spam Content") == sendgrid.EVENTS["dropped"]
+    assert sendgrid_row("processed") == sendgrid.EVENTS["processed"]
+    for kind in ("DMARCPolicy", "SpamNotification", "ManuallyDeactivated", "AutoResponder"):
+        assert postmark_row(kind) == postmark.EVENTS.get(f"Bounce/{kind}"), kind
+    assert mailgun_row("temporary", "generic") == mailgun.EVENTS["failed/temporary"]
+    key = "failed/permanent/suppress-unsubscribe"
+    assert mailgun_row("permanent", "suppress-unsubscribe") == mailgun.EVENTS[key]
