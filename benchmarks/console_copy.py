@@ -11,7 +11,8 @@ failed) is composed per contact by the offline composer.
 Drafts held for review are built per contact as ``sequences.review.drafting`` and the graph build
 them: the engine's copy request (``compose.copy_request`` + ``adaptive.with_variant_stats``),
 the graph's own ``choose`` and ``gather`` nodes for the variant and the signals, the composer's
-fallback and the real preview. ``same_shape`` checks a seeded draft against one the engine made.
+fallback and the real preview. ``draft_templates`` lets the engine draft the rows left for it
+and checks that the seeded drafts have the same shape, key for key.
 """
 
 from __future__ import annotations
