@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from agents.copy import CopyRequest, Draft, Finding, Preview
+from agents.quarantine import INSTRUCTION, PLACEHOLDER_VALUES, strings
 
 SUBJECT_CHARS = (3, 78)
 PREHEADER_MAX = 150
@@ -84,13 +84,27 @@ _SPAM = (
 _SPAM_RE = {
     p: re.compile((r"(?<![a-z0-9])" if p[0].isalnum() else "") + re.escape(p)) for p in _SPAM
 }
-_INSTRUCTION = re.compile(
-    r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules?|prompts?|above|previous)\b|"
-    r"\b(system prompt|you are now|you must now|new instructions?|act as|pretend to be)\b|"
-    r"\b(assistant|system)\s*:|<\|[a-z_]+\|>|\b(write|say|include|add|put|insert)\b.{0,60}\b"
-    r"(in|into|to) (the|your|this) (email|subject|reply|message|response)\b",
+# Offers and prices in words: a draft may make one only when the brief or the fallback does.
+_OFFERS = {
+    name: re.compile(pattern, re.IGNORECASE)
+    for name, pattern in {
+        "discount": r"\bdiscount(s|ed)?\b",
+        "coupon or promo code": r"\b(coupons?|promo(tion(al)?)? codes?|vouchers?)\b",
+        "% off": r"(\d\s*%|\bper\s?cent|\bpercent)\s+off\b|\bhalf[- ]price\b",
+        "free": r"\bfor free\b|\bfree (of charge|months?|weeks?|years?|trial|upgrade|seats?|"
+        r"plan|access|credits?|gift|shipping)\b|\bcomplimentary\b|\bon the house\b",
+        "trial extension": r"\b(trial|plan) extension\b|"
+        r"\bextend(ed|ing)? (your|the) (trial|plan)\b",
+        "rebate or cashback": r"\b(rebates?|cash ?back|refunds? of)\b",
+    }.items()
+}
+_NEGATION = re.compile(r"\b(no|not|never|without|avoid|don't|do not|nor)\b", re.IGNORECASE)
+_GREETING = re.compile(
+    r"^\s*(hi|hello|hey|dear|greetings|good (morning|afternoon|evening))\b(?P<gap>[ \t]*)"
+    r"(?P<name>[^,!.\n]*)[,!.:]?",
     re.IGNORECASE,
 )
+_EMPTY_NAMES = PLACEHOLDER_VALUES | {""}
 
 
 def _finding(rule: str, problems: list[str]) -> Finding:
@@ -197,8 +211,8 @@ def no_injected_text(draft: Draft, request: CopyRequest) -> Finding:
     payload): four words in a row from such a field is a leak."""
     text = _words(draft.text())
     problems = []
-    for path, value in _strings(request.contact):
-        if not _INSTRUCTION.search(value):
+    for path, value in strings(request.contact):
+        if not INSTRUCTION.search(value):
             continue
         words = _words(value)
         size = min(4, len(words))
@@ -207,6 +221,34 @@ def no_injected_text(draft: Draft, request: CopyRequest) -> Finding:
         if any(f" {s} " in f" {joined} " for s in shingles if s):
             problems.append(f"copies instruction-like text from contact field {path}")
     return _finding("no_injected_text", problems)
+
+
+def greeting_named(draft: Draft, request: CopyRequest) -> Finding:
+    """A greeting names someone: "Hi ," "Hi null," "Hello undefined" or "Dear None" is a
+    blank field written out, not a name (the template's ``default(...)`` should have stood in).
+    "Hi," with nothing between is plain English and passes."""
+    problems = []
+    for paragraph in draft.paragraphs:
+        match = _GREETING.match(paragraph)
+        if match is None:
+            continue
+        name = " ".join(match.group("name").split()).strip("'\"").lower()
+        if name in _EMPTY_NAMES and (name or match.group("gap")):  # "Hi," alone is English
+            problems.append(f"greeting {match.group(0).strip()!r} names nobody")
+    return _finding("greeting_named", problems)
+
+
+def no_unbacked_offers(draft: Draft, request: CopyRequest) -> Finding:
+    """No offer or price in words ("discount", "for free", "20% off", "trial extension") that
+    neither the brief nor the fallback copy makes: a promise the business never made."""
+    known = _offer_sources(request)
+    text = draft.text()
+    problems = [
+        f"offers {name!r} ({match.group(0)!r}), which neither the brief nor the fallback makes"
+        for name, pattern in _OFFERS.items()
+        if (match := pattern.search(text)) is not None and not _makes(pattern, known)
+    ]
+    return _finding("no_unbacked_offers", problems)
 
 
 def unsubscribe_present(preview: Preview) -> Finding:
@@ -231,13 +273,33 @@ COPY_RULES: dict[str, Rule] = {
         no_invented_facts,
         spam_phrases,
         no_injected_text,
+        greeting_named,
+        no_unbacked_offers,
     )
 }
 RULE_NAMES = (*COPY_RULES, "unsubscribe_present")
+# The gate every email passes before it is recorded, whoever wrote it. The composer's copy is
+# the sequence author's own words, so the rules of form (length, invented facts, spam phrasing)
+# are the author's business; what a contact's data could smuggle into it is checked for all.
+GATE_RULES: dict[str, Rule] = {
+    name: COPY_RULES[name]
+    for name in (
+        "no_placeholders",
+        "allowed_links",
+        "no_injected_text",
+        "greeting_named",
+        "no_unbacked_offers",
+    )
+}
 
 
 def check_copy(draft: Draft, request: CopyRequest) -> list[Finding]:
     return [rule(draft, request) for rule in COPY_RULES.values()]
+
+
+def check_gate(draft: Draft, request: CopyRequest) -> list[Finding]:
+    """The checks the offline composer's copy passes before it may be sent."""
+    return [rule(draft, request) for rule in GATE_RULES.values()]
 
 
 def check_preview(preview: Preview) -> list[Finding]:
@@ -260,19 +322,24 @@ def _known_raw(request: CopyRequest) -> str:
     parts += [v.angle for v in request.variants]
     parts += [request.cta.text] if request.cta else []
     parts += [step.subject for step in request.engagement.history]
-    parts += [value for _, value in _strings(request.contact) if not _INSTRUCTION.search(value)]
+    parts += [value for _, value in strings(request.contact) if not INSTRUCTION.search(value)]
     return "\n".join(parts)
 
 
-def _strings(value: Any, path: str = "contact") -> Iterator[tuple[str, str]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, f"{path}.{key}")
-    elif isinstance(value, list | tuple):
-        for n, item in enumerate(value):
-            yield from _strings(item, f"{path}.{n}")
-    elif value is not None and not isinstance(value, bool):
-        yield path, str(value)
+def _makes(pattern: re.Pattern[str], known: str) -> bool:
+    """The brief or fallback makes the offer: "No pressure, no discounts." does not."""
+    for match in pattern.finditer(known):
+        clause = re.split(r"[.;:!?\n]", known[: match.start()])[-1]
+        if not _NEGATION.search(clause[-40:]):
+            return True
+    return False
+
+
+def _offer_sources(request: CopyRequest) -> str:
+    parts = [request.brief, *(v.angle for v in request.variants)]
+    for fallback in (request.fallback, *request.variant_fallbacks.values()):
+        parts += [fallback.subject, fallback.preheader, fallback.body]
+    return "\n".join(parts + ([request.cta.text] if request.cta else []))
 
 
 def _proper_names(text: str) -> Iterator[str]:

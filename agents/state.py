@@ -26,6 +26,7 @@ class CopyState(TypedDict, total=False):
     revisions: int
     fallback_reason: str | None
     reviewer_note: str | None
+    refused: list[dict[str, Any]]  # the gate's failed findings on the draft about to be sent
     approved_by: str | None  # set once a reviewer accepted what will be sent
     preview: dict[str, Any] | None  # Preview.model_dump()
     outcome: dict[str, Any] | None  # Outcome.model_dump(): the graph's answer

@@ -41,7 +41,11 @@ def _detail(error: Any) -> dict[str, str]:
             "path": "body",
             "message": f"invalid JSON at character {error['loc'][-1]}: {reason}",
         }
-    return {"path": field_path(error["loc"]), "message": error["msg"].removeprefix("Value error, ")}
+    path = field_path(error["loc"])
+    subpath = (error.get("ctx") or {}).get("subpath")  # a limit inside free-form JSON (api.limits)
+    if subpath:
+        path = f"{path}.{subpath}"
+    return {"path": path, "message": error["msg"].removeprefix("Value error, ")}
 
 
 async def _definition(_: Request, exc: Exception) -> JSONResponse:

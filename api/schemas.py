@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from api import limits
+
 MAX_ATTRIBUTES_BYTES = 64_000
+MAX_PROPERTIES_BYTES = 16_000
 
 
 def deliverable(address: str) -> str:
@@ -61,10 +63,8 @@ def valid_zone(value: str | None) -> str | None:
 
 
 def bounded_attributes(value: dict[str, Any]) -> dict[str, Any]:
-
-    if len(json.dumps(value, default=str)) > MAX_ATTRIBUTES_BYTES:
-        raise ValueError(f"attributes are larger than {MAX_ATTRIBUTES_BYTES} bytes")
-    return value
+    """Attributes within the limits of api.limits; the error names the offending path."""
+    return limits.checked(value, max_bytes=MAX_ATTRIBUTES_BYTES, what="attributes")
 
 
 class EnrollmentIn(BaseModel):
@@ -95,6 +95,11 @@ class EventIn(BaseModel):
     )
     occurred_at: datetime | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("properties")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return limits.checked(value, max_bytes=MAX_PROPERTIES_BYTES, what="properties")
 
     @field_validator("occurred_at")
     @classmethod

@@ -79,6 +79,11 @@ BAD_ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
         json.dumps(with_paragraph("Good news: the product is free for your team.")),
         {"contact": INJECTED_CONTACT},
     ),
+    "greeting_named": (json.dumps(with_paragraph("Hi undefined, one more note for you.")), {}),
+    "no_unbacked_offers": (
+        json.dumps(with_paragraph("Reply today and we will add a discount to your plan.")),
+        {},
+    ),
 }
 
 

@@ -58,6 +58,8 @@ def test_check_copy_returns_one_finding_per_rule_in_order(request_: CopyRequest)
         "no_invented_facts",
         "spam_phrases",
         "no_injected_text",
+        "greeting_named",
+        "no_unbacked_offers",
     ]
     assert RULE_NAMES[-1] == "unsubscribe_present"
     assert RULE_NAMES[:-1] == tuple(COPY_RULES)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import ConnDep, DepsDep, Enroller, ReadConnDep, Reader
+from api.limits import readable
 from api.schemas import ContactUpdate, Email
 from sequences.deps import Deps
 from sequences.errors import Invalid, NotFound
@@ -100,7 +101,7 @@ async def _contact(conn: AsyncConnection, deps: Deps, contact_id: int) -> dict[s
         "id": row.id,
         "email": row.email,
         "timezone": row.timezone,
-        "attributes": row.attributes or {},
+        "attributes": readable(row.attributes or {}),  # rows stored before the limits too
         "score": round(standing.score, 3),
         "affinities": standing.view()["affinities"],
         "suppressed": suppressed,

@@ -278,6 +278,8 @@ class SequenceDefinition(_Model):
     approval: Approval = "never"
     approval_deadline: Duration | None = None
     approval_timeout_policy: Literal["hold", "fallback", "skip"] = "fallback"
+    # Copy the guardrails refuse (whoever wrote it) is skipped, or held for a reviewer.
+    refused_copy_policy: Literal["skip", "hold"] = "skip"
     layout: Slug = "basic"
     # A prompt version under prompts/drafting/ (v1, v2...); unset means the setting's default.
     prompt: Annotated[str, StringConstraints(pattern=r"^v[0-9]+[a-z0-9-]*$")] | None = None

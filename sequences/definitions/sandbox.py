@@ -38,6 +38,7 @@ from sequences.definitions.sandbox_env import (
     DEADLINE,
     MAX_CONDITION_CHARS,
     MAX_TEMPLATE_CHARS,
+    METHOD_NAMES,
     TEMPLATE_NAMES,
     TIME_LIMIT_SECONDS,
     BoundedEnvironment,
@@ -105,7 +106,28 @@ def _node_problem(env: BoundedEnvironment, node: nodes.Node) -> str | None:
         return f"test {node.name!r} is not available"
     if isinstance(node, nodes.Extends | nodes.Include | nodes.Import | nodes.FromImport):
         return "include, import and extends are not allowed"
+    return _render_problem(node)
+
+
+def _render_problem(node: nodes.Node) -> str | None:
+    """What would fail at render for every contact: a method the sandbox never hands out
+    (``'{}'.format(x)``) and ``%`` formatting of text."""
+    if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
+        method, owner = node.node.attr, node.node.node
+        if method not in METHOD_NAMES and not (
+            isinstance(owner, nodes.Name) and owner.name == "loop"
+        ):
+            kind = f" of {type(owner.value).__name__!r}" if isinstance(owner, nodes.Const) else ""
+            return f"attribute {method!r}{kind} cannot be called in a template; use ~ to join text"
+    if isinstance(node, nodes.Mod) and _is_text(node.left):
+        return "string formatting with % is not allowed; use ~ to join text"
     return None
+
+
+def _is_text(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Concat | nodes.TemplateData) or (
+        isinstance(node, nodes.Const) and isinstance(node.value, str)
+    )
 
 
 def _post_order(node: nodes.Node) -> Iterator[nodes.Node]:

@@ -68,6 +68,8 @@ _SAFE_METHODS: tuple[tuple[type | tuple[type, ...], frozenset[str]], ...] = (
     ((list, tuple), _names("count index")),
     ((int, float), frozenset()),
 )
+# What a template may call as a method at all: the allow-lists above and the loop's helpers.
+METHOD_NAMES = frozenset().union(*(names for _, names in _SAFE_METHODS)) | {"cycle", "changed"}
 _TOO_BIG_NUMBER = f"number too large: results are limited to {MAX_INT_BITS} bits"
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from agents.copy import (
     CopyRequest,
@@ -18,6 +17,7 @@ from agents.copy import (
     Preview,
     VariantOption,
 )
+from agents.quarantine import quarantine
 from sequences.definitions.document import EmailSpec, EmailStep
 from sequences.definitions.document import Fallback as FallbackSpec
 from sequences.definitions.sandbox import render_template
@@ -69,6 +69,7 @@ def copy_request(
         preferred_variant=stable_pick(ctx.enrollment_id, step.id, ids) if ids else None,
         needs_review=needs_review,
         prompt_version=ctx.definition.prompt or prompt_version,
+        refused_copy=ctx.definition.refused_copy_policy,
     )
 
 
@@ -90,10 +91,12 @@ def build_request(
     preferred_variant: str | None = None,
     needs_review: bool = False,
     prompt_version: str = "v1",
+    refused_copy: Literal["skip", "hold"] = "skip",
 ) -> CopyRequest:
     """The copy request for ``contact`` at ``step``: the engine's and the eval suites' alike."""
     spec = step.email
-    context = {"contact": as_written(contact), "sender": step.sender, "step": {"id": step.step_id}}
+    clean, held = as_written(contact)
+    context = {"contact": clean, "sender": step.sender, "step": {"id": step.step_id}}
 
     def rendered(fallback: FallbackSpec) -> Fallback:
         return Fallback(
@@ -107,7 +110,9 @@ def build_request(
         step_id=step.step_id,
         brief=spec.brief,
         fallback=rendered(spec.fallback),
-        contact=contact,
+        contact=clean,
+        held_fields=held,
+        refused_copy=refused_copy,
         sender_name=step.sender["name"],
         cta=Cta(text=spec.cta.text, url=str(spec.cta.url)) if spec.cta else None,
         variants=tuple(VariantOption(id=v.id or "", angle=v.angle) for v in spec.variants),
@@ -120,21 +125,13 @@ def build_request(
     )
 
 
-_SCRIPT = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
-
-
-def as_written(contact: dict[str, Any]) -> dict[str, Any]:
-    """The contact as fallback copy may quote it: markup typed into a form is dropped (script
-    and style with their content) and whitespace trimmed, so ``"   "`` is no name at all and
-    ``default('there', true)`` greets "there" rather than writing "Hi ,"."""
-    return {
-        key: _plain(value) if isinstance(value, str) else value for key, value in contact.items()
-    }
-
-
-def _plain(text: str) -> str:
-    return " ".join(_TAG.sub("", _SCRIPT.sub("", text)).split())
+def as_written(contact: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The contact as copy and prompts may quote it, and the fields held back (see
+    agents.quarantine): a URL, markup, template syntax, control characters, instruction-like
+    text or an over-long value is missing, so the template's ``default(...)`` stands in, and
+    ``"   "`` is no name at all, so ``default('there', true)`` greets "there"."""
+    clean, held = quarantine(contact)
+    return clean, tuple(str(field) for field in held)
 
 
 def preview_renderer(deps: Deps, ctx: RunContext, step: EmailStep) -> Callable[[Draft], Preview]:

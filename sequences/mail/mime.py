@@ -26,6 +26,7 @@ __all__ = [
     "build_message",
     "envelope_address",
     "make_message_id",
+    "subject_text",
 ]
 
 _CRLF = "\r\n"
@@ -37,6 +38,10 @@ _ENCODED_WORD_BYTES = 39
 _MESSAGE_ID_RE = re.compile(r"^<[^<>@\s]+@[^<>@\s]+>$")
 _HEADER_NAME_RE = re.compile(r"^[!-9;-~]+$")
 _WSP_RUN_RE = re.compile(r"[\r\n\t ]+")
+# C0 and C1 controls other than the whitespace _WSP_RUN_RE folds: NUL or ESC are never copy.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Longer subjects are cut with an ellipsis; every mailbox shows far fewer characters anyway.
+SUBJECT_MAX_CHARS = 200
 # Headers build_message owns; callers may not override them through ``headers``.
 _RESERVED_HEADERS = frozenset(
     {
@@ -177,12 +182,23 @@ def _format_address(addr: str) -> str:
 
 
 def _subject_header(subject: str) -> str:
-    # Copy is untrusted: a newline must never start a new header, so collapse all whitespace.
-    text = _WSP_RUN_RE.sub(" ", subject).strip()
-    if text.isascii() and "=?" not in text:
+    """A Subject that can always be encoded: whitespace collapsed (a newline must never start
+    a new header), control characters dropped, past :data:`SUBJECT_MAX_CHARS` cut with an
+    ellipsis, and a word too long to fold sent as encoded-words, which split anywhere."""
+    text = subject_text(subject)
+    longest = max((len(word) for word in text.split(" ")), default=0)
+    if text.isascii() and "=?" not in text and longest <= _FOLD_AT - len("Subject: "):
         return _header("Subject", text)
     words = [_encoded_word(chunk) for chunk in _utf8_chunks(text, _ENCODED_WORD_BYTES)]
     return "Subject: " + (_CRLF + " ").join(words)
+
+
+def subject_text(subject: str) -> str:
+    """The subject as it goes on the wire: one line, no control characters, bounded."""
+    text = _WSP_RUN_RE.sub(" ", _CONTROL_RE.sub("", subject)).strip()
+    if len(text) > SUBJECT_MAX_CHARS:
+        text = text[: SUBJECT_MAX_CHARS - 1].rstrip() + "\u2026"
+    return text
 
 
 def _encoded_word(chunk: str) -> str:

@@ -156,7 +156,9 @@ def _checked_variant(job: Job, request: CopyRequest, draft: Draft, choice: Choic
 async def _invoke(deps: Deps, job: Job, request: CopyRequest) -> Result:
     """Run or resume the graph within the draft budget; past it, the composer's copy."""
     render = preview_renderer(deps, job.ctx, job.step)
-    thread = job.thread if request.needs_review else None
+    # A sequence that holds refused copy for a reviewer needs a checkpoint to stop at.
+    holds = request.needs_review or request.refused_copy == "hold"
+    thread = job.thread if holds else None
     decision = job.expired or _decision(job.draft_row)
     budget = deps.settings.draft_budget_seconds
 
