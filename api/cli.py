@@ -190,9 +190,13 @@ def simulate(
         typer.Option(help="YAML of true rates: {rates: {step/variant: {click, reply, convert}}}"),
     ] = None,
 ) -> None:
-    """Run a sequence over synthetic contacts on the real engine and print what it learned."""
-    from api.simulate import SimConfig, print_report
-    from api.simulate import simulate as run_simulation
+    """Run a sequence over synthetic contacts on the real engine and print what it learned.
+
+    Progress goes to stderr. Ctrl-C (or SIGTERM) stops the run cleanly, prints the report so
+    far and exits with status 130."""
+    from api.simprogress import ProgressLine
+    from api.simulate import SimConfig, run_until_stopped
+    from api.simulate_report import print_report
     from sequences.simulation import TruthError, load_truth, seeded_truth
 
     defn = _definition(sequence)
@@ -202,8 +206,10 @@ def simulate(
         raise _fail(str(error)) from None
     config = SimConfig(contacts=contacts, days=days, seed=seed, day_seconds=day_seconds)
     _logging(logging.WARNING)
-    report = asyncio.run(run_simulation(defn, rates, config))
+    report = asyncio.run(run_until_stopped(defn, rates, config, ProgressLine(days)))
     print_report(report, rates, config)
+    if report.interrupted:
+        raise typer.Exit(code=130)  # as a shell reports a run stopped by Ctrl-C
 
 
 def _definition(path: Path) -> SequenceDefinition:

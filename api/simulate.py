@@ -5,13 +5,18 @@ seeded engagement model whose true rates the simulator knows, through the same e
 recipients and CRMs use: the click redirect with a browser's user agent, and ``POST /v1/events``
 for replies and conversions. The clock is accelerated, mail goes to the SMTP capture server, and
 the bandit learns from nothing but what those requests produce.
+
+Progress goes to stderr as the run goes. SIGINT or SIGTERM stops it cleanly: the recipients stop,
+then the worker and the API, then the embedded services, and the report so far is printed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import shutil
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +29,7 @@ from sqlalchemy import select
 
 from api.demo import admin_key, free_port
 from api.server import running
+from api.simprogress import ProgressLine
 from sequences.definitions.document import SequenceDefinition
 from sequences.settings import Settings
 from sequences.simulation import Person, Truth, people, react, sequence_topics
@@ -66,6 +72,8 @@ class Report:
     matched: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # (hit, boosted, k)
     enrolled: int = 0
     seconds: float = 0.0
+    day: float = 0.0  # the sequence day the run reached
+    interrupted: bool = False  # stopped by a signal before its last day
 
     def share(self, step: str, phase: str, variant: str) -> float:
         counts = self.phases.get(step, {}).get(phase, Counter())
@@ -73,7 +81,38 @@ class Report:
         return counts[variant] / total if total else 0.0
 
 
-async def simulate(defn: SequenceDefinition, truth: Truth, config: SimConfig) -> Report:
+async def run_until_stopped(
+    defn: SequenceDefinition, truth: Truth, config: SimConfig, progress: ProgressLine
+) -> Report:
+    """The simulation, with SIGINT and SIGTERM asking it to stop (a second one is no different:
+    stopping what was started takes a moment, and is not cut short)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def asked(signum: signal.Signals) -> None:
+        if not stop.is_set():
+            progress.note(f"{signum.name}: stopping the run, then the services it started")
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, asked, signum)
+    try:
+        return await simulate(defn, truth, config, stop=stop, progress=progress)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        progress.close()
+
+
+async def simulate(
+    defn: SequenceDefinition,
+    truth: Truth,
+    config: SimConfig,
+    *,
+    stop: asyncio.Event | None = None,
+    progress: ProgressLine | None = None,
+) -> Report:
+    stop = stop or asyncio.Event()
     shutil.rmtree(config.data_dir, ignore_errors=True)
     port = free_port()
     settings = Settings.model_validate(
@@ -101,10 +140,12 @@ async def simulate(defn: SequenceDefinition, truth: Truth, config: SimConfig) ->
             timeout=60,
         ) as client,
     ):
-        driver = Driver(client, settings, defn, truth, config, crowd)
+        driver = Driver(client, settings, defn, truth, config, crowd, stop, progress)
         await driver.run()
+    # Only now, with the worker stopped: the report reads what the run left in the database.
     report = await build_report(settings)
     report.enrolled, report.seconds = driver.enrolled, time.monotonic() - driver.clock_start
+    report.day, report.interrupted = driver.day(), stop.is_set()
     return report
 
 
@@ -119,8 +160,12 @@ class Driver:
         truth: Truth,
         config: SimConfig,
         crowd: list[Person],
+        stop: asyncio.Event,
+        progress: ProgressLine | None = None,
     ) -> None:
         self.client, self.settings, self.defn = client, settings, defn
+        self.stop, self.progress = stop, progress
+        self.events = 0  # clicks and events answered
         self.truth, self.config = truth, config
         self.by_email = {p.email: p for p in crowd}
         rng = random.Random(config.seed)
@@ -143,10 +188,23 @@ class Driver:
         self.clock_start = time.monotonic()
         # Arrivals and reactions run side by side: a slow enrollment call must not keep
         # recipients from reading their mail.
-        await asyncio.gather(self._arrive(), self._react())
+        try:
+            await asyncio.gather(self._arrive(), self._react())
+        except httpx.HTTPError:
+            if not self.stop.is_set():
+                raise
+            # Stopping: a request cut short by the services going away is no failure.
 
     def _elapsed(self) -> float:
         return time.monotonic() - self.clock_start
+
+    def day(self) -> float:
+        return self._elapsed() / self.config.day_seconds
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, or less when the run is asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
 
     def _end(self) -> float:
         """The configured run, stretched when enrolments fell behind their schedule (a busy
@@ -155,7 +213,7 @@ class Driver:
         return max(horizon, self._last_arrival + horizon * (1 - self.config.arrive_within))
 
     async def _arrive(self) -> None:
-        while self.arrivals:
+        while self.arrivals and not self.stop.is_set():
             due = [p for at, p in self.arrivals if at <= self._elapsed()][:200]
             self.arrivals = self.arrivals[len(due) :]
             if due:
@@ -169,23 +227,29 @@ class Driver:
                 response.raise_for_status()
                 self.enrolled += response.json()["created"]
                 self._last_arrival = self._elapsed()
-            await asyncio.sleep(0.05)
+            await self._pause(0.05)
 
     async def _react(self) -> None:
         engine = make_engine(self.settings.resolved_database_url)
         try:
-            while self.arrivals or self._elapsed() < self._end():
+            while (self.arrivals or self._elapsed() < self._end()) and not self.stop.is_set():
                 async with engine.connect() as conn:
                     await self._read_mail(conn)
                 await self._act()
                 await self._approve()
-                await asyncio.sleep(0.1)
-            # Mail read before the horizon is still answered: the last emails are not
-            # counted as ignored just because the run stopped.
-            await asyncio.sleep(0.15)
-            await self._act()
+                self._show()
+                await self._pause(0.1)
+            if not self.stop.is_set():
+                # Mail read before the horizon is still answered: the last emails are not
+                # counted as ignored just because the run stopped.
+                await self._pause(0.15)
+                await self._act()
         finally:
             await engine.dispose()
+
+    def _show(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.day(), len(self.seen), self.events)
 
     async def _read_mail(self, conn: Any) -> None:
         rows = await conn.execute(
@@ -227,6 +291,7 @@ class Driver:
         due = [a for a in self.actions if a[0] <= now]
         self.actions = [a for a in self.actions if a[0] > now]
         clicks = [sent for _, kind, sent in due if kind == "click"]
+        self.events += len(due)
         await asyncio.gather(
             *(self.client.get(f"/t/c/{s.link}", headers={"User-Agent": BROWSER}) for s in clicks)
         )
@@ -250,6 +315,7 @@ async def build_report(settings: Settings) -> Report:
     try:
         async with engine.connect() as conn:
             messages = (await conn.execute(select(MESSAGES))).all()
+            linked = set((await conn.execute(select(LINKS.c.message_pk).distinct())).scalars())
             decisions = (
                 await conn.execute(
                     select(TIMELINE.c.step_id, TIMELINE.c.detail).where(
@@ -267,6 +333,7 @@ async def build_report(settings: Settings) -> Report:
         counts["clicks"] += m.clicked_at is not None
         counts["replies"] += m.replied_at is not None
         counts["conversions"] += m.converted_at is not None
+        counts["linked"] += m.id in linked
         if m.variant:
             by_step.setdefault(m.step_id, []).append(m)
     for step_id, sent in by_step.items():
@@ -288,43 +355,3 @@ async def build_report(settings: Settings) -> Report:
         if len(boosted) == 1 and sends >= WARMED_UP:
             report.matched[step_id] = (hit + (detail["goto"] == boosted[0]), seen + 1, k)
     return report
-
-
-def print_report(report: Report, truth: Truth, config: SimConfig) -> None:
-    print(
-        f"\nSimulated {report.enrolled} contacts over {config.days:g} sequence days "
-        f"({report.seconds:.1f} s real, one day = {config.day_seconds:g} s, seed {config.seed})"
-    )
-    print(
-        f"\n{'email (step/variant)':<28}{'sent':>6}{'clicked':>9}{'rate':>7}{'base':>7}"
-        f"{'replied':>9}{'converted':>11}{'rate':>7}{'base':>7}"
-    )
-    for arm, c in sorted(report.arms.items()):
-        step, _, variant = arm.partition("/")
-        rates = truth.for_email(step, variant or None)
-        sends = max(c["sends"], 1)
-        print(
-            f"{arm:<28}{c['sends']:>6}{c['clicks']:>9}{c['clicks'] / sends:>7.1%}"
-            f"{rates.click:>7.1%}{c['replies']:>9}{c['conversions']:>11}"
-            f"{c['conversions'] / sends:>7.1%}{rates.convert:>7.1%}"
-        )
-    print(
-        f"(base: the true rate before interest; a contact interested in the email's topic "
-        f"responds {truth.interest_boost:g}x as often)"
-    )
-    for step, phases in report.phases.items():
-        variants = sorted({v for counts in phases.values() for v in counts})
-        print(f"\nShare of {step!r} sends by variant, over the run (the bandit at work):")
-        for phase in PHASES:
-            total = sum(phases[phase].values())
-            shares = "  ".join(f"{v} {report.share(step, phase, v):>6.1%}" for v in variants)
-            print(f"  {phase:<7} ({total:>4} sent)  {shares}")
-    for step, targets in report.choices.items():
-        print(f"\nchoose {step!r}: " + ", ".join(f"{t} {n}" for t, n in targets.most_common()))
-        hit, seen, k = report.matched.get(step, (0, 0, len(targets)))
-        if seen:
-            print(
-                f"  once the candidates had {WARMED_UP} sends, contacts with an affinity for one "
-                f"candidate's topic went there "
-                f"{hit}/{seen} times ({hit / seen:.0%}; chance would be {1 / max(k, 1):.0%})"
-            )

