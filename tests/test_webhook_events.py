@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class Sent:
     pk: str
     header: str
     enrollment: str
+    subject: str
 
 
 @asynccontextmanager
@@ -74,7 +76,8 @@ async def send_to(stack: Stack, *emails: str, sequence: str = "webhook-a") -> di
         response = await stack.enroll(sequence, email)
         assert response.status_code == 201, response.text
         enrollments[response.json()["id"]] = email
-    query = select(MESSAGES.c.id, MESSAGES.c.message_id, MESSAGES.c.enrollment_id).where(
+    columns = (MESSAGES.c.id, MESSAGES.c.message_id, MESSAGES.c.enrollment_id, MESSAGES.c.subject)
+    query = select(*columns).where(
         MESSAGES.c.enrollment_id.in_(list(enrollments)), MESSAGES.c.state == MessageState.sent
     )
 
@@ -83,7 +86,7 @@ async def send_to(stack: Stack, *emails: str, sequence: str = "webhook-a") -> di
             rows = (await conn.execute(query)).all()
         found = {
             enrollments[r.enrollment_id]: Sent(
-                enrollments[r.enrollment_id], r.id, r.message_id, r.enrollment_id
+                enrollments[r.enrollment_id], r.id, r.message_id, r.enrollment_id, r.subject
             )
             for r in rows
         }
@@ -493,6 +496,33 @@ async def test_events_land_on_our_message_named_either_way(stack: Stack) -> None
         (sent.pk, sent.enrollment)
     ] * 5
     assert {e["verified"] for e in events} == {False}  # an open is never proof of reading
+
+
+async def test_resend_over_smtp_names_our_message_by_subject_and_time(stack: Stack) -> None:
+    """Resend echoes no header of ours over SMTP: the subject, the address and the time it took
+    the email name our message; the same subject to someone else, or days later, does not."""
+    sent = await send_to(stack, "ada@example.com", "bob@example.com")
+    ada, bob = sent["ada@example.com"], sent["bob@example.com"]
+    now = datetime.now(UTC)
+    bounce = {"type": "Permanent", "message": "550 5.1.1 no such user"}
+
+    def resend_bounce(to: list[str], subject: str, created: datetime) -> esp.Signed:
+        payload = esp.resend_payload("email.bounced", to, subject=subject, bounce=bounce)
+        payload["data"]["created_at"] = created.isoformat()
+        return esp.signed("resend", payload)
+
+    for foreign in [
+        resend_bounce([ada.email], "Another system's newsletter", now),
+        resend_bounce([ada.email], ada.subject, now - timedelta(days=3)),
+        resend_bounce(["cy@example.com"], ada.subject, now),
+    ]:
+        assert (await post(stack, foreign))["foreign"] == 1
+    assert await suppressed(stack, ada.email) is None
+    answer = await post(stack, resend_bounce(["cy@example.com", bob.email], bob.subject, now))
+    assert answer["accepted"] == 1, answer
+    assert await suppressed(stack, bob.email) == "hard_bounce"
+    [event] = await stored(stack)
+    assert (event["message_pk"], event["email_key"]) == (bob.pk, bob.email)
 
 
 def _one(events: list[Any]) -> EspEvent:

@@ -346,6 +346,21 @@ def test_readme_tables_are_the_code() -> None:
         assert tables[name] == module.EVENTS, name
 
 
+async def test_webhook_body_limit_is_its_own(
+    tmp_path: Path, capture: CaptureServer, redis_db: str
+) -> None:
+    overrides = {**esp.settings_overrides(), "DRIPLINE_WEBHOOK_MAX_BODY_BYTES": 2_000_000}
+    settings = make_settings(
+        tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'small.sqlite'}", **overrides
+    )
+    async with running_stack(settings, redis_db, capture, worker=False) as small:
+        content = "x" * 2_100_000
+        bounce = esp.postmark_record("Bounce", EMAIL, Type="HardBounce", Content=content)
+        response = await post(small, esp.postmark(bounce))
+        assert response.status_code == 413, response.text
+        assert "2000000 bytes" in error(response)["message"]
+
+
 def _row(items: list[Any]) -> str | None:
     """What one parsed event became, written as in the tables."""
     [event] = items

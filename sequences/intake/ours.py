@@ -2,7 +2,8 @@
 
 An ESP reports on everything sent through the account: Dripline's mail and other systems' alike.
 An event acts on a contact only when it names a message Dripline sent (our tag, or the
-Message-ID we stored) and lists the address that message went to; it then concerns that
+Message-ID we stored; for Resend over SMTP, which echoes neither, the subject and the time it
+took the message) and lists the address that message went to; it then concerns that
 recipient alone, however many addresses the provider listed. Every other tracked event is
 foreign: counted and logged, never stored or acted on.
 """
@@ -10,13 +11,19 @@ foreign: counted and logged, never stored or acted on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from email.utils import parseaddr
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.intake.esp.common import EspEvent, Item, Rejected
-from sequences.intake.resolve import Found, Reported, find_messages
+from sequences.intake.resolve import Found, Reported, find_messages, find_sent_as
 from sequences.store.contacts import email_key
+
+# How far the ESP's "created" time may be from our sent_at: the relay's answer and our commit
+# come seconds apart; another system sending the same subject to the same person within it is
+# not plausible, and two of ours within it name no message surely (foreign).
+SENT_AS_WINDOW = timedelta(minutes=10)
 
 
 @dataclass
@@ -37,12 +44,24 @@ async def sort(conn: AsyncConnection, items: list[Item], *, group_is_global: boo
     sent = await find_messages(conn, {e.message_ref for e in tracked if e.message_ref})
     for event in tracked:
         message = sent.get(event.message_ref) if event.message_ref else None
+        if message is None and event.message_ref is None and event.sent_as is not None:
+            message = await _sent_as(conn, event, event.sent_as)
         recipient = _our_recipient(event, message)
         if message is None or recipient is None:
             result.foreign.append(event)
             continue
         result.ours.append(_reported(event, message, recipient, group_is_global))
     return result
+
+
+async def _sent_as(
+    conn: AsyncConnection, event: EspEvent, sent_as: tuple[str, datetime]
+) -> Found | None:
+    """For an ESP that echoes no header of ours: our one message with that subject, to a listed
+    address, sent when the ESP says it took it."""
+    subject, around = sent_as
+    keys = {email_key(parseaddr(r)[1] or r) for r in event.recipients}
+    return await find_sent_as(conn, keys, subject, around, SENT_AS_WINDOW)
 
 
 def _our_recipient(event: EspEvent, message: Found | None) -> str | None:

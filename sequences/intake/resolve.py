@@ -8,10 +8,10 @@ stored whole or not at all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.errors import Invalid
@@ -105,6 +105,34 @@ async def find_messages(conn: AsyncConnection, refs: set[str]) -> dict[str, Foun
             if ref in refs:
                 found[ref] = hit
     return found
+
+
+async def find_sent_as(
+    conn: AsyncConnection, recipients: set[str], subject: str, around: datetime, window: timedelta
+) -> Found | None:
+    """The one message with this subject sent to one of ``recipients`` within ``window`` of
+    ``around``; None when there is none, or more than one (then it names no message surely)."""
+    rows = (
+        await conn.execute(
+            select(
+                MESSAGES.c.id,
+                MESSAGES.c.enrollment_id,
+                MESSAGES.c.contact_id,
+                MESSAGES.c.sent_at,
+                MESSAGES.c.to_addr,
+            )
+            .where(
+                func.lower(MESSAGES.c.to_addr).in_(sorted(recipients)),
+                MESSAGES.c.subject == subject,
+                MESSAGES.c.sent_at.between(around - window, around + window),
+            )
+            .limit(2)
+        )
+    ).all()
+    if len(rows) != 1:
+        return None
+    row = rows[0]
+    return Found(row.id, row.enrollment_id, row.contact_id, row.sent_at, row.to_addr)
 
 
 def _message(event: Reported, messages: dict[str, Found], path: str) -> Found | None:

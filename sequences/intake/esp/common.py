@@ -65,6 +65,8 @@ class EspEvent:
     properties: dict[str, Any] = field(default_factory=dict)
     # What the provider says about one recipient only (SES: each bounced address's reply).
     per_recipient: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (subject, when the ESP took the message): for an ESP that echoes no header of ours.
+    sent_as: tuple[str, datetime] | None = None
 
 
 @dataclass(frozen=True)

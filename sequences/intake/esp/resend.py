@@ -92,7 +92,15 @@ def _event(body: dict[str, Any], msg_id: str) -> EspEvent:
         occurred_at=optional_instant(body, "created_at"),
         message_ref=_tag(data),
         properties=_properties(kind, data, bounce_type),
+        sent_as=_sent_as(data),
     )
+
+
+def _sent_as(data: dict[str, Any]) -> tuple[str, datetime] | None:
+    """Resend echoes no header of ours over SMTP (tags need its API): the subject and the time
+    it took the email are what name our message then."""
+    subject, created = maybe(data, "subject", str), optional_instant(data, "created_at", "data.")
+    return (subject, created) if subject and created else None
 
 
 def _recipients(ours: str | None, data: dict[str, Any]) -> tuple[str, ...]:
