@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,7 +18,8 @@ from sequences.deps import Deps
 from sequences.engine import lifecycle, outbox
 from sequences.engine.flow import Finished, RunContext, advance_many, load_contexts
 from sequences.signals import engagement
-from sequences.store.tables import EnrollmentStatus, RunState
+from sequences.store.db import lock_rows, transaction
+from sequences.store.tables import ENROLLMENTS, EnrollmentStatus, RunState
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,30 @@ async def _drain(deps: Deps, deadline: float) -> int:
 
 
 async def run_batch(deps: Deps, claims: list[outbox.Claim]) -> None:
+    heartbeat = asyncio.create_task(_heartbeat(deps, claims))
+    try:
+        await _run_batch(deps, claims)
+    finally:
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+
+
+async def _heartbeat(deps: Deps, claims: list[outbox.Claim]) -> None:
+    """Renew the batch's leases every third of a lease while it runs: a slow relay or model
+    never lets a live worker's claims lapse, and a dead worker's lapse within one lease."""
+    lease = deps.settings.claim_lease_seconds
+    while True:
+        await asyncio.sleep(lease / 3)
+        until = deps.clock.now() + timedelta(seconds=lease)
+        try:
+            await transaction(
+                deps.engine, functools.partial(outbox.renew, claims=claims, until=until)
+            )
+        except Exception:  # the next beat tries again; a lapse costs a re-run, never a resend
+            log.exception("lease heartbeat failed")
+
+
+async def _run_batch(deps: Deps, claims: list[outbox.Claim]) -> None:
     async with deps.reader.connect() as conn:
         contexts = await load_contexts(conn, [c.enrollment_id for c in claims])
     gone: list[outbox.Claim] = []
@@ -71,9 +97,14 @@ async def run_batch(deps: Deps, claims: list[outbox.Claim]) -> None:
         else:
             others.append((claim, ctx))
     if gone or poisoned:
-        async with deps.engine.begin() as conn:
+
+        async def close(conn: AsyncConnection) -> None:
+            ids = sorted({c.enrollment_id for c in gone + poisoned})
+            await lock_rows(conn, ENROLLMENTS, ids)  # the lock order: before their rows
             await outbox.finish_many(conn, gone, RunState.cancelled)
             await _give_up(conn, deps, poisoned)
+
+        await transaction(deps.engine, close)
     await asyncio.gather(_guarded(send_batch(deps, emails)), _guarded(_continue(deps, others)))
 
 
@@ -97,11 +128,14 @@ async def _continue(deps: Deps, rows: list[tuple[outbox.Claim, RunContext]]) -> 
         else:
             finished.append(Finished(claim, ctx, claim.step_id, {}, entered=True))
     now = deps.clock.now()
-    async with deps.engine.begin() as conn:
+
+    async def move(conn: AsyncConnection) -> list[datetime]:
         signals = await engagement.load_many(
             conn, deps, [(ctx.enrollment_id, ctx.contact_id, ctx.started_at) for _, ctx in rows]
         )
-        due = await advance_many(conn, deps, finished, signals)
+        return await advance_many(conn, deps, finished, signals)
+
+    due = await transaction(deps.engine, move)
     # Rows due now are claimed by run_due's next round; only later ones need a wake-up job.
     await deps.waker.wake_at([d for d in due if d > now])
 

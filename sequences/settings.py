@@ -46,7 +46,13 @@ class Settings(BaseSettings):
     )
     shutdown_grace_seconds: float = Field(30.0, alias="DRIPLINE_SHUTDOWN_GRACE_SECONDS", ge=0)
     sweep_interval_seconds: float = Field(1.0, alias="DRIPLINE_SWEEP_SECONDS", gt=0)
-    claim_lease_seconds: float = Field(60.0, alias="DRIPLINE_CLAIM_LEASE_SECONDS", gt=0)
+    claim_lease_seconds: float = Field(
+        10.0,
+        alias="DRIPLINE_CLAIM_LEASE_SECONDS",
+        gt=0,
+        description="A claim's lease, renewed every third of it while its batch runs: a dead "
+        "worker's rows run again this long after its last heartbeat.",
+    )
     claim_batch: int = Field(100, alias="DRIPLINE_CLAIM_BATCH", gt=0)
     parallel_batches: int = Field(
         4,

@@ -1,7 +1,8 @@
 """The arq worker: wake jobs run due outbox rows; a sweeper cron keeps the database honest.
 
 Jobs carry no data: the database is the truth. A flushed Redis loses only wake-ups, and the
-sweeper re-creates them from overdue rows; a killed worker's claims expire and are re-run.
+sweeper re-creates them from overdue rows; a killed worker's claims expire (a live worker renews
+its leases by a heartbeat) and are re-run, and its messages left ``sending`` become ``unknown``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ import asyncio
 import logging
 import signal
 from contextlib import AsyncExitStack
+from datetime import datetime
 from typing import Any
 
 from arq import cron
 from arq.worker import Worker, func
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sequences.delivery import outcomes
 from sequences.deps import Deps
 from sequences.engine import outbox
 from sequences.kit.queue import QUEUE_NAME, WAKE_JOB
@@ -22,6 +26,7 @@ from sequences.review import reviews
 from sequences.runner import run_due
 from sequences.runtime import arq_settings, open_deps
 from sequences.settings import Settings
+from sequences.store.db import transaction
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +40,15 @@ async def wake(ctx: dict[str, Any]) -> int:
 async def sweep(ctx: dict[str, Any]) -> None:
     deps: Deps = ctx["deps"]
     now = deps.clock.now()
-    async with deps.engine.begin() as conn:
+
+    async def work(conn: AsyncConnection) -> tuple[int, list[datetime]]:
         expired = await outbox.expire_claims(conn, now)
         # Drafts left unreviewed past their deadline: the worker applies the sequence's policy.
         await reviews.release_overdue(conn, now)
-        overdue = await outbox.overdue(conn, now, limit=1)
+        await outcomes.settle_orphans(conn)  # messages last, as the lock order has them
+        return expired, await outbox.overdue(conn, now, limit=1)
+
+    expired, overdue = await transaction(deps.engine, work)
     if expired:
         log.warning("expired stale claims", extra={"count": expired})
     if overdue:

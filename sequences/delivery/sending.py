@@ -1,11 +1,12 @@
 """Email steps, a claimed batch at a time: compose, record, send, then advance.
 
-The message row is committed in state ``sending`` before the SMTP call. Finding a row still in
-that state later means a process died between the relay and the record: the message may or may
-not have left, so it becomes ``unknown`` and is never resent blindly.
+The batch's messages are committed ``queued``; each becomes ``sending`` on its own, right before
+its MAIL FROM (sequences.delivery.transmit). Finding a row still ``sending`` later means a process
+died between the relay and the record: the message may or may not have left, so it becomes
+``unknown`` and is never resent blindly. A ``queued`` one never reached the relay: it is sent.
 
 The common path is set-based: one statement loads what the batch needs, one records its
-messages, one marks them sent and a few move the enrollments on. Rare outcomes (a crash to
+messages, and a few mark them sent and move the enrollments on. Rare outcomes (a crash to
 recover from, a bounce, a retry) are handled one row at a time, in sequences.delivery.outcomes.
 """
 
@@ -15,7 +16,7 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.copy import Draft
@@ -26,21 +27,24 @@ from sequences.delivery.compose import (
     outgoing_from_row,
     render_message,
 )
-from sequences.delivery.outcomes import Job, after_crash, failed
+from sequences.delivery.outcomes import Job, after_crash
+from sequences.delivery.transmit import deliver
 from sequences.deps import Deps
 from sequences.engine import lifecycle, outbox
 from sequences.engine.flow import Finished, advance_many
 from sequences.engine.pacing import CAP, cap_releases, hold_backs
-from sequences.mail.mime import split_address
-from sequences.mail.smtp import (
-    SendError,
-    UnknownOutcomeError,
-)
 from sequences.review import drafting, reviews, trail
 from sequences.review.drafting import Held
-from sequences.signals import scores
 from sequences.store import timeline
-from sequences.store.tables import LINKS, MESSAGES, EnrollmentStatus, MessageState, RunState
+from sequences.store.db import lock_rows
+from sequences.store.tables import (
+    ENROLLMENTS,
+    LINKS,
+    MESSAGES,
+    EnrollmentStatus,
+    MessageState,
+    RunState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,7 @@ async def send_batch(deps: Deps, jobs: list[Job]) -> None:
         await deps.limiter.acquire(len(fresh) + len(resend))
     drafted, skipped, held = await _draft(deps, fresh, now) if fresh else ([], [], [])
     resend = [job for job in await asyncio.gather(*(_rebuild(deps, j) for j in resend)) if job]
-    await _deliver(deps, await _record(deps, drafted, skipped, resend, held, fresh))
+    await deliver(deps, await _record(deps, drafted, skipped, resend, held, fresh))
 
 
 async def _rebuild(deps: Deps, job: Job) -> Job | None:
@@ -86,7 +90,7 @@ async def _triage(
             found = existing.get(job.claim.run_id)
             if found is not None:
                 job.message, state = found
-                if state == MessageState.retrying:
+                if state in (MessageState.retrying, MessageState.queued):  # never left: send
                     resend.append(job)
                 else:
                     recover.append((job, state))
@@ -190,7 +194,7 @@ async def _record(
     held: list[Held],
     jobs: list[Job],
 ) -> list[Job]:
-    """Commit every message as ``sending`` before any SMTP call; returns the jobs to send."""
+    """Commit every message as ``queued``; returns the jobs to send."""
     now = deps.clock.now()  # drafting may have taken a while: the new lease starts now
     lease = now + timedelta(seconds=deps.settings.claim_lease_seconds)
     later: list[datetime] = []
@@ -204,18 +208,22 @@ async def _record(
                 await _postpone(conn, job, until, CAP, now, draft)
                 later.append(until)
         drafted = [d for d, until in zip(drafted, releases, strict=True) if until is None]
+        # The lock order (sequences.store.db.LOCK_ORDER): enrollments before their outbox rows.
+        touched = [j.ctx.enrollment_id for j in jobs + resend] + [
+            f.ctx.enrollment_id for f in skipped
+        ]
+        await lock_rows(conn, ENROLLMENTS, sorted(set(touched)))
         claims = [job.claim for job, _ in drafted] + [job.claim for job in resend]
         # A claim that lapsed meanwhile belongs to another worker now: leave it alone.
         ours = await outbox.extend_many(conn, claims, lease)
         kept = [(job, d) for job, d in drafted if job.claim.run_id in ours]
+        # A retry keeps its ``retrying`` (or ``queued``) state until its own send starts.
         retried = [job for job in resend if job.claim.run_id in ours and job.message]
-        if retried:
-            await conn.execute(
-                update(MESSAGES)
-                .where(MESSAGES.c.id.in_([job.message.id for job in retried if job.message]))
-                .values(state=MessageState.sending)
-            )
-        messages = [message_row(j.message, j.claim, j.ctx, j.step, d) for j, d in kept if j.message]
+        messages = [
+            {**message_row(j.message, j.claim, j.ctx, j.step, d), "state": MessageState.queued}
+            for j, d in kept
+            if j.message
+        ]
         if messages:
             await conn.execute(insert(MESSAGES), messages)
         links = [link for job, _ in kept if job.message for link in job.message.links]
@@ -243,73 +251,3 @@ def _drafted_entry(job: Job, draft: Draft, now: datetime) -> dict[str, object]:
         **({"reason": job.outcome_reason} if job.outcome_reason else {}),
         **({"choice": job.choice} if job.choice else {}),
     )
-
-
-async def _deliver(deps: Deps, jobs: list[Job]) -> None:
-    if not jobs:
-        return
-    assert deps.mailer is not None, "a worker that sends needs a mailer"
-    outcomes = await asyncio.gather(*(_transmit(deps, job) for job in jobs))
-    sent = [
-        (job, reply) for job, reply in zip(jobs, outcomes, strict=True) if isinstance(reply, str)
-    ]
-    await _mark_sent(deps, sent)
-    for job, outcome in zip(jobs, outcomes, strict=True):
-        if isinstance(outcome, SendError):
-            await failed(deps, job, outcome)
-
-
-async def _transmit(deps: Deps, job: Job) -> str | SendError:
-    assert deps.mailer is not None and job.message is not None and job.data is not None
-    _, from_addr = split_address(job.ctx.definition.sender.from_)
-    try:
-        return await deps.mailer.send(from_addr, job.message.to_addr, job.data)
-    except SendError as error:
-        return error
-    except Exception as error:  # we cannot tell whether it left: never resend it blindly
-        log.exception("unexpected error while sending", extra={"message_pk": job.message.id})
-        return UnknownOutcomeError(None, f"{type(error).__name__}: {error}")
-
-
-async def _mark_sent(deps: Deps, sent: list[tuple[Job, str]]) -> None:
-    if not sent:
-        return
-    now = deps.clock.now()
-    rows = [
-        {"pk": job.message.id, "reply": reply[:1000], "tries": job.message.attempts + 1}
-        for job, reply in sent
-        if job.message
-    ]
-    finished = [
-        Finished(job.claim, job.ctx, job.step.id, {"message": job.message.id, "outcome": "sent"})
-        for job, _ in sent
-        if job.message
-    ]
-    signals = {job.ctx.enrollment_id: job.signals for job, _ in sent if job.signals}
-    async with deps.engine.begin() as conn:
-        await conn.execute(
-            update(MESSAGES)
-            # An ``unknown`` set by a worker that took over a lapsed claim is corrected here.
-            .where(
-                MESSAGES.c.id == bindparam("pk"),
-                # or_, not in_: an IN list cannot be bound per row of an executemany.
-                or_(
-                    MESSAGES.c.state == MessageState.sending,
-                    MESSAGES.c.state == MessageState.unknown,
-                ),
-            )
-            .values(
-                state=MessageState.sent,
-                sent_at=now,
-                last_reply=bindparam("reply"),
-                attempts=bindparam("tries"),
-            ),
-            rows,
-        )
-        due = await advance_many(conn, deps, finished, signals)
-        # Last: step stats rows are hot, so their locks are held for the shortest time.
-        await scores.count_sends(
-            conn,
-            [(j.ctx.sequence_key, j.step.id, j.message.variant) for j, _ in sent if j.message],
-        )
-    await deps.waker.wake_at([d for d in due if d > now])

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.definitions import registry
@@ -29,7 +29,7 @@ from sequences.engine import lifecycle, outbox
 from sequences.signals import adaptive, engagement
 from sequences.store import timeline
 from sequences.store.db import lock_rows
-from sequences.store.tables import CONTACTS, ENROLLMENTS, EnrollmentStatus
+from sequences.store.tables import CONTACTS, ENROLLMENTS, EVENTS, EnrollmentStatus
 
 MAX_HOPS = 100  # a goto loop with no email or wait in it must not spin forever
 
@@ -121,6 +121,9 @@ class Finished:
     step_id: str
     detail: dict[str, Any]
     entered: bool = False
+    # When the relay accepted the email this row sent: a wait right after it starts then, and
+    # a wait ``until`` counts the matching events that came in since.
+    sent_at: datetime | None = None
 
 
 async def advance_many(
@@ -138,16 +141,79 @@ async def advance_many(
     held = await outbox.finish_many(conn, [f.claim for f in finished])
     now = deps.clock.now()
     moves: list[Move] = []
+    kept: list[Finished] = []
     for item in finished:
         if item.claim.run_id not in held:
             continue  # the claim lapsed: whoever holds the row now moves the enrollment
+        kept.append(item)
         entry = timeline.entry(
             item.ctx.enrollment_id, now, "step_done", item.step_id, **item.detail
         )
         target = item.step_id if item.entered else item.ctx.definition.next_step_id(item.step_id)
         loaded = signals.get(item.ctx.enrollment_id)
-        moves.append(await plan_move(conn, deps, item.ctx, target, now, [entry], loaded))
+        move = await plan_move(conn, deps, item.ctx, target, now, [entry], loaded, item.sent_at)
+        moves.append(move)
+    await _woken_already(conn, [(m, f) for m, f in zip(moves, kept, strict=True)], now)
     return await apply_moves(conn, moves, now)
+
+
+async def _woken_already(
+    conn: AsyncConnection, pairs: list[tuple[Move, Finished]], now: datetime
+) -> None:
+    """A wait ``until`` scheduled right after an email ends at once when a matching human
+    event came in since the relay accepted it (a click can beat the worker's commit). The
+    enrollments are locked, and event intake locks them too before it looks for waits to
+    wake, so each event is seen by one side or the other. One query for the batch."""
+    waiting = [
+        (move, item.ctx, item.sent_at, until)
+        for move, item in pairs
+        if item.sent_at is not None
+        and move.schedule is not None
+        and (until := _until(item.ctx, move.schedule[0]))
+    ]
+    if not waiting:
+        return
+    since = min(sent_at for _, _, sent_at, _ in waiting)
+    rows = await conn.execute(
+        select(EVENTS.c.enrollment_id, EVENTS.c.contact_id, EVENTS.c.type, EVENTS.c.occurred_at)
+        .where(
+            EVENTS.c.is_bot.is_(False),
+            EVENTS.c.occurred_at >= since,
+            EVENTS.c.type.in_(sorted({t for *_, until in waiting for t in until})),
+            or_(
+                EVENTS.c.enrollment_id.in_([ctx.enrollment_id for _, ctx, _, _ in waiting]),
+                and_(
+                    EVENTS.c.enrollment_id.is_(None),
+                    EVENTS.c.contact_id.in_([ctx.contact_id for _, ctx, _, _ in waiting]),
+                ),
+            ),
+        )
+        .order_by(EVENTS.c.occurred_at)
+    )
+    found = rows.all()
+    for move, ctx, sent_at, until in waiting:
+        hit = next(
+            (
+                r
+                for r in found
+                if _concerns(r, ctx) and r.occurred_at >= sent_at and r.type in until
+            ),
+            None,
+        )
+        if hit is not None and move.schedule is not None:
+            move.schedule = (move.schedule[0], now)
+            move.woken_by = hit.type
+
+
+def _until(ctx: RunContext, step_id: str) -> list[str]:
+    step = ctx.definition.step(step_id)
+    return list(step.wait.until) if isinstance(step, WaitStep) else []
+
+
+def _concerns(row: Any, ctx: RunContext) -> bool:
+    if row.enrollment_id is not None:
+        return bool(row.enrollment_id == ctx.enrollment_id)
+    return bool(row.contact_id == ctx.contact_id)
 
 
 async def move_to(
@@ -170,6 +236,7 @@ class Move:
     entries: list[dict[str, Any]]
     schedule: tuple[str, datetime] | None = None  # (step, due)
     end: tuple[EnrollmentStatus, str, str | None] | None = None  # (status, reason, step)
+    woken_by: str | None = None  # a wait ``until`` whose event came in already
 
 
 async def plan_move(
@@ -180,7 +247,10 @@ async def plan_move(
     now: datetime,
     entries: list[dict[str, Any]],
     signals: engagement.Engagement | None = None,
+    sent_at: datetime | None = None,
 ) -> Move:
+    """Where ``target`` leads. ``sent_at``: the email just sent was accepted then, and a wait
+    reached straight after it counts from that moment."""
     defn = ctx.definition
     move = Move(ctx.enrollment_id, entries)
     for _ in range(MAX_HOPS):
@@ -196,7 +266,7 @@ async def plan_move(
             )
             return move
         if isinstance(step, EmailStep | WaitStep):
-            move.schedule = (step.id, _due(deps, ctx, step, now, entries))
+            move.schedule = (step.id, _due(deps, ctx, step, now, entries, sent_at))
             return move
         if signals is None:
             signals = await engagement.load(
@@ -224,10 +294,11 @@ def _due(
     step: EmailStep | WaitStep,
     now: datetime,
     entries: list[dict[str, Any]],
+    sent_at: datetime | None = None,
 ) -> datetime:
     if isinstance(step, EmailStep):
         return now
-    due = now + deps.seqtime.real_duration(step.wait.duration)
+    due = (sent_at or now) + deps.seqtime.real_duration(step.wait.duration)
     entries.append(
         timeline.entry(
             ctx.enrollment_id,
@@ -247,7 +318,7 @@ async def apply_moves(conn: AsyncConnection, moves: list[Move], now: datetime) -
     scheduled = [m for m in moves if m.schedule is not None]
     if scheduled:
         rows = [(m.enrollment_id, *m.schedule) for m in scheduled if m.schedule]
-        await outbox.schedule_many(conn, rows, now)
+        await outbox.schedule_many(conn, rows, now, [m.woken_by for m in scheduled])
         await conn.execute(
             update(ENROLLMENTS)
             .where(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.engine import outbox
@@ -79,6 +79,16 @@ async def suppress(
     await conn.execute(dialect_insert(conn, SUPPRESSIONS).values(**values).on_conflict_do_nothing())
     active = await active_for_contact(conn, contact_id)
     return await end(conn, active, status=EnrollmentStatus.exited, reason=reason, now=now)
+
+
+def may_send(enrollment_id: str, email_key: str) -> ColumnElement[bool]:
+    """True inside a statement while the enrollment is active and the address not suppressed:
+    what a sender checks again right before each message's MAIL FROM."""
+    active = select(ENROLLMENTS.c.id).where(
+        ENROLLMENTS.c.id == enrollment_id, ENROLLMENTS.c.status == EnrollmentStatus.active
+    )
+    barred = select(SUPPRESSIONS.c.id).where(SUPPRESSIONS.c.email_key == email_key)
+    return and_(exists(active), ~exists(barred))
 
 
 async def is_suppressed(conn: AsyncConnection, email_key: str) -> str | None:

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, insert, select, update
+from sqlalchemy import ColumnElement, and_, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.store.tables import RUNS, RunState
@@ -102,6 +102,11 @@ async def unhold(conn: AsyncConnection, run_ids: list[int], now: datetime) -> li
     return [r.id for r in rows]
 
 
+def still_held(claim: Claim) -> ColumnElement[bool]:
+    """True inside a statement while ``claim`` still holds its row (for conditional writes)."""
+    return exists(select(RUNS.c.id).where(_held(claim)))
+
+
 def _held(claim: Claim) -> ColumnElement[bool]:
     return and_(
         RUNS.c.id == claim.run_id,
@@ -111,11 +116,40 @@ def _held(claim: Claim) -> ColumnElement[bool]:
 
 
 async def expire_claims(conn: AsyncConnection, now: datetime) -> int:
-    """Claims whose lease ran out (a killed worker) become due again."""
+    """Claims whose lease ran out (a killed worker) become due again. A row locked meanwhile is
+    being renewed or finished by its worker: it is skipped, never waited for."""
+    lapsed = select(RUNS.c.id).where(RUNS.c.state == RunState.claimed, RUNS.c.claimed_until < now)
+    if conn.dialect.name == "postgresql":
+        lapsed = lapsed.order_by(RUNS.c.id).with_for_update(skip_locked=True)
+    ids = [r.id for r in await conn.execute(lapsed)]
+    if not ids:
+        return 0
     result = await conn.execute(
         update(RUNS)
-        .where(RUNS.c.state == RunState.claimed, RUNS.c.claimed_until < now)
+        .where(RUNS.c.id.in_(ids), RUNS.c.state == RunState.claimed, RUNS.c.claimed_until < now)
         .values(state=RunState.due, claim_token=None, claimed_until=None)
+    )
+    return result.rowcount
+
+
+async def renew(conn: AsyncConnection, claims: list[Claim], until: datetime) -> int:
+    """The heartbeat of a running batch: push the lease of every row it still holds to
+    ``until``. Rows locked by another transaction are skipped (whoever holds the lock is
+    finishing or extending them), so a heartbeat never waits and never deadlocks."""
+    ids = sorted(c.run_id for c in claims)
+    tokens = sorted({c.token for c in claims})
+    if not ids:
+        return 0
+    held = select(RUNS.c.id).where(
+        RUNS.c.id.in_(ids), RUNS.c.state == RunState.claimed, RUNS.c.claim_token.in_(tokens)
+    )
+    if conn.dialect.name == "postgresql":
+        held = held.order_by(RUNS.c.id).with_for_update(skip_locked=True)
+    locked = [r.id for r in await conn.execute(held)]
+    if not locked:
+        return 0
+    result = await conn.execute(
+        update(RUNS).where(RUNS.c.id.in_(locked)).values(claimed_until=until)
     )
     return result.rowcount
 
@@ -185,10 +219,15 @@ async def extend(conn: AsyncConnection, claim: Claim, until: datetime) -> bool:
 
 
 async def schedule_many(
-    conn: AsyncConnection, rows: list[tuple[str, str, datetime]], now: datetime
+    conn: AsyncConnection,
+    rows: list[tuple[str, str, datetime]],
+    now: datetime,
+    woken_by: list[str | None] | None = None,
 ) -> None:
-    """Insert (enrollment, step, due) rows in one statement."""
+    """Insert (enrollment, step, due) rows in one statement; ``woken_by`` names, per row, the
+    event that already ended a wait (None for most)."""
     if rows:
+        woken = woken_by or [None] * len(rows)
         await conn.execute(
             insert(RUNS),
             [
@@ -199,8 +238,9 @@ async def schedule_many(
                     "state": RunState.due,
                     "attempts": 0,
                     "created_at": now,
+                    "woken_by": w,
                 }
-                for e, s, d in rows
+                for (e, s, d), w in zip(rows, woken, strict=True)
             ],
         )
 

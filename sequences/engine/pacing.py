@@ -5,7 +5,6 @@ spacing counts from when the relay accepted each earlier email (``sent_at``); a 
 on its way counts from when it was recorded, and is measured again once it has gone.
 """
 
-
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -21,7 +20,13 @@ from sequences.store.db import lock_rows
 from sequences.store.tables import CONTACTS, MESSAGES, MessageState
 
 # Every message that went out, or may have, counts against the cap.
-COUNTED = (MessageState.sending, MessageState.sent, MessageState.unknown, MessageState.retrying)
+COUNTED = (
+    MessageState.queued,
+    MessageState.sending,
+    MessageState.sent,
+    MessageState.unknown,
+    MessageState.retrying,
+)
 
 
 WINDOW = "outside the send window"

@@ -118,19 +118,25 @@ def _suppression_reason(event: Incoming) -> str | None:
 
 async def _concerned(conn: AsyncConnection, events: list[Incoming]) -> dict[int, list[Target]]:
     """Per event, the active enrollments it is about: the one it names, or all of its
-    contact's. One query for the batch."""
+    contact's. One query for the batch.
+
+    On PostgreSQL they are locked (in id order, as sequences.store.db.LOCK_ORDER says) before
+    their positions are read: a worker moving one of them to a ``wait ... until`` either
+    committed first (the wait is seen and woken) or waits for this batch and then sees its
+    events (sequences.engine.flow checks for them)."""
     contact_ids = sorted({e.contact_id for e in events})
-    rows = await conn.execute(
-        select(
-            ENROLLMENTS.c.id,
-            ENROLLMENTS.c.contact_id,
-            ENROLLMENTS.c.version_id,
-            ENROLLMENTS.c.position,
-        ).where(
-            ENROLLMENTS.c.status == EnrollmentStatus.active,
-            ENROLLMENTS.c.contact_id.in_(contact_ids),
-        )
+    query = select(
+        ENROLLMENTS.c.id,
+        ENROLLMENTS.c.contact_id,
+        ENROLLMENTS.c.version_id,
+        ENROLLMENTS.c.position,
+    ).where(
+        ENROLLMENTS.c.status == EnrollmentStatus.active,
+        ENROLLMENTS.c.contact_id.in_(contact_ids),
     )
+    if conn.dialect.name == "postgresql":
+        query = query.order_by(ENROLLMENTS.c.id).with_for_update(key_share=True)
+    rows = await conn.execute(query)
     by_contact: dict[int, list[Target]] = {}
     for row in rows:
         by_contact.setdefault(row.contact_id, []).append((row.id, row.version_id, row.position))

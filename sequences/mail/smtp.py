@@ -6,13 +6,16 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import aiosmtplib
 
 __all__ = [
+    "Lane",
     "Mailer",
+    "NotStartedError",
     "PermanentSendError",
     "SendError",
     "SmtpMailer",
@@ -54,8 +57,28 @@ class PermanentSendError(SendError):
     """5xx reply: retrying the same message will not help."""
 
 
+class NotStartedError(SendError):
+    """The caller's start hook declined the message: nothing was said to the relay about it."""
+
+
+@dataclass
+class Lane:
+    """One pooled connection as a caller sees it. ``unsettled`` holds the caller's notes about
+    messages this connection carried that the caller has not recorded yet; its start hook
+    records them before the connection begins another message, so a crash leaves at most one
+    message per connection whose outcome nobody wrote down."""
+
+    unsettled: list[Any] = field(default_factory=list)
+
+
+# Awaited once a connection is ours and before MAIL FROM: True sends, False declines.
+StartHook = Callable[[Lane], Awaitable[bool]]
+
+
 class Mailer(Protocol):
-    async def send(self, sender: str, recipient: str, data: bytes) -> str: ...
+    async def send(
+        self, sender: str, recipient: str, data: bytes, *, start: StartHook | None = None
+    ) -> str: ...
 
     async def close(self) -> None: ...
 
@@ -65,6 +88,7 @@ class _Connection:
     client: aiosmtplib.SMTP
     last_used: float
     sent: int = 0
+    lane: Lane = field(default_factory=Lane)
 
 
 class SmtpMailer:
@@ -109,12 +133,20 @@ class SmtpMailer:
         # Connections opened so far; lets tests and metrics see that the pool is reused.
         self.connections_opened = 0
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> str:
-        """Submit ``data`` for one recipient; returns the server's reply to DATA."""
+    async def send(
+        self, sender: str, recipient: str, data: bytes, *, start: StartHook | None = None
+    ) -> str:
+        """Submit ``data`` for one recipient; returns the server's reply to DATA.
+
+        ``start`` runs when a connection is ready, right before MAIL FROM (the caller records
+        that the message is now in flight); when it declines, NotStartedError is raised.
+        """
         if self._closed:
             raise RuntimeError("SmtpMailer is closed")
         async with self._slots:
             conn = await self._checkout()
+            if start is not None:
+                await self._start(conn, start)
             keep = False
             stage = "mail"  # the transaction is driven step by step to know where it failed
             try:
@@ -148,6 +180,18 @@ class SmtpMailer:
             await _quit_quietly(self._idle.pop().client)
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    async def _start(self, conn: _Connection, start: StartHook) -> None:
+        """Run the caller's hook; the connection, still clean, goes back to the pool when it
+        declines or fails."""
+        try:
+            go = await start(conn.lane)
+        except BaseException:
+            self._checkin(conn, keep=True)
+            raise
+        if not go:
+            self._checkin(conn, keep=True)
+            raise NotStartedError(None, "declined before MAIL FROM", stage="start")
 
     async def _checkout(self) -> _Connection:
         while self._idle:

@@ -1,10 +1,14 @@
-"""Database engines and the column types both SQLite and PostgreSQL agree on."""
+"""Database engines, the column types both SQLite and PostgreSQL agree on, the one lock order
+and the retry of transactions that lost a deadlock."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, Table, event, select
 from sqlalchemy.dialects.postgresql import JSONB
@@ -13,9 +17,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
+log = logging.getLogger(__name__)
 READ_ONLY_OPTION = "dripline_read_only"
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -76,15 +82,68 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
-async def lock_rows(conn: AsyncConnection, table: Table, ids: Sequence[object]) -> None:
-    """Lock rows in id order (PostgreSQL), so transactions that lock several never deadlock.
+# The one lock order. Every transaction that touches a contact, its enrollments, outbox rows,
+# drafts or messages takes its row locks in this order, each level's rows in id order, and may
+# skip levels but never go back up one: API routes, the worker and the sweeper alike. A write
+# locks what it changes, so a transaction locks the enrollments it will touch (lock_rows) before
+# it updates their outbox rows, drafts or messages; those are written only by a holder of their
+# enrollment's lock, except by statements that skip locked rows and so never wait (claiming due
+# rows, the lease heartbeat, the sweeper). Score and step-stats rows come last of all
+# (sequences.signals.scores takes them in key order). A transaction that still loses a deadlock
+# is run again by ``transaction`` below.
+LOCK_ORDER = ("contacts", "enrollments", "step_runs", "drafts", "messages")
 
-    Engine-wide order: contacts, then enrollments, then outbox rows. SQLite needs nothing:
-    a writer there holds the whole database from ``BEGIN IMMEDIATE``.
+# PostgreSQL's codes for a transaction that lost a deadlock or a serialization race: nothing it
+# did was kept, so running it again from the start is safe.
+RETRYABLE_CODES = frozenset({"40P01", "40001"})
+T = TypeVar("T")
+
+
+async def lock_rows(
+    conn: AsyncConnection, table: Table, ids: Sequence[object], *, share: bool = False
+) -> None:
+    """Lock rows in id order (PostgreSQL), following ``LOCK_ORDER``.
+
+    The exclusive mode is FOR NO KEY UPDATE: it does not block the key-share locks that foreign
+    keys take, so inserting a message for a locked enrollment never waits. ``share`` (FOR SHARE)
+    is for a reader that needs a row to stay as it is until it commits: it blocks writers, not
+    other readers. SQLite needs nothing: a writer holds the whole database from BEGIN IMMEDIATE.
     """
+    assert table.name in LOCK_ORDER, f"{table.name} has no place in the lock order"
     if ids and conn.dialect.name == "postgresql":
         query = select(table.c.id).where(table.c.id.in_(ids)).order_by(table.c.id)
-        await conn.execute(query.with_for_update())
+        await conn.execute(query.with_for_update(read=share, key_share=not share))
+
+
+def retryable(error: BaseException) -> bool:
+    """A deadlock or serialization failure: the transaction was rolled back whole."""
+    code = getattr(getattr(error, "orig", None), "pgcode", None)
+    return isinstance(error, DBAPIError) and code in RETRYABLE_CODES
+
+
+async def transaction(
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    attempts: int = 6,
+    base_delay: float = 0.02,
+) -> T:
+    """Run ``work`` in a transaction, again (up to ``attempts`` times, after a jittered,
+    growing pause) when PostgreSQL picks it as a deadlock victim or a serialization failure.
+
+    ``work`` must be replayable: everything it decides is read again inside the transaction,
+    and side effects outside the database happen only after this returns.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            async with engine.begin() as conn:
+                return await work(conn)
+        except DBAPIError as error:
+            if attempt == attempts or not retryable(error):
+                raise
+            log.info("transaction retried", extra={"attempt": attempt, "code": error.orig})
+            await asyncio.sleep(random.uniform(0, base_delay * 2**attempt))
+    raise AssertionError("unreachable")
 
 
 def dialect_insert(conn: AsyncConnection, table: Table) -> PgInsert | SqliteInsert:

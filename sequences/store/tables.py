@@ -37,12 +37,14 @@ class RunState(StrEnum):
 
 
 class MessageState(StrEnum):
-    sending = "sending"  # committed before the SMTP call: found again after a crash -> unknown
+    queued = "queued"  # recorded, not yet handed to the relay: safe to send (again)
+    sending = "sending"  # committed right before its MAIL FROM: found after a crash -> unknown
     sent = "sent"
     retrying = "retrying"  # a 4xx: known not delivered, safe to send again
     bounced = "bounced"
     failed = "failed"
     unknown = "unknown"  # the process died mid-send; never resent blindly
+    cancelled = "cancelled"  # never handed to the relay: the enrollment ended or was suppressed
 
 
 class Contact(SQLModel, table=True):

@@ -1,0 +1,205 @@
+"""The SMTP side of a batch: each message is started, sent and recorded on its own.
+
+A batch's messages are recorded ``queued``. Each becomes ``sending`` in a transaction of its own,
+committed once an SMTP connection is ready for it and right before its MAIL FROM. The same
+transaction checks again that the claim is still ours, the enrollment still active and the
+address not suppressed (an exit answered 2xx before it is final), and records as ``sent`` the
+message that connection carried before, with ``sent_at`` = the relay's 250 after DATA.
+
+So a crash leaves at most one message per open connection whose outcome nobody recorded (it
+becomes ``unknown``); every message not yet started is still ``queued`` and goes out when its
+row runs again. The enrollments move on, for the whole batch at once, when it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, or_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sequences.delivery.outcomes import Job, failed
+from sequences.deps import Deps
+from sequences.engine import lifecycle, outbox
+from sequences.engine.flow import Finished, advance_many
+from sequences.mail.mime import split_address
+from sequences.mail.smtp import Lane, NotStartedError, SendError, UnknownOutcomeError
+from sequences.signals import scores
+from sequences.store.db import lock_rows, transaction
+from sequences.store.tables import ENROLLMENTS, MESSAGES, MessageState
+
+log = logging.getLogger(__name__)
+STARTABLE = (MessageState.queued, MessageState.retrying)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A message the relay accepted (its 250 after DATA)."""
+
+    message_pk: str
+    enrollment_id: str
+    reply: str
+    attempts: int
+    at: datetime
+
+
+async def deliver(deps: Deps, jobs: list[Job]) -> None:
+    """Send every job's message, then record the batch's sends and move its enrollments on."""
+    if not jobs:
+        return
+    assert deps.mailer is not None, "a worker that sends needs a mailer"
+    outcomes = await asyncio.gather(*(_Send(deps, job).run() for job in jobs))
+    await _mark_sent(
+        deps, [(job, a) for job, a in zip(jobs, outcomes, strict=True) if a is not None]
+    )
+
+
+class _Send:
+    """One message through the pool: started by the hook, then sent, then noted on its lane."""
+
+    def __init__(self, deps: Deps, job: Job) -> None:
+        self.deps = deps
+        self.job = job
+        self.lane: Lane | None = None
+
+    async def run(self) -> Accepted | None:
+        deps, job = self.deps, self.job
+        assert deps.mailer is not None and job.message is not None and job.data is not None
+        _, from_addr = split_address(job.ctx.definition.sender.from_)
+        try:
+            reply = await deps.mailer.send(
+                from_addr, job.message.to_addr, job.data, start=self.start
+            )
+        except NotStartedError:
+            return None
+        except SendError as error:
+            await failed(deps, job, error)
+            return None
+        except Exception as error:
+            if self.lane is None:  # the start hook failed: nothing was said to the relay
+                log.exception("could not start a send", extra={"message_pk": job.message.id})
+                return None
+            # We cannot tell whether it left: never resend it blindly.
+            log.exception("unexpected error while sending", extra={"message_pk": job.message.id})
+            await failed(deps, job, UnknownOutcomeError(None, f"{type(error).__name__}: {error}"))
+            return None
+        accepted = Accepted(
+            job.message.id,
+            job.ctx.enrollment_id,
+            reply[:1000],
+            job.message.attempts + 1,
+            deps.clock.now(),
+        )
+        assert self.lane is not None
+        self.lane.unsettled.append(accepted)
+        return accepted
+
+    async def start(self, lane: Lane) -> bool:
+        """Right before MAIL FROM: record what this connection sent before, then this message
+        as ``sending``, if it may still go."""
+        settle: list[Accepted] = list(lane.unsettled)
+        go = await transaction(self.deps.engine, lambda conn: self._begin(conn, settle))
+        lane.unsettled.clear()  # the connection is ours alone until this send gives it back
+        if go:
+            self.lane = lane
+        else:
+            await transaction(self.deps.engine, self._decline)
+        return go
+
+    async def _begin(self, conn: AsyncConnection, settle: list[Accepted]) -> bool:
+        job = self.job
+        assert job.message is not None
+        # The lock order: enrollments first. Held in share mode until the commit, so an exit
+        # for this enrollment either committed before (and is seen) or waits for the send.
+        ids = sorted({job.ctx.enrollment_id, *(a.enrollment_id for a in settle)})
+        await lock_rows(conn, ENROLLMENTS, ids, share=True)
+        await record_sent(conn, settle)
+        started = await conn.execute(
+            update(MESSAGES)
+            .where(
+                MESSAGES.c.id == job.message.id,
+                MESSAGES.c.state.in_(STARTABLE),
+                outbox.still_held(job.claim),
+                lifecycle.may_send(job.ctx.enrollment_id, job.ctx.email_key),
+            )
+            .values(state=MessageState.sending)
+        )
+        return started.rowcount == 1
+
+    async def _decline(self, conn: AsyncConnection) -> None:
+        """A message that may no longer go (the enrollment ended, the address is suppressed)
+        is cancelled; one whose claim lapsed is left to the worker that holds the row now."""
+        job = self.job
+        assert job.message is not None
+        await lock_rows(conn, ENROLLMENTS, [job.ctx.enrollment_id], share=True)
+        await conn.execute(
+            update(MESSAGES)
+            .where(
+                MESSAGES.c.id == job.message.id,
+                MESSAGES.c.state.in_(STARTABLE),
+                ~lifecycle.may_send(job.ctx.enrollment_id, job.ctx.email_key),
+            )
+            .values(state=MessageState.cancelled)
+        )
+
+
+async def record_sent(conn: AsyncConnection, accepted: list[Accepted]) -> None:
+    """Mark messages sent at their relay's acceptance; lock their enrollments first."""
+    if not accepted:
+        return
+    await conn.execute(
+        update(MESSAGES)
+        # An ``unknown`` set by a worker that took over a lapsed claim is corrected here.
+        .where(
+            MESSAGES.c.id == bindparam("pk"),
+            # or_, not in_: an IN list cannot be bound per row of an executemany.
+            or_(
+                MESSAGES.c.state == MessageState.sending,
+                MESSAGES.c.state == MessageState.unknown,
+            ),
+        )
+        .values(
+            state=MessageState.sent,
+            sent_at=bindparam("at"),
+            last_reply=bindparam("reply"),
+            attempts=bindparam("tries"),
+        ),
+        [
+            {"pk": a.message_pk, "reply": a.reply, "tries": a.attempts, "at": a.at}
+            for a in sorted(accepted, key=lambda a: a.message_pk)
+        ],
+    )
+
+
+async def _mark_sent(deps: Deps, sent: list[tuple[Job, Accepted]]) -> None:
+    if not sent:
+        return
+    now = deps.clock.now()
+    finished = [
+        Finished(
+            job.claim,
+            job.ctx,
+            job.step.id,
+            {"message": a.message_pk, "outcome": "sent"},
+            sent_at=a.at,
+        )
+        for job, a in sent
+    ]
+    signals = {job.ctx.enrollment_id: job.signals for job, _ in sent if job.signals}
+
+    async def work(conn: AsyncConnection) -> list[datetime]:
+        # advance_many locks the enrollments, then the outbox rows; the messages come after.
+        due = await advance_many(conn, deps, finished, signals)
+        await record_sent(conn, [a for _, a in sent])
+        # Last: step stats rows are hot, so their locks are held for the shortest time.
+        await scores.count_sends(
+            conn,
+            [(j.ctx.sequence_key, j.step.id, j.message.variant) for j, _ in sent if j.message],
+        )
+        return due
+
+    due = await transaction(deps.engine, work)
+    await deps.waker.wake_at([d for d in due if d > now])
