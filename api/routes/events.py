@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import DepsDep, Enroller
 from api.schemas import EventIn, EventsIn
 from sequences.deps import Deps
 from sequences.intake import feedback, resolve
 from sequences.intake.resolve import Reported
+from sequences.store.db import transaction
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -40,7 +42,8 @@ async def accept(
         )
         for e in events
     ]
-    async with deps.engine.begin() as conn:
+
+    async def work(conn: AsyncConnection) -> feedback.Outcome:
         incoming = await resolve.resolve(
             conn,
             reported,
@@ -49,6 +52,9 @@ async def accept(
             where=where,
             bot_window_seconds=deps.settings.bot_click_window_seconds,
         )
-        outcome = await feedback.ingest(conn, deps, incoming, now)
+        return await feedback.ingest(conn, deps, incoming, now)
+
+    # Replayed whole when it loses a deadlock (an exit racing a send): never a 500.
+    outcome = await transaction(deps.engine, work)
     await deps.waker.wake_at(outcome.wake)
     return {"accepted": outcome.accepted, "duplicates": outcome.duplicates}
