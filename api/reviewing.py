@@ -4,10 +4,10 @@ answer the same race with the same conflict, and wake the worker the same way.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents import guardrails
@@ -21,6 +21,7 @@ from sequences.errors import Conflict, Invalid, NotFound
 from sequences.review import reviews
 from sequences.store.tables import CONTACTS, DRAFTS, DraftStatus
 
+CLAIM_FOR = timedelta(minutes=5)  # long enough to read a draft, short enough not to block
 _FIELDS = {"subject": "subject", "preheader": "preheader", "paragraphs": "body"}
 _EDITABLE = ("subject", "preheader", "body")
 
@@ -55,9 +56,7 @@ async def page(
     conn: AsyncConnection, where: Filter, *, after: str | None = None, limit: int = 50
 ) -> Page:
     """Drafts oldest first (the review queue), from after the draft ``after``."""
-    query = where.apply(
-        select(DRAFTS, CONTACTS.c.email).join(CONTACTS, CONTACTS.c.id == DRAFTS.c.contact_id)
-    )
+    query = where.apply(_with_contact())
     if after:
         mark = (
             await conn.execute(select(DRAFTS.c.id, DRAFTS.c.created_at).where(DRAFTS.c.id == after))
@@ -68,6 +67,29 @@ async def page(
     ordered = query.order_by(DRAFTS.c.created_at, DRAFTS.c.id).limit(limit + 1)
     rows = list((await conn.execute(ordered)).all())
     return Page(rows[:limit], rows[limit - 1].id if len(rows) > limit else None)
+
+
+async def by_deadline(conn: AsyncConnection, where: Filter, *, skip: int, limit: int) -> Page:
+    """Drafts whose decide-by deadline comes first (those without one last), ``skip`` in."""
+    ordered = (
+        where.apply(_with_contact())
+        .order_by(
+            DRAFTS.c.deadline_at.is_(None),
+            DRAFTS.c.deadline_at,
+            DRAFTS.c.created_at,
+            DRAFTS.c.id,
+        )
+        .offset(skip)
+        .limit(limit + 1)
+    )
+    rows = list((await conn.execute(ordered)).all())
+    return Page(rows[:limit], str(skip + limit) if len(rows) > limit else None)
+
+
+def _with_contact() -> Select[Any]:
+    return select(
+        DRAFTS, CONTACTS.c.email, CONTACTS.c.timezone, CONTACTS.c.attributes.label("attributes")
+    ).join(CONTACTS, CONTACTS.c.id == DRAFTS.c.contact_id)
 
 
 def later_than(row: Any) -> ColumnElement[bool]:
@@ -93,13 +115,7 @@ async def count(conn: AsyncConnection, where: Filter) -> int:
 
 async def load(conn: AsyncConnection, draft_id: str) -> Any:
     """The draft row with its contact's address; NotFound when there is none."""
-    row = (
-        await conn.execute(
-            select(DRAFTS, CONTACTS.c.email)
-            .join(CONTACTS, CONTACTS.c.id == DRAFTS.c.contact_id)
-            .where(DRAFTS.c.id == draft_id)
-        )
-    ).first()
+    row = (await conn.execute(_with_contact().where(DRAFTS.c.id == draft_id))).first()
     if row is None:
         raise NotFound("unknown_draft", f"no draft '{draft_id}'")
     return row
@@ -152,6 +168,49 @@ async def decide(deps: Deps, draft_id: str, decision: Decision) -> dict[str, Any
 
 
 @dataclass(frozen=True)
+class Claim:
+    """Someone else has the draft open: shown, never enforced (whoever decides first wins)."""
+
+    by: str
+    until: datetime
+
+
+async def claim(deps: Deps, draft_id: str, by: str) -> Claim | None:
+    """Mark a pending draft "being reviewed by ``by``" for CLAIM_FOR, unless another reviewer's
+    claim is still live; then that claim is returned (and left as it is)."""
+    now = deps.clock.now()
+    free = or_(
+        DRAFTS.c.claimed_by.is_(None), DRAFTS.c.claimed_by == by, DRAFTS.c.claimed_until <= now
+    )
+    async with deps.engine.begin() as conn:
+        taken = await conn.execute(
+            update(DRAFTS)
+            .where(DRAFTS.c.id == draft_id, DRAFTS.c.status == DraftStatus.pending, free)
+            .values(claimed_by=by, claimed_until=now + CLAIM_FOR)
+            .returning(DRAFTS.c.id)
+        )
+        if taken.first() is not None:
+            return None
+        row = (
+            await conn.execute(
+                select(DRAFTS.c.status, DRAFTS.c.claimed_by, DRAFTS.c.claimed_until).where(
+                    DRAFTS.c.id == draft_id
+                )
+            )
+        ).first()
+    return held_by_other(row, by, now)
+
+
+def held_by_other(row: Any, me: str, now: datetime) -> Claim | None:
+    """The live claim of another reviewer on a pending draft row, if any."""
+    if row is None or row.status != DraftStatus.pending or not row.claimed_by:
+        return None
+    if row.claimed_by == me or row.claimed_until is None or row.claimed_until <= now:
+        return None
+    return Claim(row.claimed_by, row.claimed_until)
+
+
+@dataclass(frozen=True)
 class Bulk:
     approved: int
     left: int  # pending drafts of the step with a failed check: a reviewer reads each
@@ -159,11 +218,25 @@ class Bulk:
 
 async def approve_step(deps: Deps, sequence: str, step: str, *, by: str) -> Bulk:
     """Approve, as they are, the step's pending drafts whose checks all pass (one commit)."""
-    now = deps.clock.now()
-    decision = Decision(action="approve", note="bulk approval of the step", by=by)
     where = Filter(DraftStatus.pending, sequence, step)
+    return await _approve_clean(deps, where.apply(select(DRAFTS.c.id, DRAFTS.c.review)), by)
+
+
+async def approve_selected(deps: Deps, draft_ids: list[str], *, by: str) -> Bulk:
+    """Approve, as they are, those of these drafts still pending whose checks all pass."""
+    query = select(DRAFTS.c.id, DRAFTS.c.review).where(
+        DRAFTS.c.id.in_(draft_ids), DRAFTS.c.status == DraftStatus.pending
+    )
+    return await _approve_clean(deps, query, by, note="bulk approval of selected drafts")
+
+
+async def _approve_clean(
+    deps: Deps, query: Select[Any], by: str, note: str = "bulk approval of the step"
+) -> Bulk:
+    now = deps.clock.now()
+    decision = Decision(action="approve", note=note, by=by)
     async with deps.engine.begin() as conn:
-        rows = (await conn.execute(where.apply(select(DRAFTS.c.id, DRAFTS.c.review)))).all()
+        rows = (await conn.execute(query)).all()
         clean = [row.id for row in rows if not failed_rules(row.review)]
         approved = 0
         for draft_id in clean:
@@ -208,6 +281,8 @@ def summary(row: Any) -> dict[str, Any]:
         "deadline_at": _iso(row.deadline_at),
         "decided_by": row.decided_by,
         "decided_at": _iso(row.decided_at),
+        "claimed_by": row.claimed_by,
+        "claimed_until": _iso(row.claimed_until),
     }
 
 

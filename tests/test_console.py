@@ -167,7 +167,13 @@ async def test_approve_through_the_form_sends_once_and_moves_on(stack: Stack) ->
     assert approved.status_code == 303
     assert approved.headers["location"] == f"/console/drafts/{second['id']}?notice=approved"
     again = await stack.client.post(f"/console/drafts/{first['id']}/approve", data={"csrf": token})
-    assert again.status_code == 409 and "decided already by test-reviewer" in again.text
+    # Deciding it twice is no dead end: the draft's page says who decided, and what is next.
+    assert again.status_code == 303
+    assert again.headers["location"] == f"/console/drafts/{first['id']}?notice=lost"
+    told = await stack.client.get(again.headers["location"])
+    assert "Someone else decided this draft first" in told.text
+    assert "was <strong>approved</strong> by <strong>test-reviewer</strong>" in told.text
+    assert f'href="/console/drafts/{second["id"]}?">Next draft in this queue' in told.text
     [message] = await eventually(lambda: _ready(stack.mail_to(first["email"])))
     assert message.subject == first["subject"]
     inbox = await stack.client.get("/console/inbox")

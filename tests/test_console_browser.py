@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from browser_cases import Console, enrolled, ready
 from console_cases import BAD_BODY, REVIEWED
-from harness import Stack
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Dialog, async_playwright, expect
 from review_cases import model_stack, pending
 
 from agents.devserver import serving
@@ -21,33 +20,6 @@ from sequences.mail.capture import CaptureServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 20_000
-
-
-@dataclass
-class Console:
-    stack: Stack
-    base: str
-    browser: Browser
-
-    async def page(self, width: int = 1280) -> Page:
-        context = await self.browser.new_context(viewport={"width": width, "height": 900})
-        return await context.new_page()
-
-    async def signed_in(self, role: Role = Role.reviewer, width: int = 1280) -> Page:
-        page = await self.page(width)
-        await page.goto(f"{self.base}/console/queue")
-        await expect(page).to_have_url(f"{self.base}/console/sign-in?next=%2Fconsole%2Fqueue")
-        await page.fill("#key", await self.stack.key(role))
-        await page.click("button[type=submit]")
-        await ready(page, f"{self.base}/console/queue")
-        return page
-
-
-async def ready(page: Page, url: str | re.Pattern[str]) -> None:
-    """Wait until the page at `url` has console.js's handlers attached (it marks <html
-    data-ready>): the script is deferred, so a key pressed or a form confirmed sooner is lost."""
-    await expect(page).to_have_url(url)
-    await expect(page.locator("html")).to_have_attribute("data-ready", "true")
 
 
 @pytest.fixture
@@ -68,14 +40,6 @@ async def console(
             yield Console(stack, base, browser)
         finally:
             await browser.close()
-
-
-async def enrolled(stack: Stack, *names: str) -> list[dict[str, object]]:
-    await stack.apply("reviewed", REVIEWED)
-    for name in names:
-        contact = {"first_name": name.title(), "company": "Initech"}
-        await stack.enroll("reviewed", f"{name}@example.com", attributes=contact)
-    return await pending(stack, len(names))
 
 
 async def test_approve_with_the_keyboard_and_see_the_email_arrive(console: Console) -> None:
@@ -216,3 +180,57 @@ async def test_bulk_approval_asks_first_and_a_refusal_changes_nothing(console: C
     await expect(page.locator(".notice")).to_contain_text("Approved 2 drafts.")
     assert "whose checks all pass" in answers[0] and len(answers) == 2
     await expect(page.locator(".empty")).to_contain_text("Nothing to review")
+
+
+async def test_an_edit_then_a_approves_the_edit_and_never_the_original(console: Console) -> None:
+    [draft] = await enrolled(console.stack, "ed")
+    page = await console.signed_in()
+    await page.click(f"text={draft['subject']}")
+    url = re.compile(rf"/console/drafts/{draft['id']}\?$")
+    await ready(page, url)
+    await page.keyboard.press("e")
+    await page.fill("#subject", "Your quickstart, Ed")
+    await page.focus("#save-approve")
+    await page.keyboard.press("a")  # a focused button owns the key: nothing is decided
+    await page.locator("h1").click()  # the focus leaves the form; the edit is still unsaved
+    await page.keyboard.press("a")  # with the edit form open, "a" approves the edit
+    await ready(page, re.compile(r"/console/queue\?notice=approved$"))
+    answer = await console.stack.client.get(
+        f"/v1/drafts/{draft['id']}", headers=console.stack.auth()
+    )
+    decided = answer.json()
+    assert decided["status"] == "approved", decided
+    assert decided["decision"]["subject"] == "Your quickstart, Ed"
+
+
+async def test_two_reviewers_on_one_draft_see_each_other_and_the_loser_moves_on(
+    console: Console,
+) -> None:
+    first, second = await enrolled(console.stack, "fa", "gu")
+    ana = await console.signed_in(name="ana")
+    bo = await console.signed_in(name="bo")
+    step = "sequence=reviewed&step=welcome"
+    opened = f"{console.base}/console/drafts/{first['id']}?{step}"
+    await ana.goto(opened)
+    await ready(ana, opened)
+    await bo.goto(f"{console.base}/console/queue?{step}")
+    await expect(bo.locator(f"tr[data-id='{first['id']}']")).to_contain_text(
+        "being reviewed by ana"
+    )
+    await expect(bo.locator(f"tr[data-id='{second['id']}']")).not_to_contain_text("reviewed by")
+    await bo.goto(opened)
+    await ready(bo, opened)
+    await expect(bo.locator(".banner.claim")).to_contain_text("Being reviewed by ana")
+    await expect(ana.locator(".banner.claim")).to_have_count(0)  # ana's own claim
+
+    await ana.keyboard.press("a")
+    await ready(ana, re.compile(rf"/console/drafts/{second['id']}\?{step}&notice=approved$"))
+    await bo.keyboard.press("a")  # too late: ana decided it
+    await ready(bo, re.compile(rf"/console/drafts/{first['id']}\?{step}&notice=lost$"))
+    await expect(bo.locator(".notice")).to_contain_text("Someone else decided this draft first")
+    await expect(bo.locator(".banner.decided")).to_contain_text("approved by ana")
+    await bo.click("text=Next draft in this queue")
+    await ready(bo, f"{console.base}/console/drafts/{second['id']}?{step}")
+    await expect(bo.locator(".banner.claim")).to_contain_text("Being reviewed by ana")
+    [left] = await pending(console.stack)
+    assert left["id"] == second["id"]

@@ -12,13 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.copy import Decision
 from api import reviewing
+from api.console.compare import copy_text, read_pick, word_diff
 from api.console.framing import framed
 from api.console.sessions import Session
-from api.console.web import PostSessionDep, SessionDep, ago, now, page, redirect
+from api.console.web import PostSessionDep, SessionDep, now, page, redirect
 from api.deps import DepsDep, ReadConnDep
+from sequences.definitions import registry
 from sequences.deps import Deps
-from sequences.errors import Invalid
-from sequences.store.tables import DRAFTS, DraftStatus
+from sequences.errors import Conflict, Invalid
+from sequences.store.tables import DRAFTS, ENROLLMENTS, DraftStatus
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -29,6 +31,7 @@ NOTICES = {
     "regenerate": "Rejected: the agent is writing a new draft, which will join the queue.",
     "fallback": "Rejected: the fallback copy will be sent instead.",
     "skip": "Rejected: the step is skipped for this contact.",
+    "lost": "Someone else decided this draft first: your decision was not recorded.",
 }
 
 
@@ -40,26 +43,44 @@ async def queue(
     sequence: Slug = None,
     step: Slug = None,
     after: Annotated[str | None, Query(max_length=32)] = None,
+    sort: Literal["age", "deadline"] = "age",
+    skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     notice: Annotated[str | None, Query(max_length=32)] = None,
     approved: Annotated[int | None, Query(ge=0)] = None,
     left: Annotated[int | None, Query(ge=0)] = None,
 ) -> HTMLResponse:
     where = reviewing.Filter.queue(sequence, step)
-    shown = await reviewing.page(conn, where, after=after, limit=PAGE_SIZE)
-    moment = now(request)
+    if sort == "deadline":
+        shown = await reviewing.by_deadline(conn, where, skip=skip, limit=PAGE_SIZE)
+    else:
+        shown = await reviewing.page(conn, where, after=after, limit=PAGE_SIZE)
+    moment, me = now(request), session.principal.name
     return page(
         request,
         "queue.html",
         session,
         drafts=[
-            {**reviewing.summary(row), "waiting": ago(row.created_at, moment)} for row in shown.rows
+            {
+                **reviewing.summary(row),
+                "snippet": _snippet(row.copy),
+                "claim": reviewing.held_by_other(row, me, moment),
+            }
+            for row in shown.rows
         ],
         next_after=shown.next,
+        sort=sort,
         total=await reviewing.count(conn, where),
         groups=await _groups(conn),
         where=where,
         notice=_notice(notice, approved, left),
     )
+
+
+def _snippet(copy: dict[str, Any], limit: int = 110) -> str:
+    """What an inbox shows under the subject: the preheader, else the body's opening."""
+    text = copy.get("preheader") or " ".join(copy.get("paragraphs", []))
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _notice(code: str | None, approved: int | None, left: int | None) -> str | None:
@@ -85,6 +106,7 @@ async def draft_page(
     draft_id: str,
     request: Request,
     conn: ReadConnDep,
+    deps: DepsDep,
     session: SessionDep,
     sequence: Slug = None,
     step: Slug = None,
@@ -92,21 +114,20 @@ async def draft_page(
 ) -> HTMLResponse:
     row = await reviewing.load(conn, draft_id)
     where = reviewing.Filter.queue(sequence, step)
-    return page(
-        request,
-        "draft.html",
-        session,
-        **await _draft_context(conn, row, where),
-        notice=NOTICES.get(notice or ""),
-    )
+    context = await _draft_context(conn, row, where)
+    if row.status == DraftStatus.pending:
+        # Opening a draft marks it as being read by this reviewer, unless someone else is.
+        context["claim"] = await reviewing.claim(deps, draft_id, session.principal.name)
+    return page(request, "draft.html", session, **context, notice=NOTICES.get(notice or ""))
 
 
 async def _draft_context(
     conn: AsyncConnection, row: Any, where: reviewing.Filter
 ) -> dict[str, Any]:
     before, after = await _neighbours(conn, row, where)
+    draft = reviewing.detail(row)
     return {
-        "draft": reviewing.detail(row),
+        "draft": draft,
         "where": where,
         "previous_id": before,
         "next_id": after,
@@ -118,7 +139,44 @@ async def _draft_context(
             "body": "\n\n".join(row.copy.get("paragraphs", [])),
         },
         "errors": [],
+        "sender": await _sender(conn, row),
+        "timezone": row.timezone,
+        # The contact as stored (the request may hold fields back from the model), A to Z.
+        "attributes": sorted((row.attributes or {}).items()),
+        "held": row.request.get("held_fields", []),
+        "changes": await _changes(conn, row, draft),
+        "pick": read_pick(draft["choice_reason"]),
     }
+
+
+async def _sender(conn: AsyncConnection, row: Any) -> Any:
+    """From and Reply-To as the enrollment's version of the sequence sends them."""
+    version_id = (
+        await conn.execute(
+            select(ENROLLMENTS.c.version_id).where(ENROLLMENTS.c.id == row.enrollment_id)
+        )
+    ).scalar_one()
+    return (await registry.load_version(conn, version_id)).sender
+
+
+async def _changes(conn: AsyncConnection, row: Any, draft: dict[str, Any]) -> dict[str, Any] | None:
+    """The draft against the revision it replaced, or else against the fallback copy."""
+    if row.revision > 1:
+        earlier = (
+            await conn.execute(
+                select(DRAFTS.c.copy).where(
+                    DRAFTS.c.step_run_id == row.step_run_id,
+                    DRAFTS.c.revision == row.revision - 1,
+                )
+            )
+        ).scalar_one_or_none()
+        if earlier is not None:
+            against = f"revision {row.revision - 1}"
+            return {"against": against, "diff": word_diff(copy_text(earlier), copy_text(row.copy))}
+    if draft["fallback"]:
+        diff = word_diff(copy_text(draft["fallback"]), copy_text(row.copy))
+        return {"against": "the fallback copy", "diff": diff}
+    return None
 
 
 async def _neighbours(
@@ -178,7 +236,16 @@ async def approve(
         await reviewing.approve(deps, draft_id, decision)
     except Invalid as refused:
         return await _refused(request, deps, session, draft_id, where, decision, refused)
+    except Conflict:
+        return _lost(draft_id, where)
     return _onward(following, where, "approved")
+
+
+def _lost(draft_id: str, where: reviewing.Filter) -> Response:
+    """Someone decided first: the draft's page says who, and offers the next in the queue."""
+    return redirect(
+        f"/console/drafts/{draft_id}", sequence=where.sequence, step=where.step, notice="lost"
+    )
 
 
 async def _following(deps: Deps, draft_id: str, where: reviewing.Filter) -> str | None:
@@ -232,7 +299,10 @@ async def reject(
     where = reviewing.Filter.queue(sequence, step)
     following = await _following(deps, draft_id, where)
     decision = Decision(action=action, note=note or None, by=session.principal.name)
-    await reviewing.decide(deps, draft_id, decision)
+    try:
+        await reviewing.decide(deps, draft_id, decision)
+    except Conflict:
+        return _lost(draft_id, where)
     return _onward(following, where, action)
 
 
@@ -245,6 +315,30 @@ async def approve_step(
 ) -> Response:
     """Approve every pending draft of one step whose checks all pass; the rest stay queued."""
     outcome = await reviewing.approve_step(deps, sequence, step, by=session.principal.name)
+    return redirect(
+        "/console/queue",
+        sequence=sequence,
+        step=step,
+        notice="bulk",
+        approved=str(outcome.approved),
+        left=str(outcome.left),
+    )
+
+
+@router.post("/queue/approve-selected")
+async def approve_selected(
+    deps: DepsDep,
+    session: PostSessionDep,
+    draft: Annotated[list[str], Form(max_length=PAGE_SIZE)] = [],  # noqa: B006  (FastAPI's form list)
+    sequence: Annotated[str, Form(max_length=63)] = "",
+    step: Annotated[str, Form(max_length=63)] = "",
+) -> Response:
+    """Approve the drafts ticked in the queue, as they are; any with a failed check stays."""
+    if not draft:
+        raise Invalid("nothing_selected", "draft: tick at least one draft to approve")
+    if any(len(d) > 32 for d in draft):
+        raise Invalid("bad_draft", "draft: not a draft id")
+    outcome = await reviewing.approve_selected(deps, draft, by=session.principal.name)
     return redirect(
         "/console/queue",
         sequence=sequence,
