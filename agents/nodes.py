@@ -225,7 +225,10 @@ def _refused(state: CopyState, request: CopyRequest, refused: list[Finding]) -> 
     if request.refused_copy == "skip":
         return _done("skip", state, f"{reason}; not sent")
     payload = _review_payload(state, request)
-    answer = interrupt({**payload, "fallback_reason": reason})
+    named_rules = {f.rule for f in refused}
+    shown = [f for f in payload["findings"] if f["rule"] not in named_rules]
+    shown += [f.model_dump() for f in refused]
+    answer = interrupt({**payload, "findings": shown, "fallback_reason": reason})
     return _decide(state, request, Decision.model_validate(answer))
 
 
