@@ -28,7 +28,14 @@ $(CHROMIUM):
 	command -v chromium >/dev/null || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-test: lint $(CHROMIUM)
+# axe-core, which the console's browser tests inject into every page: the version pinned by
+# package.json and package-lock.json, installed by npm exactly as locked.
+AXE := node_modules/axe-core/axe.min.js
+$(AXE): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+test: lint $(CHROMIUM) $(AXE)
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -42,4 +49,4 @@ lock: $(STAMP)
 	  $(BIN)/pip freeze --exclude-editable | grep -v '^-e' ) > constraints.txt
 
 clean:
-	rm -rf $(VENV) .dripline .dripline-demo .dripline-sim .dripline-screens .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules .dripline .dripline-demo .dripline-sim .dripline-screens .mypy_cache .pytest_cache .ruff_cache
