@@ -2,8 +2,9 @@
 
 ``FunctionModel`` answers with whatever a plain function returns (or raises), pydantic-ai style.
 ``heuristic_answer`` is such a function that writes a plausible, adaptive email from the prompt
-alone: it reads the brief and the ``<data>`` block the way a model would, so the whole prompt
-path is exercised.
+alone: it reads the step's brief, its call to action and the ``<data>`` block the way a model
+would (agents.fake_copy), so the whole prompt path is exercised and each step reads like
+itself. Its rationale says it is a stand-in, so no reviewer mistakes it for a model's work.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
+from agents.fake_copy import Composed, compose
 from agents.llm import Completion, Message
 
 Answer = Callable[[list[Message]], str]
+# Said in every draft's rationale (what a reviewer reads): these rules are not a language model.
+STAND_IN_NOTE = "Stand-in model (rules, not an LLM):"
 
 
 class FunctionModel:
@@ -59,22 +63,26 @@ def heuristic_answer(messages: list[Message]) -> str:
     name = _safe_name(attributes.get("first_name"))
     cta = prompt_field(messages, "CALL TO ACTION")
     label = None if cta.startswith("none") else cta.split("->")[0].strip()
+    brief = compose(prompt_field(messages, "BRIEF"))
+    angle = prompt_field(messages, "ANGLE for this variant")
     lead, why = _lead(clicked, ignored)
+    said = [lead, *brief.lines[:3]] if lead else brief.lines[:3]
     paragraphs = [
         f"Hi {name}," if name else "Hi there,",
-        lead,
-        f"The button below ({label}) takes you straight there, whenever you have a quiet moment."
+        " ".join(said) or "Here is where to start.",
+        *brief.items[:3],
+        " ".join(brief.lines[3:]),
+        f"{label}: it takes you straight there, whenever you have a quiet moment."
         if label
         else "Have a look whenever you have a quiet moment.",
         "Reply to this email if a question comes up; a person reads every reply.",
     ]
-    subject = _subject(clicked, name)
     answer = {
-        "subject": subject,
-        "preheader": "A short note picked for what you looked at so far.",
+        "subject": _subject(brief.subject, clicked, name, prompt_field(messages, "STEP")),
+        "preheader": _preheader(brief),
         "paragraphs": [p for p in paragraphs if p],
         "cta_text": label,
-        "rationale": why,
+        "rationale": f"{STAND_IN_NOTE} {why}" + (f" Angle: {angle}." if angle else ""),
     }
     return json.dumps(answer)
 
@@ -93,13 +101,25 @@ def _lead(clicked: list[str], ignored: list[str]) -> tuple[str, str]:
             "Here is a different way to look at it, in two minutes.",
             f"No clicks so far ({topic} did not land): trying a new angle.",
         )
-    return "Here is where to start.", "No engagement yet: a plain first step from the brief."
+    return "", "No engagement yet: the brief's points, in its order."
 
 
-def _subject(clicked: list[str], name: str | None) -> str:
+def _subject(phrase: str, clicked: list[str], name: str | None, step: str) -> str:
+    """The brief's own subject phrase (so each step has its own), the clicked topic first."""
+    base = phrase or (f"A note on {step.replace('-', ' ')}" if step else "A quick next step")
     if clicked:
-        return f"More on {_topic(clicked[-1])}" + (f", {name}" if name else "")
-    return f"A quick next step, {name}" if name else "A quick next step"
+        topic = _topic(clicked[-1])
+        options = [f"More on {topic}: {base[:1].lower()}{base[1:]}", f"More on {topic}"]
+    else:
+        options = [f"{base}, {name}", base] if name else [base]
+    return next((o for o in options if len(o) <= 60), options[-1][:60])
+
+
+def _preheader(brief: Composed) -> str:
+    """One sentence after the subject: the brief's second point, or its first."""
+    lines = brief.lines[1:2] or brief.lines[:1] or ["A short note for this step."]
+    text = lines[0] if not brief.items else f"{lines[0]} {' '.join(brief.items[:2])}"
+    return text if len(text) <= 140 else text[:137].rsplit(" ", 1)[0] + "..."
 
 
 def _topic(url: str) -> str:
