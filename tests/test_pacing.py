@@ -8,6 +8,7 @@ OpenAI-compatible server (agents.devserver), which counts the requests it gets.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,10 +16,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from harness import Stack, eventually, make_settings, running_stack
 from sqlalchemy import func, select
 
-from agents.devserver import HEURISTIC_MODEL, HeuristicResponder, Reply, ScriptedResponder
+from agents.devserver import HEURISTIC_MODEL, HeuristicResponder, Reply, ScriptedResponder, serving
 from agents.devserver import serve_openai as serve_model
 from sequences.mail.capture import CapturedMessage, CaptureServer
 from sequences.store.tables import MODEL_CALLS
@@ -105,3 +108,69 @@ async def test_a_malformed_body_then_an_answer_sends_the_models_copy_with_both_a
     [email] = stack.mail_to(ADDRESS)
     assert not email.subject.startswith("Fallback")
     assert len(model.requests) == 2
+
+
+class GatedModel:
+    """The local model, except that its first answer waits for ``gate``: a draft in flight
+    while another batch takes the contact's slot under the cap."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.requests = 0
+        self.answer = HeuristicResponder()
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/v1/chat/completions")
+        async def complete(request: Request) -> JSONResponse:
+            self.requests += 1
+            if self.requests == 1:
+                await self.gate.wait()
+            reply = self.answer(await request.json())
+            message = {"role": "assistant", "content": reply.content}
+            usage = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": 1}
+            return JSONResponse(
+                {
+                    "id": f"chatcmpl-{self.requests}",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": reply.model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "usage": {**usage, "total_tokens": reply.prompt_tokens + 1},
+                }
+            )
+
+        return app
+
+
+async def test_a_draft_whose_slot_was_taken_meanwhile_waits_and_is_sent_as_it_is(
+    database_url: str, redis_db: str, capture: CaptureServer, tmp_path: Path
+) -> None:
+    model = GatedModel()
+    async with serving(model.app()) as base:
+        settings = make_settings(tmp_path, database_url, OPENAI_BASE_URL=f"{base}/v1")
+        async with running_stack(settings, redis_db, capture) as stack:
+            cap = "frequency_cap: {max: 1, per: 2d}\n"
+            for key in ("first", "second"):
+                assert (await stack.apply(key, sequence(key, [key], cap))).status_code == 201
+            slow = (await stack.enroll("first", ADDRESS)).json()["id"]
+            await eventually(lambda: _at_least(model.requests, 1))
+            # While the first draft is in flight, the second sequence's email takes the slot.
+            await stack.enroll("second", ADDRESS)
+            await eventually(lambda: _at_least(len(stack.mail_to(ADDRESS)), 1))
+            model.gate.set()
+            done = await eventually(lambda: _completed(stack, slow), within=30)
+
+    [deferred] = [e for e in done["timeline"] if e["kind"] == "deferred"]
+    assert deferred["reason"] == "frequency cap" and deferred["kept"]["draft"]["subject"]
+    [drafted] = [e for e in done["timeline"] if e["kind"] == "drafted"]
+    assert drafted["model"] == HEURISTIC_MODEL
+    mail = sorted(stack.mail_to(ADDRESS), key=accepted_at)
+    assert [m.subject for m in mail][1] == deferred["kept"]["draft"]["subject"]
+    assert model.requests == 2  # the kept draft went as it was: no second call for it
+    assert accepted_at(mail[1]) - accepted_at(mail[0]) >= timedelta(seconds=2)
+
+
+async def _at_least(value: int, count: int) -> bool:
+    return value >= count
