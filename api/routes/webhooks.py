@@ -28,6 +28,7 @@ from sequences.kit.fetcher import Fetcher, FetchFailed
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 log = logging.getLogger(__name__)
+LOGGED = 20  # items named in the log per request: a batch of 1,000 bad items is one problem
 
 
 @router.post("/{provider}")
@@ -64,8 +65,9 @@ async def _parse(deps: Deps, esp: Provider, body: bytes, headers: Headers) -> li
     try:
         return esp.parse(body, headers)
     except Malformed as malformed:
-        _log_rejected(esp, [Rejected(malformed.path, malformed.reason)])
-        await tally.add(deps.redis, esp.name, {}, [Rejected(malformed.path, malformed.reason)])
+        whole = [Rejected(malformed.path, malformed.reason)]
+        _log_rejected(esp, whole)
+        await tally.add(deps.redis, esp.name, {}, whole)
         raise
 
 
@@ -84,7 +86,7 @@ async def _handle(deps: Deps, esp: Provider, items: list[Item]) -> dict[str, Any
     await tally.add(deps.redis, esp.name, counts, found.rejected)
     _log_rejected(esp, found.rejected)
     if found.foreign:  # another system's mail on the same account, or our id for someone else
-        refs = [e.message_ref for e in found.foreign]
+        refs = [e.message_ref for e in found.foreign[:LOGGED]]
         log.info("webhook events not about our mail", extra={"provider": esp.name, "refs": refs})
     log.info("webhook handled", extra={"provider": esp.name, **counts})
     return _answer(accepted, duplicates, len(found.ignored), len(found.foreign), found.rejected)
@@ -125,7 +127,8 @@ def _answer(
 
 
 def _log_rejected(esp: Provider, rejected: list[Rejected]) -> None:
-    for item in rejected:
+    """One line per rejected item, up to LOGGED of them; /metrics counts them all."""
+    for item in rejected[:LOGGED]:
         extra = {"provider": esp.name, "path": item.path, "reason": item.message}
         log.warning("webhook item rejected", extra=extra)
 
