@@ -152,13 +152,18 @@ class OpenAIChatModel:
     def _attempt(
         self, number: int, last: int, error: ModelError | None, wait: float | None
     ) -> Attempt:
-        """The attempt as the timeline shows it, logged as one structured line."""
+        """The attempt as the timeline shows it, logged as one line: its fields in ``extra``
+        for a structured handler, and in the text for a plain one."""
         status = error.status if error is not None else 200
         attempt = Attempt(number, status, str(error) if error is not None else None, wait)
-        level = logging.INFO if error is None else logging.WARNING
         extra = {"model": self.name, "attempt": number, "of": last, "status": status}
         extra |= {"error": attempt.error, "wait": wait}
-        log.log(level, "model attempt" if error is None else "model attempt failed", extra=extra)
+        if error is None:
+            log.info("model attempt %d of %d: status 200", number, last, extra=extra)
+        else:
+            then = "gave up" if wait is None else f"retrying in {wait:.2f} s"
+            text = "model attempt %d of %d failed: status %s, %s; %s"
+            log.warning(text, number, last, status, attempt.error, then, extra=extra)
         return attempt
 
     async def _once(

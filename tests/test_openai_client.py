@@ -270,6 +270,8 @@ async def test_a_malformed_body_then_a_good_answer_sends_the_models_copy(
         (2, MAX_RETRIES + 1, "INFO"),
     ]
     assert "not JSON" in logged[0].error  # type: ignore[attr-defined]
+    assert "attempt 1 of 3 failed: status 200" in logged[0].getMessage()
+    assert "not JSON" in logged[0].getMessage() and "retrying in" in logged[0].getMessage()
 
 
 async def test_the_heuristic_responder_writes_a_draft_that_is_sent() -> None:
