@@ -242,3 +242,43 @@ def test_tag_headers_come_back_in_each_providers_events() -> None:
     assert tag_headers("resend", pk) == {}
     with pytest.raises(ValueError, match="unknown ESP"):
         tag_headers("sparkpost", pk)
+
+
+def sendgrid_sample(email: str) -> list[dict[str, Any]]:
+    """One of each event SendGrid documents, about one message, as one batch."""
+    browser = {"useragent": esp.BROWSER_UA, "ip": "255.255.255.255"}
+    fields: list[tuple[str, dict[str, Any]]] = [
+        ("processed", {}),
+        ("deferred", {"response": "400 try again later", "attempt": "5"}),
+        ("delivered", {"response": "250 OK"}),
+        ("open", {**browser, "sg_machine_open": False}),
+        ("click", {**browser, "url": "https://acme.test/quickstart", "url_offset": {"index": 0}}),
+        ("bounce", {"reason": "500 unknown recipient", "status": "5.0.0", "type": "bounce"}),
+        ("dropped", {"reason": "Bounced Address", "status": "5.0.0"}),
+        ("spamreport", {}),
+        ("unsubscribe", {}),
+        ("group_unsubscribe", {**browser, "asm_group_id": 10}),
+        ("group_resubscribe", {**browser, "asm_group_id": 10}),
+    ]
+    later = int(time.time()) + 5  # after the send, as a person's open and click are
+    return [esp.sendgrid_event(kind, email, timestamp=later, **extra) for kind, extra in fields]
+
+
+async def test_sendgrids_documented_batch(stack: Stack) -> None:
+    sent = (await send_to(stack, "ada@example.com"))["ada@example.com"]
+    batch = [esp.tagged("sendgrid", event, sent.pk) for event in sendgrid_sample(sent.email)]
+    answer = await post(stack, esp.sendgrid(batch))
+    assert (answer["accepted"], answer["ignored"], answer["rejected"]) == (10, 1, []), answer
+    assert [e["type"] for e in await stored(stack)] == [
+        "delayed",
+        "delivered",
+        "opened",
+        "clicked",
+        "bounced",
+        "bounced",
+        "complained",
+        "unsubscribed",
+        "group_unsubscribed",
+        "group_resubscribed",
+    ]
+    assert await suppressed(stack, sent.email) is not None
