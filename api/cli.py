@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -14,12 +14,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.auth import Role, create_key
+from api.auth import KeyInfo, Role, create_key, list_keys, revoke_key
 from evals.command import eval_app
 from sequences.definitions import registry
 from sequences.definitions.document import DefinitionError, SequenceDefinition
 from sequences.definitions.loading import parse_definition
+from sequences.errors import DriplineError
 from sequences.mail.dkim import check_names, dns_txt_record
 from sequences.mail.render import LayoutRenderer
 from sequences.mail.signers import load_or_create_key
@@ -112,7 +114,7 @@ def apply(path: Path) -> None:
 @keys.command("create")
 def keys_create(
     name: str,
-    role: Annotated[Role, typer.Option(help="admin, enroll or reviewer.")] = Role.admin,
+    role: Annotated[Role, typer.Option(help="admin, enroll, reviewer or metrics.")] = Role.admin,
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
 
@@ -127,6 +129,52 @@ def keys_create(
 
     _ensure_data_dir()
     typer.echo(_with_database(run()))
+
+
+@keys.command("list")
+def keys_list(
+    revoked: Annotated[bool, typer.Option("--revoked", help="Include revoked keys.")] = False,
+) -> None:
+    """List API keys: name, prefix, role, created (and revoked); never a secret."""
+
+    async def run() -> list[KeyInfo]:
+        return await _in_transaction(lambda conn: list_keys(conn, revoked=revoked))
+
+    _ensure_data_dir()
+    for key in _with_database(run()):
+        revoked_at = f"  revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else ""
+        created = f"{key.created_at:%Y-%m-%d %H:%M}"
+        typer.echo(f"{key.prefix}  {key.role:<8}  {created}  {key.name}{revoked_at}")
+
+
+@keys.command("revoke")
+def keys_revoke(
+    name_or_prefix: Annotated[str, typer.Argument(help="The key's name or its prefix (dl_...).")],
+) -> None:
+    """Revoke a key at once; its console sessions end with it."""
+
+    async def run() -> KeyInfo:
+        return await _in_transaction(
+            lambda conn: revoke_key(conn, name_or_prefix, datetime.now(UTC))
+        )
+
+    _ensure_data_dir()
+    try:
+        key = _with_database(run())
+    except DriplineError as error:
+        raise _fail(error.message) from None
+    typer.echo(f"revoked {key.prefix} ({key.name}, {key.role})")
+
+
+async def _in_transaction(job: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """``job`` in one transaction on the newest schema."""
+    engine = make_engine(Settings().resolved_database_url)
+    try:
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            return await job(conn)
+    finally:
+        await engine.dispose()
 
 
 @dkim.command("keygen")

@@ -8,10 +8,41 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from sequences.definitions.document import DefinitionError
 from sequences.errors import DriplineError
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every error's shape."""
+
+    error: ErrorDetail
+
+
+DESCRIPTIONS = {
+    400: "The request cannot be done as asked",
+    401: "Missing, unknown or revoked API key",
+    403: "The key's role may not do this",
+    404: "Not found",
+    409: "Conflicts with the current state",
+    413: "The body is larger than the limit",
+    422: "Invalid request: `details` lists each field at fault",
+    503: "Not configured here, or a dependency is unreachable",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route answers with."""
+    return {s: {"model": ErrorBody, "description": DESCRIPTIONS[s]} for s in statuses}
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
@@ -60,15 +91,37 @@ async def _dripline(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
     response = error_response(
-        exc.status_code, code.get(exc.status_code, "http_error"), str(exc.detail)
+        exc.status_code, _CODES.get(exc.status_code, "http_error"), str(exc.detail)
     )
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
     return response
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of every route at the refused route's path (Starlette names the first
+    route's alone, though GET and PUT of one path are two routes)."""
+    path = getattr(request.scope.get("route"), "path", None)
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if path is not None and route.path == path:
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]

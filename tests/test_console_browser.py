@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from browser_cases import Console, enrolled, ready
+from browser_cases import Console, axe_violations, enrolled, ready
 from console_cases import BAD_BODY, REVIEWED
+from harness import Stack, eventually
 from playwright.async_api import Dialog, async_playwright, expect
 from review_cases import model_stack, pending
 
@@ -234,3 +235,51 @@ async def test_two_reviewers_on_one_draft_see_each_other_and_the_loser_moves_on(
     await expect(bo.locator(".banner.claim")).to_contain_text("Being reviewed by ana")
     [left] = await pending(console.stack)
     assert left["id"] == second["id"]
+
+
+async def _every_page(console: Console) -> list[str]:
+    """One of each console page, with data in it: a draft pending and one decided (its email
+    delivered to the dev inbox), its enrollment, contact and sequence."""
+    decided, waiting = await enrolled(console.stack, "ivy", "jo")
+    stack = console.stack
+    await stack.client.post(f"/v1/drafts/{decided['id']}/approve", headers=stack.auth())
+    await eventually(lambda: _arrived(stack, str(decided["email"])))
+    body = await stack.enrollment(str(decided["enrollment_id"]))
+    contact = await stack.client.get(f"/v1/contacts/{decided['email']}", headers=stack.auth())
+    inbox = sorted(p.stem for p in stack.capture.directory.glob("*.eml"))
+    message = next(e["message"] for e in body["timeline"] if e.get("message"))
+    return [
+        "/console/queue",
+        "/console/queue?sequence=reviewed&step=welcome&sort=deadline",
+        f"/console/drafts/{waiting['id']}",
+        f"/console/drafts/{decided['id']}",
+        f"/console/drafts/{waiting['id']}/preview",
+        "/console/sequences",
+        "/console/sequences/reviewed",
+        "/console/contacts",
+        f"/console/contacts/{contact.json()['id']}",
+        f"/console/enrollments/{decided['enrollment_id']}",
+        f"/console/messages/{message}/html",
+        "/console/inbox",
+        f"/console/inbox/{inbox[-1]}",
+        f"/console/inbox/{inbox[-1]}/html",
+        "/console/drafts/drf_missing",
+    ]
+
+
+async def _arrived(stack: Stack, address: str) -> bool:
+    return bool(stack.mail_to(address))
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+async def test_axe_finds_nothing_serious_on_any_page(console: Console, width: int) -> None:
+    paths = await _every_page(console)
+    signed_out = await console.page(width, audited=True)
+    await signed_out.goto(f"{console.base}/console/sign-in")
+    found = {"/console/sign-in": await axe_violations(signed_out)}
+    page = await console.signed_in(width=width, audited=True)
+    for path in paths:
+        await page.goto(console.base + path)
+        found[path] = await axe_violations(page)
+    bad = [f"{path}: {v}" for path, found_here in found.items() for v in found_here]
+    assert not bad, "\n".join(bad)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
-from api.deps import DepsDep
+from api.deps import DepsDep, MetricsReader
 from api.routes import webhooks
 from sequences.store.tables import ENROLLMENTS, MESSAGES, RUNS
 
@@ -36,8 +37,8 @@ async def healthz(deps: DepsDep, response: Response) -> dict[str, Any]:
     return {"status": "ok" if healthy else "degraded", **checks}
 
 
-@router.get("/metrics")
-async def metrics(deps: DepsDep) -> Response:
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(deps: DepsDep, _: MetricsReader) -> Response:
     """Messages by state, outbox rows by state and overdue, enrollments by status."""
     registry = CollectorRegistry()
     messages = Gauge("dripline_messages", "Messages by state", ["state"], registry=registry)

@@ -23,6 +23,9 @@ router = APIRouter(tags=["tracking"])
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store, private"}
 BURST_WINDOW = timedelta(seconds=2)
+HTML_404: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such token", "content": {"text/html": {"schema": {"type": "string"}}}}
+}
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,11 @@ async def _record(
     return (await feedback.ingest(conn, deps, [event], now)).wake
 
 
-@router.get("/t/o/{token}")
+@router.get(
+    "/t/o/{token}",
+    response_class=Response,
+    responses={200: {"description": "A 1x1 GIF", "content": {"image/gif": {}}}},
+)
 async def open_pixel(token: str, deps: DepsDep) -> Response:
     """A 1x1 GIF; the open is stored unverified (privacy proxies fetch every image)."""
     now = deps.clock.now()
@@ -95,7 +102,12 @@ def _pixel(token: str) -> ColumnElement[bool]:
     )
 
 
-@router.get("/t/c/{token}")
+@router.get(
+    "/t/c/{token}",
+    status_code=302,
+    response_class=RedirectResponse,
+    responses={302: {"description": "To the link's stored URL"}, **HTML_404},
+)
 @router.head("/t/c/{token}", include_in_schema=False)  # link scanners probe with HEAD
 async def click(token: str, request: Request, deps: DepsDep) -> Response:
     """Redirect to the stored link; HEAD requests, scanners and instant clicks count as bots."""
@@ -137,7 +149,7 @@ async def _link_burst(conn: AsyncConnection, message_pk: str, url: str, now: dat
     return any((props or {}).get("url") != url for (props,) in recent)
 
 
-@router.get("/u/{token}", response_class=HTMLResponse)
+@router.get("/u/{token}", response_class=HTMLResponse, responses=HTML_404)
 async def unsubscribe_page(token: str, deps: DepsDep) -> HTMLResponse:
     """A confirmation page; fetching it changes nothing (link scanners fetch it too)."""
     async with deps.reader.connect() as conn:
@@ -156,7 +168,7 @@ async def unsubscribe_page(token: str, deps: DepsDep) -> HTMLResponse:
     )
 
 
-@router.post("/u/{token}")
+@router.post("/u/{token}", response_class=HTMLResponse, responses=HTML_404)
 async def unsubscribe(token: str, deps: DepsDep) -> HTMLResponse:
     """RFC 8058 one-click: no login, no redirect; the address is suppressed at once."""
     now = deps.clock.now()
