@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     )
     max_send_attempts: int = Field(5, alias="DRIPLINE_MAX_SEND_ATTEMPTS", gt=0)
     max_body_bytes: int = Field(1_000_000, alias="DRIPLINE_MAX_BODY_BYTES", gt=0)
+    metrics_public: bool = Field(
+        False,
+        alias="DRIPLINE_METRICS_PUBLIC",
+        description="Serve /metrics without a key (else a metrics or admin key is needed).",
+    )
     bot_click_window_seconds: float = Field(2.0, alias="DRIPLINE_BOT_CLICK_SECONDS")
     score_half_life: Duration = Field(
         "14d",

@@ -29,7 +29,7 @@ async def test_health_metrics_and_docs(
     async with running_stack(settings, redis_db, capture, worker=False) as stack:
         health = await stack.client.get("/healthz")
         assert health.json() == {"status": "ok", "database": "ok", "redis": "ok"}
-        metrics = await stack.client.get("/metrics")
+        metrics = await stack.client.get("/metrics", headers=stack.auth())
         assert metrics.status_code == 200
         assert "dripline_outbox_overdue 0.0" in metrics.text
         schema = (await stack.client.get("/openapi.json")).json()
