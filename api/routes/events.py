@@ -26,10 +26,9 @@ async def post_events(body: EventsIn, deps: DepsDep, _: Enroller) -> dict[str, A
 async def accept(
     deps: Deps, events: list[EventIn], *, source: str = "api", where: str = "events"
 ) -> dict[str, Any]:
-    """Resolve, store and act on a batch of events in one transaction: the feedback endpoint and
-    the ESP webhooks share it. ``source`` namespaces event ids (``sendgrid:<id>``); ``where``
-    prefixes the paths in error messages. Any unresolvable event fails the whole batch."""
-    now = deps.clock.now()
+    """Resolve, store and act on a batch of events in one transaction. ``source`` namespaces
+    event ids (``sendgrid:<id>``); ``where`` prefixes the paths in error messages. Any
+    unresolvable event fails the whole batch."""
     reported = [
         Reported(
             type=e.type,
@@ -42,6 +41,13 @@ async def accept(
         )
         for e in events
     ]
+    return await store(deps, reported, source=source, where=where)
+
+
+async def store(deps: Deps, reported: list[Reported], *, source: str, where: str) -> dict[str, Any]:
+    """What the feedback endpoint and the ESP webhooks share: resolve, store and act in one
+    transaction, then wake the worker for what fell due."""
+    now = deps.clock.now()
 
     async def work(conn: AsyncConnection) -> feedback.Outcome:
         incoming = await resolve.resolve(

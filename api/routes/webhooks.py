@@ -18,12 +18,12 @@ from fastapi import APIRouter, Request
 from prometheus_client import CollectorRegistry, Counter
 
 from api.deps import DepsDep
+from api.routes import events
 from sequences.deps import Deps
-from sequences.intake import feedback, ours, resolve, tally
+from sequences.intake import ours, tally
 from sequences.intake.esp import providers
 from sequences.intake.esp.common import Headers, Item, Malformed, Rejected, WebhookRejected
 from sequences.intake.esp.providers import Provider
-from sequences.intake.resolve import Reported
 from sequences.kit.fetcher import Fetcher, FetchFailed
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -76,7 +76,10 @@ async def _handle(deps: Deps, esp: Provider, items: list[Item]) -> dict[str, Any
         found = await ours.sort(
             conn, items, group_is_global=deps.settings.group_unsubscribe_suppresses
         )
-    accepted, duplicates = await _store(deps, esp.name, found.ours) if found.ours else (0, 0)
+    accepted, duplicates = 0, 0
+    if found.ours:  # resolved, stored and acted on as POST /v1/events does
+        stored = await events.store(deps, found.ours, source=esp.name, where=esp.name)
+        accepted, duplicates = stored["accepted"], stored["duplicates"]
     counts = {
         "accepted": accepted,
         "duplicate": duplicates,
@@ -90,23 +93,6 @@ async def _handle(deps: Deps, esp: Provider, items: list[Item]) -> dict[str, Any
         log.info("webhook events not about our mail", extra={"provider": esp.name, "refs": refs})
     log.info("webhook handled", extra={"provider": esp.name, **counts})
     return _answer(accepted, duplicates, len(found.ignored), len(found.foreign), found.rejected)
-
-
-async def _store(deps: Deps, source: str, reported: list[Reported]) -> tuple[int, int]:
-    """Resolve, store and act in one transaction, as POST /v1/events does."""
-    now = deps.clock.now()
-    async with deps.engine.begin() as conn:
-        incoming = await resolve.resolve(
-            conn,
-            reported,
-            now,
-            source=source,
-            where=source,
-            bot_window_seconds=deps.settings.bot_click_window_seconds,
-        )
-        outcome = await feedback.ingest(conn, deps, incoming, now)
-    await deps.waker.wake_at(outcome.wake)
-    return outcome.accepted, outcome.duplicates
 
 
 def _answer(
