@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from console_cases import REVIEWED
-from harness import Stack
+from harness import Stack, eventually
 from playwright.async_api import Browser, Page, expect
 from review_cases import pending
 
@@ -86,3 +86,72 @@ async def axe_violations(page: Page) -> list[str]:
         for v in found
         if v["impact"] in BLOCKING
     ]
+
+
+# A sequence whose every count differs: two variants, a branch to an exit step (a normal
+# completion), a long wait (still active), and an exit on replies.
+COUNTED = """
+key: counted
+name: Counted
+sender: {from: "Dana at Acme <dana@acme.test>"}
+approval: never
+exit_on: [replied]
+steps:
+  - id: hello
+    email:
+      brief: Say hello and point to the quickstart.
+      fallback: {subject: "Hello", body: "Hi there,\\n\\nThe quickstart is ready."}
+      variants:
+        - id: warm
+          angle: a warm welcome
+          fallback: {subject: "A warm hello", body: "Hi there,\\n\\nWelcome aboard."}
+        - id: brief
+          angle: one short line
+          fallback: {subject: "Hello", body: "Hi there,\\n\\nThe quickstart is ready."}
+  - id: route
+    branch:
+      - {if: "contact.plan == 'done'", goto: done}
+      - {else: pause}
+  - id: pause
+    wait: {for: 30d}
+  - id: done
+    exit: {reason: finished}
+"""
+REFUSED = "gone@example.com"  # the capture server refuses it for good: a bounce at sending
+
+
+async def counted_traffic(stack: Stack) -> None:
+    """Nine emails sent and one refused; then a bounce reported later, an unsubscribe, a reply,
+    a click and a cancellation. Expected: sent 9, delivered 8, bounced 2; enrollments 2 active,
+    3 completed (at the exit step), 4 exited, 1 cancelled."""
+    assert (await stack.apply("counted", COUNTED)).status_code == 201
+    ids: dict[str, str] = {}
+    people = [(f"a{n}@example.com", "done") for n in (1, 2, 3)]
+    people += [(f"b{n}@example.com", "trial") for n in range(1, 7)] + [(REFUSED, "trial")]
+    for address, plan in people:
+        enrolled = await stack.enroll("counted", address, attributes={"plan": plan})
+        ids[address] = enrolled.json()["id"]
+
+    async def settled() -> bool:
+        states = [(await stack.enrollment(ids[a]))["status"] for a, _ in people]
+        sent = [a for a, _ in people if a != REFUSED and stack.mail_to(a)]
+        return len(sent) == 9 and states.count("exited") == 4  # a1-a3 and the refused one
+
+    await eventually(settled)
+    events = [
+        ("b1@example.com", "bounced", {"bounce_type": "hard"}),
+        ("b2@example.com", "unsubscribed", {}),
+        ("b3@example.com", "replied", {}),
+        ("b5@example.com", "clicked", {}),
+    ]
+    batch = [
+        {"type": kind, "email": who, "message_id": stack.mail_to(who)[0].message_id, **extra}
+        for who, kind, properties in events
+        for extra in [{"properties": properties} if properties else {}]
+    ]
+    posted = await stack.client.post("/v1/events", json={"events": batch}, headers=stack.auth())
+    assert posted.status_code in (200, 202), posted.text
+    cancelled = await stack.client.post(
+        f"/v1/enrollments/{ids['b4@example.com']}/cancel", headers=stack.auth()
+    )
+    assert cancelled.status_code == 200, cancelled.text

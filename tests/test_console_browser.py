@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from browser_cases import Console, axe_violations, enrolled, ready
+from browser_cases import REFUSED, Console, axe_violations, counted_traffic, enrolled, ready
 from console_cases import BAD_BODY, REVIEWED
 from harness import Stack, eventually
 from playwright.async_api import Dialog, async_playwright, expect
@@ -17,10 +17,22 @@ from review_cases import model_stack, pending
 
 from agents.devserver import serving
 from api.auth import Role
-from sequences.mail.capture import CaptureServer
+from sequences.mail.capture import CaptureServer, RejectRule
 
 CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 20_000
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> Iterator[CaptureServer]:
+    """The SMTP capture, refusing one address for good (the counts test's bounce at sending)."""
+    rule = RejectRule(f"^{re.escape(REFUSED)}$", 550, "5.1.1 No such user")
+    server = CaptureServer(tmp_path / "inbox", rules=[rule])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -283,3 +295,41 @@ async def test_axe_finds_nothing_serious_on_any_page(console: Console, width: in
         found[path] = await axe_violations(page)
     bad = [f"{path}: {v}" for path, found_here in found.items() for v in found_here]
     assert not bad, "\n".join(bad)
+
+
+async def test_every_page_and_the_api_count_the_same_emails_and_enrollments(
+    console: Console,
+) -> None:
+    await counted_traffic(console.stack)
+    api = await console.stack.client.get("/v1/sequences/counted", headers=console.stack.auth())
+    hello, outcomes = api.json()["steps"]["hello"], api.json()["enrollments"]
+    assert {k: hello[k] for k in ("sent", "delivered", "bounced", "clicked", "replied")} == {
+        "sent": 9,
+        "delivered": 8,
+        "bounced": 2,
+        "clicked": 1,
+        "replied": 1,
+    }
+    assert hello["unsubscribed"] == 1 and sum(v["sent"] for v in hello["variants"].values()) == 9
+    assert outcomes == {"active": 2, "completed": 3, "exited": 4, "cancelled": 1}
+
+    page = await console.signed_in()
+    await page.goto(f"{console.base}/console/sequences")
+    row = page.locator("tr", has=page.locator("a[href='/console/sequences/counted']"))
+    for label, value in [*(("Sent", 9), ("Delivered", 8), ("Bounced", 2)), *outcomes.items()]:
+        await expect(row.locator(f"td[data-label='{label.title()}']")).to_have_text(str(value))
+
+    await page.goto(f"{console.base}/console/sequences/counted")
+    await expect(page.locator(".enrollment-counts")).to_have_text(
+        "2 active, 3 completed, 4 exited, 1 cancelled"
+    )
+    funnel = page.locator(".funnel", has=page.locator("h3", has_text="hello"))
+    columns = await funnel.locator("thead th").all_text_contents()
+    for stage in ("sent", "delivered", "bounced"):
+        cells = await funnel.locator(f"tr.stage-{stage} td .figures").all_inner_texts()
+        shown = dict(zip(columns[1:], (int(c.split()[0]) for c in cells), strict=True))
+        by_variant = {v: counts[stage] for v, counts in hello["variants"].items()}
+        assert shown == {"All": hello[stage], **by_variant}, stage
+    for variant, counts in hello["variants"].items():  # the bandit's split says the same
+        arm = page.locator(f"tr.arm[data-arm='{variant}'] .arm-sent")
+        await expect(arm).to_have_text(str(counts["sent"]))
