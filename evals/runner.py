@@ -106,7 +106,7 @@ async def run_case(case: Case, side: Side, harness: Harness) -> CaseResult:
 async def _draft(result: CaseResult, request: CopyRequest, side: Side, h: Harness) -> None:
     case = result.case
     model = None
-    if not side.offline:
+    if not side.offline and case.writer == "model":
         model = CachingModel(
             side.model, side.chat, h.store, case.suite, side.prompt, side.config.temperature
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -70,6 +70,9 @@ class CaseSpec(_Spec):
     contact: dict[str, Any]
     engagement: EngagementSpec = EngagementSpec()
     variant: str | None = None
+    # "composer": the step's fallback copy writes, as when no model is set or its drafts are
+    # refused, through the same gate; such a case needs no model and no recording.
+    writer: Literal["model", "composer"] = "model"
     expect: tuple[Any, ...] = ()
 
 
@@ -93,6 +96,7 @@ class Case:
     expectations: tuple[Expectation, ...]
     layout: str
     sender_line: str
+    writer: str = "model"
 
     @property
     def key(self) -> str:
@@ -185,7 +189,16 @@ def _case(
     except SandboxError as error:
         raise SuiteError(f"{path}: {where}.step.fallback: {_line(str(error))}") from None
     line = f"{sender['name']} · {sender['email']}"
-    return Case(suite.suite, spec.id, spec.about, request, tuple(expectations), suite.layout, line)
+    return Case(
+        suite.suite,
+        spec.id,
+        spec.about,
+        request,
+        tuple(expectations),
+        suite.layout,
+        line,
+        spec.writer,
+    )
 
 
 def _step(path: Path, where: str, raw: Any, steps: dict[str, EmailSpec]) -> tuple[str, EmailSpec]:

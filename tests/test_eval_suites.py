@@ -20,12 +20,18 @@ HARD_CASES = {
     "very long fields": "onboarding/very-long-fields",
     "contradictory engagement": "sales-follow-up/click-without-open",
     "prompt injection in contact fields": "win-back/injection-in-cancel-reason",
+    "fallback path with an injected field": "signup-data/composer-injection-in-company",
+    "fallback path with template syntax": "signup-data/composer-template-in-name",
+    "placeholder greeting": "signup-data/model-placeholder-name",
+    "offer bait": "signup-data/model-discount-bait",
 }
 
 
 def test_the_shipped_suites_cover_three_sequences_and_the_hard_cases() -> None:
     suites = load_suites(SUITES)
-    assert [s.name for s in suites] == ["onboarding", "sales-follow-up", "win-back"]
+    assert [s.name for s in suites] == ["onboarding", "sales-follow-up", "signup-data", "win-back"]
+    writers = {case.writer for suite in suites for case in suite.cases}
+    assert writers == {"model", "composer"}  # the fallback path has cases of its own
     keys = {case.key for suite in suites for case in suite.cases}
     assert len(keys) >= 30
     missing = {kind: key for kind, key in HARD_CASES.items() if key not in keys}

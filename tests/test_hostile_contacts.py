@@ -106,7 +106,7 @@ def _text(raw: bytes) -> tuple[str, str, str]:
     parts: dict[str, str] = {}
     for part in message.walk():
         if part.get_content_maintype() == "text":
-            parts[part.get_content_subtype()] = part.get_content()  # type: ignore[attr-defined]
+            parts[part.get_content_subtype()] = part.get_content()
     return str(message["subject"]), parts.get("plain", ""), parts.get("html", "")
 
 
