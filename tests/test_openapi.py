@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -171,7 +172,7 @@ _unstarted = create_app(make_settings(Path("unused"), "sqlite+aiosqlite://"), re
 schema = schemathesis.openapi.from_dict(_unstarted.openapi())
 
 
-def _negates_headers(case: schemathesis.Case) -> bool:
+def _negates_headers(case: schemathesis.Case[Any]) -> bool:
     """A case about the headers themselves (a missing or bad Authorization) goes as generated;
     every other one with the admin key, so it reaches the route."""
     components = case.meta.components if case.meta else {}
@@ -188,7 +189,7 @@ def _negates_headers(case: schemathesis.Case) -> bool:
     phases=[Phase.explicit, Phase.generate],
 )
 @seed(15)
-def test_schemathesis_finds_no_failure(case: schemathesis.Case, served: Served) -> None:
+def test_schemathesis_finds_no_failure(case: schemathesis.Case[Any], served: Served) -> None:
     # Every check but positive_data_acceptance: a schema-valid sequence can still be refused for
     # what it means (an unknown step in a goto), and a made-up enrollment id is rightly a 404.
     case.call_and_validate(
