@@ -142,10 +142,12 @@ async def simulate(
     ):
         driver = Driver(client, settings, defn, truth, config, crowd, stop, progress)
         await driver.run()
+        # A signal after the last day stops nothing that was still to come.
+        interrupted, reached = stop.is_set(), driver.day()
     # Only now, with the worker stopped: the report reads what the run left in the database.
     report = await build_report(settings)
     report.enrolled, report.seconds = driver.enrolled, time.monotonic() - driver.clock_start
-    report.day, report.interrupted = driver.day(), stop.is_set()
+    report.day, report.interrupted = min(reached, config.days), interrupted
     return report
 
 
