@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agents.copy import EngagementSummary
+from agents.prompting import PACKAGED
 from sequences.definitions.document import EmailSpec
 from sequences.delivery.compose import StepView, as_written, build_request
 
@@ -61,3 +62,16 @@ def test_as_written_bounds_nesting_and_numbers() -> None:
     assert held[1] == "contact.deep (nested deeper than 4 levels)"
     shallow, none_held = as_written({"address": {"city": "Lyon", "geo": {"lat": 45.7}}})
     assert shallow == {"address": {"city": "Lyon", "geo": {"lat": 45.7}}} and none_held == ()
+
+
+def test_the_model_reads_bounded_cleaned_values() -> None:
+    plain = build_request(STEP, {"first_name": "Ada", "company": "Globex"}, EngagementSummary())
+    hostile = {"first_name": "Ada", "company": "Globex", "notes": "word " * 980}
+    hostile |= {f"field_{n}": value for n, value in enumerate(HOSTILE.values())}
+    request = build_request(STEP, hostile, EngagementSummary())
+    messages = PACKAGED.draft_messages(request, None, None)
+    prompt = "\n".join(m["content"] for m in messages)
+    for value in [*HOSTILE.values(), "word word"]:
+        assert value.strip()[:12] not in prompt, value
+    baseline = "\n".join(m["content"] for m in PACKAGED.draft_messages(plain, None, None))
+    assert len(prompt) < len(baseline) + 200  # the held fields add nothing but their absence

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from harness import Stack, eventually, make_settings, running_stack
+from review_cases import pending
 from sqlalchemy import insert, update
 
 from agents.devserver import Reply, ScriptedResponder, serve_openai
@@ -190,3 +191,38 @@ async def test_a_contact_named_plainly_is_greeted_by_name(
             await conn.execute(update(CONTACTS).values(attributes={"first_name": "<b>x</b>"}))
         shown = await stack.client.get("/v1/contacts/ada@example.com", headers=stack.auth())
         assert shown.json()["attributes"] == {"first_name": "<b>x</b>"}
+
+
+# An author's template with a bare default: a contact with no first name reads "Hi ,".
+BARE_DEFAULT = SEQUENCE.replace(
+    "Hi {{ contact.first_name | default('there', true) }},",
+    "Hi {{ contact.first_name | default('') }},",
+)
+
+
+@pytest.mark.parametrize("policy", ["skip", "hold"])
+async def test_refused_copy_takes_the_sequences_policy(
+    policy: str, tmp_path: Path, capture: CaptureServer, redis_db: str
+) -> None:
+    document = BARE_DEFAULT.replace("steps:", f"refused_copy_policy: {policy}\nsteps:")
+    async with _no_model(tmp_path, redis_db, capture) as stack:
+        assert (await stack.apply("hostile", document)).status_code == 201
+        response = await stack.enroll("hostile", "nameless@example.com", attributes={})
+        assert response.status_code == 201
+        if policy == "skip":
+            await _first_mail_or_skip(stack, "nameless@example.com")
+            timeline = await _timeline(stack, "nameless@example.com")
+            assert "guardrails refused the copy: greeting_named" in timeline
+        else:
+            [listed] = await pending(stack)
+            assert listed["failed_checks"] == ["greeting_named"]
+            shown = await stack.client.get(f"/v1/drafts/{listed['id']}", headers=stack.auth())
+            assert "guardrails refused the copy" in (shown.json()["fallback_reason"] or "")
+        assert stack.mail_to("nameless@example.com") == []
+
+
+async def _first_mail_or_skip(stack: Stack, address: str) -> None:
+    async def settled() -> bool:
+        return bool(stack.mail_to(address)) or "'skipped'" in await _timeline(stack, address)
+
+    await eventually(settled, within=60)
