@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.auth import KeyInfo, Role, create_key, list_keys, revoke_key
+from api.preflight import align_public_url, unreachable
 from evals.command import eval_app
 from sequences.definitions import registry
 from sequences.definitions.document import DefinitionError, SequenceDefinition
@@ -55,8 +56,14 @@ def serve(
     """Run the HTTP API (and a worker); unset services start embedded."""
     from api.server import serve_forever
 
+    settings = Settings()
+    warning = align_public_url(settings, host, port)  # links in emails lead to this server
+    if warning:
+        typer.secho(warning, fg=typer.colors.YELLOW, err=True)
+    _ensure_data_dir()
+    _preflight(settings, settings.redis_url)
     _logging(logging.INFO)
-    asyncio.run(serve_forever(Settings(), host=host, port=port, with_worker=worker))
+    asyncio.run(serve_forever(settings, host=host, port=port, with_worker=worker))
 
 
 @app.command("worker")
@@ -74,6 +81,7 @@ def run_worker() -> None:
         raise _fail(
             "SMTP_HOST is not set: a separate worker needs a relay (or use `dripline serve`)"
         )
+    _preflight(settings, settings.redis_url)
     _logging(logging.INFO)
     redis_url, smtp = settings.redis_url, (settings.smtp_host, settings.smtp_port)
 
@@ -274,6 +282,13 @@ def _definition(path: Path) -> SequenceDefinition:
             typer.secho(f"{path}: {item.path}: {item.message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
     return defn
+
+
+def _preflight(settings: Settings, redis_url: str | None) -> None:
+    """Exit 2 with one line when the configured Redis or database does not answer."""
+    problem = asyncio.run(unreachable(settings, redis_url))
+    if problem:
+        raise _fail(problem)
 
 
 def _ensure_data_dir() -> None:

@@ -120,9 +120,10 @@ async def run_demo(*, contacts: int, day_seconds: float) -> int:
     async with serve_openai(HeuristicResponder()) as model_url:
         settings.openai_base_url, settings.model = model_url, HEURISTIC_MODEL
         print(
-            f"Copy model: {HEURISTIC_MODEL}, reached through the openai client at {model_url}\n"
-            "  (a local, deterministic OpenAI-compatible server; set OPENAI_API_KEY and\n"
-            "  OPENAI_BASE_URL / DRIPLINE_MODEL to have a real model write the copy)"
+            f"Copy model: {HEURISTIC_MODEL}, a stand-in (rules, not an LLM), reached through the\n"
+            f"  openai client at {model_url}: it writes each step from its brief and call to\n"
+            "  action; its tokens and cost are simulated. Set OPENAI_API_KEY and\n"
+            "  OPENAI_BASE_URL / DRIPLINE_MODEL to have a real model write the copy."
         )
         return await _run(settings, key, port, contacts, day_seconds)
 
