@@ -12,10 +12,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy import select
 
 from api.console.framing import framed
 from api.console.web import SessionDep, page
+from api.deps import ReadConnDep
 from sequences.errors import NotFound
+from sequences.store.tables import MESSAGES
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 PAGE_SIZE = 50
@@ -95,8 +98,19 @@ def _summary(directory: Path | None, name: str) -> Captured:
 
 
 @router.get("/inbox/{name}")
-async def email_page(name: str, request: Request, session: SessionDep) -> HTMLResponse:
+async def email_page(
+    name: str, request: Request, conn: ReadConnDep, session: SessionDep
+) -> HTMLResponse:
     message = _read(inbox_dir(request), name)
+    sent = None
+    if message["Message-ID"]:  # ours carry the Message-ID stored with the message
+        sent = (
+            await conn.execute(
+                select(MESSAGES.c.enrollment_id, MESSAGES.c.step_id).where(
+                    MESSAGES.c.message_id == str(message["Message-ID"]).strip()
+                )
+            )
+        ).first()
     text = message.get_body(("plain",))
     dkim = str(message.get("DKIM-Signature", ""))
     return page(
@@ -108,6 +122,7 @@ async def email_page(name: str, request: Request, session: SessionDep) -> HTMLRe
         dkim=_dkim_summary(dkim),
         has_html=message.get_body(("html",)) is not None,
         text=text.get_content() if text is not None else "",
+        sent=sent,
     )
 
 

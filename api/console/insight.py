@@ -4,6 +4,7 @@ graph, funnels and the bandit's split per step, and each enrollment's timeline a
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -180,6 +181,7 @@ async def enrollment_page(
     deps: DepsDep,
     session: SessionDep,
     message: Annotated[str | None, Query(max_length=32)] = None,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
 ) -> HTMLResponse:
     enrollment = await describe(conn, deps, enrollment_id)
     contact = (
@@ -197,6 +199,12 @@ async def enrollment_page(
         )
     )
     shown = next((m for m in messages if m.id == message), messages[-1] if messages else None)
+    timeline = list(reversed(enrollment["timeline"]))
+    version_id = (
+        await conn.execute(
+            select(ENROLLMENTS.c.version_id).where(ENROLLMENTS.c.id == enrollment_id)
+        )
+    ).scalar_one()
     return page(
         request,
         "enrollment.html",
@@ -205,7 +213,12 @@ async def enrollment_page(
         contact=contact,
         messages=messages,
         shown=shown,
-        entries=[_entry(e) for e in reversed(enrollment["timeline"])],
+        entries=[_entry(e) for e in timeline if kind in (None, "", e["kind"])],
+        kinds=Counter(str(e["kind"]) for e in timeline),
+        kind=kind or "",
+        outcome=await counts.outcome_of(
+            conn, enrollment["status"], version_id, enrollment.get("current_step")
+        ),
     )
 
 
