@@ -73,23 +73,28 @@ def test_an_interrupted_simulation_stops_cleanly_with_the_report_so_far(
         text=True,
     )
     errors: queue.Queue[str] = queue.Queue()
-    assert proc.stderr is not None
-    pump = threading.Thread(target=_pump, args=(proc.stderr, errors), daemon=True)
-    pump.start()
+    output: queue.Queue[str] = queue.Queue()
+    pumps = [
+        threading.Thread(target=_pump, args=(stream, into), daemon=True)
+        for stream, into in ((proc.stderr, errors), (proc.stdout, output))
+    ]
+    for pump in pumps:
+        pump.start()
     stderr: list[str] = []
     try:
         _progress_with_mail(errors, stderr, within=60)
         pidfile = tmp_path / ".dripline-sim" / "valkey" / "valkey.pid"
         valkey = int(pidfile.read_text().strip())
         proc.send_signal(signum)
-        stdout, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    pump.join(timeout=10)  # the rest of stderr, up to its end
-    while not errors.empty():
-        stderr.append(errors.get())
+    for pump in pumps:
+        pump.join(timeout=10)  # each stream up to its end
+    stderr += list(errors.queue)
+    stdout = "".join(output.queue)
     everything = "".join(stderr) + stdout
     assert proc.returncode == 130, everything
     assert "Traceback" not in everything
