@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python -m benchmarks.engine_throughput [--messages N] [--database-url URL]
         [--redis-url URL] [--profile] [--profile-out FILE] [--skip-sink]
+        [--sink postfix|aiosmtpd]
 
 Needs PostgreSQL and Redis (the same services the tests use). ``--database-url`` is a server
 URL to connect to for maintenance (default: the tests' ``postgresql://postgres@127.0.0.1:5432
@@ -12,7 +13,9 @@ URL to connect to for maintenance (default: the tests' ``postgresql://postgres@1
 
 What it prints:
 
-1. The SMTP sink's own ceiling (see :mod:`benchmarks.sink`).
+1. The SMTP ceiling: postfix's ``smtp-source`` into ``smtp-sink``, the relay of the run (see
+   :mod:`benchmarks.postfix`); with ``--sink aiosmtpd``, the old SinkServer and our own client
+   (see :mod:`benchmarks.sink`).
 2. Engine sends/s (this module): one worker (``sequences.runner.run_due``) over PostgreSQL and
    Redis, the same sink, DKIM on, copy from the offline composer, the rate limit far above the
    load. N contacts are enrolled in a one-email sequence through the engine's own
@@ -33,11 +36,15 @@ import os
 import pstats
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks import postfix
+from benchmarks.postfix import PostfixSink, SourceResult, measure_source, report_source
 from benchmarks.profiling import QueryCounter, report_profile
 from benchmarks.services import (
     add_service_arguments,
@@ -53,11 +60,14 @@ from benchmarks.sink import (
     SinkResult,
     machine_note,
     measure_sink,
+    prebuilt_messages,
     report_sink,
     running_sink,
 )
 
 GOAL_SENDS_PER_SECOND = 1000.0
+Sink = SinkProcess | PostfixSink
+Ceiling = SinkResult | SourceResult
 SEED_BATCH = 250  # enrollments per seeding transaction
 SEED_PARALLEL = 4  # seeding transactions at once
 
@@ -160,7 +170,7 @@ async def warm_up(deps: Any) -> None:
     )
 
 
-async def verify(deps: Any, sink: SinkProcess, sink_before: int, n: int, total: int) -> None:
+async def verify(deps: Any, sink: Sink, sink_before: int, n: int, total: int) -> None:
     from sqlalchemy import func, select
 
     from sequences.store.tables import ENROLLMENTS, MESSAGES, RUNS
@@ -184,9 +194,7 @@ async def verify(deps: Any, sink: SinkProcess, sink_before: int, n: int, total: 
         raise RuntimeError("; ".join(problems))
 
 
-async def drain(
-    deps: Any, sink: SinkProcess, n: int, offset: int, *, profile: bool
-) -> EngineResult:
+async def drain(deps: Any, sink: Sink, n: int, offset: int, *, profile: bool) -> EngineResult:
     from sequences.runner import run_due
 
     start = time.perf_counter()
@@ -217,7 +225,7 @@ async def drain(
 
 
 async def measure_engine(
-    sink: SinkProcess, n: int, admin_url: str, redis_url: str, *, profile: bool
+    sink: Sink, n: int, admin_url: str, redis_url: str, *, profile: bool
 ) -> list[EngineResult]:
     from sequences.runtime import open_deps
     from sequences.settings import Settings
@@ -247,14 +255,18 @@ async def measure_engine(
 # ------------------------------------------------------------------------------- reporting
 
 
-def report_engine(result: EngineResult, sink: SinkResult | None) -> None:
+def report_engine(result: EngineResult, sink: Ceiling | None) -> None:
     print("2. Engine throughput (one worker: run_due over PostgreSQL + Redis, DKIM on)")
     print(f"   seeded             {result.messages} enrollments in {result.seed_seconds:.1f} s")
     print(f"   drain              {result.seconds:.2f} s, all {result.messages} sent and counted")
     print(f"   rate               {result.rate:,.0f} sends/s")
     print(f"   vs goal            {result.rate / GOAL_SENDS_PER_SECOND:.2f}x of 1,000 sends/s")
     if sink is not None:
-        print(f"   vs sink ceiling    {result.rate / sink.rate:.2f}x of {sink.rate:,.0f} msgs/s")
+        source = "smtp-source" if isinstance(sink, SourceResult) else "our client into the sink"
+        print(
+            f"   vs SMTP ceiling    {result.rate / sink.rate:.2f}x of {sink.rate:,.0f} msgs/s "
+            f"({source})"
+        )
     print(
         f"   CPU                worker {result.cpu / result.seconds:.0%} of a core, "
         f"sink {result.sink_cpu / result.seconds:.0%}{machine_note(result.machine)}"
@@ -270,6 +282,33 @@ def report_engine(result: EngineResult, sink: SinkResult | None) -> None:
 # ------------------------------------------------------------------------------------ main
 
 
+@contextmanager
+def running_relay(kind: str) -> Iterator[Sink]:
+    if kind == "aiosmtpd":
+        with running_sink() as sink:
+            yield sink
+        return
+    relay = PostfixSink()
+    try:
+        yield relay
+    finally:
+        relay.stop()
+
+
+async def measure_ceiling(sink: Sink, n: int) -> Ceiling:
+    """smtp-source into smtp-sink, with messages of the engine's size; or, on aiosmtpd, our
+    own client into it (that sink is slower than our client, so it is the ceiling there)."""
+    if isinstance(sink, SinkProcess):
+        result = await measure_sink(sink, n)
+        report_sink(result)
+        return result
+    sample = prebuilt_messages(20)
+    size = sum(len(data) for _, data in sample) // len(sample)
+    source = measure_source(sink, n, size)
+    report_source(source)
+    return source
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
     parser.add_argument("--messages", type=int, default=2000, help="messages per phase")
@@ -278,11 +317,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile-out", type=Path, help="also save the profile (pstats format) to this file"
     )
-    parser.add_argument("--skip-sink", action="store_true", help="skip the sink-only ceiling")
+    parser.add_argument("--skip-sink", action="store_true", help="skip the SMTP ceiling")
+    parser.add_argument(
+        "--sink",
+        choices=["postfix", "aiosmtpd"],
+        default="postfix",
+        help="the relay: postfix's smtp-sink (default) or the tests' aiosmtpd SinkServer",
+    )
     args = parser.parse_args(argv)
     args.profile = args.profile or args.profile_out is not None
     if args.messages < 1:
         parser.error("--messages must be at least 1")
+    if args.sink == "postfix" and (why := postfix.missing()):
+        parser.error(f"{why} (or pass --sink aiosmtpd)")
     return args
 
 
@@ -295,11 +342,10 @@ async def main_async(args: argparse.Namespace) -> None:
     n = args.messages
     started = datetime.now(UTC).isoformat(timespec="seconds")
     print(f"Dripline engine throughput, N={n}, {os.cpu_count()} CPUs, {started}, {load_average()}")
-    with running_sink() as sink:
-        ceiling = None
+    with running_relay(args.sink) as sink:
+        ceiling: Ceiling | None = None
         if not args.skip_sink:
-            ceiling = await measure_sink(sink, n)
-            report_sink(ceiling)
+            ceiling = await measure_ceiling(sink, n)
         results = await measure_engine(
             sink, n, args.database_url, args.redis_url, profile=args.profile
         )
