@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import re
 from collections.abc import AsyncIterator
 from email import policy
 from pathlib import Path
@@ -16,6 +17,7 @@ from review_cases import model_stack, pending, sequence
 
 from agents.devserver import HEURISTIC_MODEL
 from api.auth import Role
+from api.demo_report import print_agent_summary
 from sequences.mail.capture import CaptureServer
 
 
@@ -27,7 +29,9 @@ async def stack(
         yield running
 
 
-async def test_nothing_is_sent_until_approved_then_exactly_once(stack: Stack) -> None:
+async def test_nothing_is_sent_until_approved_then_exactly_once(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert (await stack.apply("reviewed", sequence())).status_code == 201
     enrolled = await stack.enroll("reviewed", "ana@example.com", attributes={"first_name": "Ana"})
     assert enrolled.status_code == 201
@@ -63,6 +67,11 @@ async def test_nothing_is_sent_until_approved_then_exactly_once(stack: Stack) ->
     assert welcome["tokens_per_email"] > 0 and welcome["cost_per_email_usd"] > 0
     # The local server is a stand-in: its token counts are a formula, and the report says so.
     assert welcome["simulated"] is True and report["costs"]["simulated"] is True
+    # So does the demo's closing summary, which reads the same ledger.
+    await print_agent_summary(stack.deps.settings, "reviewed")
+    summary = capsys.readouterr().out
+    assert "simulated: a stand-in model wrote this copy" in summary
+    assert re.search(r"welcome +1 emails .*/email  \(simulated\)", summary), summary
 
 
 async def _async(value: Any) -> Any:
