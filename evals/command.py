@@ -116,12 +116,16 @@ def assertions_command() -> None:
 
 @eval_app.command("local-model")
 def local_model_command(port: Annotated[int, Opt(help="Port on 127.0.0.1.")] = 8765) -> None:
-    """Serve the deterministic local model over the OpenAI API (how recordings are made)."""
+    """Serve the stand-in model (rules, not an LLM) over the OpenAI API: how recordings are made."""
     import uvicorn
 
     from agents.devserver import HEURISTIC_MODEL, HeuristicResponder, openai_app
 
-    typer.echo(f"OPENAI_BASE_URL=http://127.0.0.1:{port}/v1 (model {HEURISTIC_MODEL})", err=True)
+    typer.echo(
+        f"OPENAI_BASE_URL=http://127.0.0.1:{port}/v1 (model {HEURISTIC_MODEL}: a stand-in that "
+        "writes by rules, not an LLM; its token counts are simulated)",
+        err=True,
+    )
     app = openai_app(HeuristicResponder(), models=(HEURISTIC_MODEL,))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
