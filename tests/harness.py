@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.auth import Role, create_key
 from sequences.deps import Deps
+from sequences.kit.clock import Clock
 from sequences.mail.capture import CapturedMessage, CaptureServer
 from sequences.settings import Settings
 from sequences.worker import build_worker, stop_worker
@@ -77,9 +81,15 @@ async def eventually(
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    settings: Settings, redis_url: str, capture: CaptureServer, *, worker: bool = True
+    settings: Settings,
+    redis_url: str,
+    capture: CaptureServer,
+    *,
+    worker: bool = True,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Stack]:
-    app = create_app(settings, redis_url=redis_url, inbox=capture.directory)
+    """``clock`` is the API's (the worker keeps the system clock)."""
+    app = create_app(settings, redis_url=redis_url, inbox=capture.directory, clock=clock)
     async with app.router.lifespan_context(app):
         deps: Deps = app.state.deps
         transport = httpx.ASGITransport(app=app)
@@ -100,6 +110,39 @@ async def running_stack(
             finally:
                 if runner is not None and task is not None:
                     await stop_worker(runner, task)
+
+
+class WorkerProcess:
+    """``dripline worker`` as a real subprocess, as it runs in production."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        dripline = str(Path(sys.executable).parent / "dripline")
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([dripline, "worker"], env=self.env, stdout=out, stderr=out)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:

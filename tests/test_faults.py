@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from harness import Stack, eventually, make_settings, running_stack
+from harness import Stack, WorkerProcess, eventually, make_settings, running_stack
 from sqlalchemy import func, select
 
 from sequences.mail.capture import CaptureServer
@@ -31,39 +28,6 @@ steps:
     email: {brief: Second, fallback: {subject: "Second for {{ contact.email }}", body: "Two."}}
 """
 CONTACTS = 40
-
-
-class WorkerProcess:
-    """``dripline worker`` as a real subprocess, as it runs in production."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        dripline = str(Path(sys.executable).parent / "dripline")
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([dripline, "worker"], env=self.env, stdout=out, stderr=out)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture

@@ -12,7 +12,13 @@ import pytest
 from sequences.mail.capture import CaptureServer, RejectRule, SinkServer
 from sequences.mail.dkim import DkimSigner, dns_txt_record, generate_private_key_pem
 from sequences.mail.mime import OutgoingEmail, build_message, make_message_id
-from sequences.mail.smtp import PermanentSendError, SmtpMailer, TemporarySendError
+from sequences.mail.smtp import (
+    Lane,
+    NotStartedError,
+    PermanentSendError,
+    SmtpMailer,
+    TemporarySendError,
+)
 
 SENDER = "team@acme.test"
 RULES = (
@@ -155,3 +161,37 @@ async def test_sink_counts_without_storing() -> None:
         await asyncio.gather(*(mailer.send(SENDER, "zoe@example.test", data) for _ in range(10)))
         await mailer.close()
         assert sink.count == 10
+
+
+async def test_start_hook_runs_before_mail_from_on_its_connection(
+    capture: CaptureServer, mailer: SmtpMailer
+) -> None:
+    """The hook sees the connection's lane before MAIL FROM; a note left on the lane by one
+    send is there for the next send on that connection; declining sends nothing."""
+    seen: list[list[object]] = []
+
+    async def start(lane: Lane) -> bool:
+        seen.append(list(lane.unsettled))
+        assert capture.transactions() == [] or len(capture.transactions()) == len(seen) - 1
+        lane.unsettled[:] = [f"after {len(seen)}"]
+        return len(seen) < 3
+
+    await mailer.send(SENDER, "a@example.test", message("a@example.test")[1], start=start)
+    await mailer.send(SENDER, "b@example.test", message("b@example.test")[1], start=start)
+    with pytest.raises(NotStartedError):
+        await mailer.send(SENDER, "c@example.test", message("c@example.test")[1], start=start)
+    assert seen == [[], ["after 1"], ["after 2"]]  # one connection, reused: its notes carry
+    assert [m.to for m in capture.messages()] == ["a@example.test", "b@example.test"]
+    await mailer.send(SENDER, "d@example.test", message("d@example.test")[1])
+    assert mailer.connections_opened == 1  # a declined send leaves the connection usable
+
+
+async def test_capture_records_mail_from_and_acceptance_times(tmp_path: Path) -> None:
+    with CaptureServer(tmp_path / "slow", rcpt_delay=0.2) as slow:
+        client = SmtpMailer(slow.host, slow.port, pool_size=1, timeout=5, local_hostname="t")
+        try:
+            await client.send(SENDER, "z@example.test", message("z@example.test")[1])
+        finally:
+            await client.close()
+        [transaction] = slow.transactions()
+    assert transaction.accepted_at - transaction.mail_at >= 0.2  # RCPT waited in between

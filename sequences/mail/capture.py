@@ -6,11 +6,13 @@ client that lives on the caller's loop (or in another process).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
 import re
 import socket
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -24,7 +26,14 @@ from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 
-__all__ = ["CaptureServer", "CapturedMessage", "RejectRule", "SinkServer"]
+__all__ = [
+    "CaptureServer",
+    "CapturedMessage",
+    "RejectRule",
+    "SinkServer",
+    "Transaction",
+    "read_captured",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +53,16 @@ class RejectRule:
     code: int
     message: str
     times: int | None = None
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """One message this server accepted: when its MAIL FROM arrived and when DATA was answered
+    250 (POSIX seconds), and where it was stored. Kept in memory, for the process serving."""
+
+    mail_at: float
+    accepted_at: float
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -115,9 +134,12 @@ class CaptureServer(_ThreadedServer):
         host: str = "127.0.0.1",
         port: int = 0,
         rules: Sequence[RejectRule] = (),
+        rcpt_delay: float = 0.0,
     ) -> None:
+        """``rcpt_delay`` seconds before each RCPT is answered: a slow relay, as real ones are."""
         self._directory = directory
-        super().__init__(_CaptureHandler(directory, rules), host, port)
+        self._capture = _CaptureHandler(directory, rules, rcpt_delay)
+        super().__init__(self._capture, host, port)
 
     @property
     def directory(self) -> Path:
@@ -127,10 +149,14 @@ class CaptureServer(_ThreadedServer):
         """Every stored message, oldest first, read from disk (other processes' included)."""
         if not self._directory.is_dir():
             return []
-        return [_read_captured(path) for path in sorted(self._directory.glob("*.eml"))]
+        return [read_captured(path) for path in sorted(self._directory.glob("*.eml"))]
 
     def count_by_message_id(self) -> Counter[str]:
         return Counter(message.message_id for message in self.messages())
+
+    def transactions(self) -> list[Transaction]:
+        """Every message accepted since this server started, in the order DATA was accepted."""
+        return list(self._capture.transactions)
 
 
 class SinkServer(_ThreadedServer):
@@ -148,15 +174,29 @@ class SinkServer(_ThreadedServer):
 class _CaptureHandler:
     # Runs on the controller's single loop thread: the counters need no lock.
 
-    def __init__(self, directory: Path, rules: Sequence[RejectRule]) -> None:
+    def __init__(
+        self, directory: Path, rules: Sequence[RejectRule], rcpt_delay: float = 0.0
+    ) -> None:
         self._directory = directory
         self._rules = [(re.compile(rule.pattern), rule) for rule in rules]
         self._attempts: Counter[tuple[int, str]] = Counter()
         self._sequence = itertools.count()
+        self._rcpt_delay = rcpt_delay
+        self.transactions: list[Transaction] = []
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.mail_at = time.time()
+        return _OK
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        if self._rcpt_delay:
+            await asyncio.sleep(self._rcpt_delay)
         for index, (pattern, rule) in enumerate(self._rules):
             if not pattern.search(address):
                 continue
@@ -170,6 +210,8 @@ class _CaptureHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content: bytes = envelope.original_content or envelope.content
         path = self._store(content)
+        mail_at = getattr(envelope, "mail_at", None) or time.time()
+        self.transactions.append(Transaction(mail_at, time.time(), path))
         return f"250 OK queued as {path.stem}"
 
     def _store(self, content: bytes) -> Path:
@@ -199,7 +241,8 @@ class _SinkHandler:
         return _OK
 
 
-def _read_captured(path: Path) -> CapturedMessage:
+def read_captured(path: Path) -> CapturedMessage:
+    """One stored message, its headers parsed."""
     raw = path.read_bytes()
     headers = _HEADER_PARSER.parsebytes(raw, headersonly=True)
     to_header = headers["to"]
