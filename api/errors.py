@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,10 +11,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from sequences.definitions.document import DefinitionError
 from sequences.errors import DriplineError
+from sequences.store.db import retryable
+
+log = logging.getLogger(__name__)
 
 
 class ErrorDetail(BaseModel):
@@ -124,8 +129,20 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    """A deadlock or serialization failure that outlasted its retries is a busy moment, not a
+    server error: the client may simply try again (nothing of the request was kept)."""
+    if retryable(exc):
+        response = error_response(503, "busy", "the database is busy; retry the request")
+        response.headers["Retry-After"] = "1"
+        return response
+    log.error("database error", exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
+
+
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 HANDLERS: dict[type[Exception], Handler] = {
+    DBAPIError: _database,
     RequestValidationError: _validation,
     DefinitionError: _definition,
     DriplineError: _dripline,

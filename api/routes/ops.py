@@ -44,6 +44,11 @@ async def metrics(deps: DepsDep, _: MetricsReader) -> Response:
     messages = Gauge("dripline_messages", "Messages by state", ["state"], registry=registry)
     runs = Gauge("dripline_outbox_rows", "Outbox rows by state", ["state"], registry=registry)
     overdue = Gauge("dripline_outbox_overdue", "Due rows whose time has passed", registry=registry)
+    # Its own figure: each is a message that may or may not have reached its recipient (a
+    # process died mid-send), at most one per open SMTP connection per crash; worth an alert.
+    unknown = Gauge(
+        "dripline_messages_unknown", "Messages whose delivery is unknown", registry=registry
+    )
     enrollments = Gauge(
         "dripline_enrollments", "Enrollments by status", ["status"], registry=registry
     )
@@ -52,6 +57,8 @@ async def metrics(deps: DepsDep, _: MetricsReader) -> Response:
             select(MESSAGES.c.state, func.count()).group_by(MESSAGES.c.state)
         ):
             messages.labels(state).set(n)
+            if state == "unknown":
+                unknown.set(n)
         for state, n in await conn.execute(
             select(RUNS.c.state, func.count()).group_by(RUNS.c.state)
         ):

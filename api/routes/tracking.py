@@ -16,6 +16,7 @@ from api.deps import DepsDep
 from sequences.deps import Deps
 from sequences.intake import feedback
 from sequences.signals.bots import bot_reason
+from sequences.store.db import transaction
 from sequences.store.events import Incoming
 from sequences.store.tables import CONTACTS, EVENTS, LINKS, MESSAGES
 
@@ -83,13 +84,14 @@ async def _record(
 async def open_pixel(token: str, deps: DepsDep) -> Response:
     """A 1x1 GIF; the open is stored unverified (privacy proxies fetch every image)."""
     now = deps.clock.now()
-    wake: list[datetime] = []
-    async with deps.engine.begin() as conn:
+
+    async def work(conn: AsyncConnection) -> list[datetime]:
         found = await _tracked(conn, _pixel(token))
-        if found is not None:
-            event = found.event("opened", now, "pixel", verified=False)
-            wake = await _record(deps, conn, event, now)
-    await deps.waker.wake_at(wake)
+        if found is None:
+            return []
+        return await _record(deps, conn, found.event("opened", now, "pixel", verified=False), now)
+
+    await deps.waker.wake_at(await transaction(deps.engine, work))
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
@@ -112,7 +114,8 @@ def _pixel(token: str) -> ColumnElement[bool]:
 async def click(token: str, request: Request, deps: DepsDep) -> Response:
     """Redirect to the stored link; HEAD requests, scanners and instant clicks count as bots."""
     now = deps.clock.now()
-    async with deps.engine.begin() as conn:
+
+    async def work(conn: AsyncConnection) -> tuple[str, list[datetime]] | None:
         link = (
             await conn.execute(
                 select(LINKS.c.url, LINKS.c.message_pk).where(LINKS.c.token == token)
@@ -120,7 +123,7 @@ async def click(token: str, request: Request, deps: DepsDep) -> Response:
         ).first()
         found = await _tracked(conn, MESSAGES.c.id == link.message_pk) if link else None
         if link is None or found is None:
-            return _not_found("This link is not valid any more.")
+            return None
         reason = bot_reason(
             user_agent=request.headers.get("user-agent"),
             sent_at=found.sent_at,
@@ -132,9 +135,13 @@ async def click(token: str, request: Request, deps: DepsDep) -> Response:
             reason = "every-link burst"
         properties = {"url": link.url, **({"bot": reason} if reason else {})}
         event = found.event("clicked", now, "click", properties=properties, is_bot=bool(reason))
-        wake = await _record(deps, conn, event, now)
-    await deps.waker.wake_at(wake)
-    return RedirectResponse(link.url, status_code=302, headers=NO_STORE)
+        return link.url, await _record(deps, conn, event, now)
+
+    done = await transaction(deps.engine, work)
+    if done is None:
+        return _not_found("This link is not valid any more.")
+    await deps.waker.wake_at(done[1])
+    return RedirectResponse(done[0], status_code=302, headers=NO_STORE)
 
 
 async def _link_burst(conn: AsyncConnection, message_pk: str, url: str, now: datetime) -> bool:
@@ -172,13 +179,18 @@ async def unsubscribe_page(token: str, deps: DepsDep) -> HTMLResponse:
 async def unsubscribe(token: str, deps: DepsDep) -> HTMLResponse:
     """RFC 8058 one-click: no login, no redirect; the address is suppressed at once."""
     now = deps.clock.now()
-    async with deps.engine.begin() as conn:
+
+    async def work(conn: AsyncConnection) -> Tracked | None:
         found = await _tracked(conn, MESSAGES.c.token == token)
-        if found is None:
-            return _not_found("This unsubscribe link is not valid.")
-        # The message id as event id: a second click on the same link is accepted once.
-        event = found.event("unsubscribed", now, "unsubscribe", event_id=found.message_pk)
-        await _record(deps, conn, event, now)  # suppression ends everything: nothing to wake
+        if found is not None:
+            # The message id as event id: a second click on the same link is accepted once.
+            event = found.event("unsubscribed", now, "unsubscribe", event_id=found.message_pk)
+            await _record(deps, conn, event, now)  # suppression ends everything: nothing to wake
+        return found
+
+    # A deadlock with a worker recording this person's next email is retried, never a 500.
+    if await transaction(deps.engine, work) is None:
+        return _not_found("This unsubscribe link is not valid.")
     return HTMLResponse(_page("Unsubscribed", "You are unsubscribed. No more emails will be sent."))
 
 
