@@ -14,10 +14,12 @@ import signal
 import subprocess
 import sys
 import threading
+from io import StringIO
 from pathlib import Path
 
 import pytest
 
+from api.simprogress import ProgressLine
 from sequences.embedded import is_valkey
 
 SEQUENCE = """key: stoppable
@@ -104,3 +106,24 @@ def test_an_interrupted_simulation_stops_cleanly_with_the_report_so_far(
     assert hello.split()[1:3] != ["0", "0"] and " - " in hello  # sent, and nothing to click
     assert "no link to click" in stdout
     assert not is_valkey(valkey)  # the embedded services were stopped too
+
+
+class Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_redraws_one_line_on_a_terminal_and_writes_a_line_a_day_elsewhere() -> None:
+    terminal, log = Terminal(), StringIO()
+    for stream in (terminal, log):
+        progress = ProgressLine(10, stream)
+        for tenth in range(0, 31, 5):  # days 0.0 to 3.0 by half days
+            progress.update(tenth / 10, sent=tenth, events=tenth // 5)
+        progress.close()
+
+    redrawn = terminal.getvalue()
+    assert redrawn.count("\r") == 7 and redrawn.endswith("\n") and redrawn.count("\n") == 1
+    assert "day   3.0/10 [#######-----------------]  30 emails sent  6 events" in redrawn
+    lines = log.getvalue().splitlines()
+    assert [line.split("/")[0] for line in lines] == [f"day   {d}.0" for d in range(4)]
+    assert "\r" not in log.getvalue()
