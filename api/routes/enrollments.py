@@ -15,10 +15,12 @@ from sequences.definitions import registry
 from sequences.definitions.registry import Pinned
 from sequences.deps import Deps
 from sequences.engine import lifecycle
+from sequences.engine.bulk import Batch, enroll_many
 from sequences.engine.enrollments import Enrolled, enroll
 from sequences.errors import Conflict, DriplineError, NotFound
 from sequences.signals.engagement import load as load_engagement
 from sequences.store import contacts
+from sequences.store.db import transaction
 from sequences.store.tables import (
     CONTACTS,
     ENROLLMENTS,
@@ -92,33 +94,29 @@ async def create_enrollment(
 @router.post("/bulk", status_code=207)
 async def bulk_enroll(body: BulkEnrollmentIn, deps: DepsDep, _: Enroller) -> dict[str, Any]:
     """Enroll many contacts; each result says created or why not, and one failure spoils none."""
-    results: list[dict[str, Any]] = []
-    async with deps.reader.connect() as conn:
+    items = [contacts.ContactFields(str(c.email), c.timezone, c.attributes) for c in body.contacts]
+
+    async def work(conn: AsyncConnection) -> Batch:
         pinned = await _pinned(conn, body.sequence)
-    for index, contact in enumerate(body.contacts):
-        try:
-            async with deps.engine.begin() as conn:
-                enrolled = await _enroll_one(conn, deps, pinned, contact, None, None)
-        except DriplineError as error:
-            results.append(
-                {
-                    "index": index,
-                    "email": str(contact.email),
-                    "status": error.status,
-                    "error": {
-                        "code": error.code,
-                        "message": error.message,
-                        "details": error.details,
-                    },
-                }
-            )
-            continue
-        await deps.waker.wake_at(enrolled.wake)
-        results.append(
-            {"index": index, "email": str(contact.email), "status": 201, "id": enrolled.id}
-        )
+        now = deps.clock.now()
+        people = await contacts.upsert_many(conn, items, now=now)
+        return await enroll_many(conn, deps, pinned, people, now=now)
+
+    batch = await transaction(deps.engine, work)
+    await deps.waker.wake_at(batch.wake)
+    results = [
+        _bulk_result(index, str(contact.email), outcome)
+        for index, (contact, outcome) in enumerate(zip(body.contacts, batch.outcomes, strict=True))
+    ]
     created = sum(1 for r in results if r["status"] == 201)
     return {"created": created, "failed": len(results) - created, "results": results}
+
+
+def _bulk_result(index: int, email: str, outcome: str | DriplineError) -> dict[str, Any]:
+    if isinstance(outcome, str):
+        return {"index": index, "email": email, "status": 201, "id": outcome}
+    error = {"code": outcome.code, "message": outcome.message, "details": outcome.details}
+    return {"index": index, "email": email, "status": outcome.status, "error": error}
 
 
 @router.get("/{enrollment_id}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.store.db import dialect_insert
@@ -65,6 +65,91 @@ async def upsert(
             update(CONTACTS).where(CONTACTS.c.id == row.id).values(**changes, updated_at=now)
         )
     return ContactRef(row.id, email.strip(), key)
+
+
+@dataclass(frozen=True)
+class ContactFields:
+    """What a request says about one contact."""
+
+    email: str
+    timezone: str | None = None
+    attributes: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ContactState:
+    """A contact as stored after an upsert: what an enrollment's first step reads."""
+
+    id: int
+    email: str
+    email_key: str
+    timezone: str | None
+    attributes: dict[str, Any]
+
+
+async def upsert_many(
+    conn: AsyncConnection, items: list[ContactFields], *, now: datetime
+) -> list[ContactState]:
+    """``upsert`` (merging attributes) for many contacts in three statements: insert the
+    missing, lock and read them all (id order, as ``LOCK_ORDER`` asks), update the changed.
+    One state per item, in order; an address given twice gets both merged in turn."""
+    first = {email_key(i.email): i for i in reversed(items)}  # a new contact is created as
+    await conn.execute(  # its first mention says, so only repeats and old contacts get updated
+        dialect_insert(conn, CONTACTS).on_conflict_do_nothing(index_elements=["email_key"]),
+        [_new_row(key, first[key], now) for key in sorted(first)],
+    )
+    query = (
+        select(CONTACTS.c.id, CONTACTS.c.email, CONTACTS.c.email_key)
+        .add_columns(CONTACTS.c.timezone, CONTACTS.c.attributes)
+        .where(CONTACTS.c.email_key.in_(sorted(first)))
+        .order_by(CONTACTS.c.id)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    stored = {r.email_key: r for r in await conn.execute(query)}
+    states = {
+        k: ContactState(r.id, r.email, k, r.timezone, dict(r.attributes or {}))
+        for k, r in stored.items()
+    }
+    changed: set[str] = set()
+    result: list[ContactState] = []
+    for item in items:
+        key = email_key(item.email)
+        old = states[key]
+        new = ContactState(
+            old.id,
+            old.email,
+            key,
+            item.timezone if item.timezone is not None else old.timezone,
+            {**old.attributes, **(item.attributes or {})},
+        )
+        if new != old:
+            states[key] = new
+            changed.add(key)
+        result.append(new)
+    await _write_changes(conn, [states[k] for k in sorted(changed)], now)
+    return result
+
+
+def _new_row(key: str, item: ContactFields, now: datetime) -> dict[str, Any]:
+    return {
+        "email": item.email.strip(),
+        "email_key": key,
+        "timezone": item.timezone,
+        "attributes": item.attributes or {},
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _write_changes(conn: AsyncConnection, states: list[ContactState], now: datetime) -> None:
+    if states:
+        await conn.execute(
+            update(CONTACTS)
+            .where(CONTACTS.c.id == bindparam("contact"))
+            .values(timezone=bindparam("zone"), attributes=bindparam("attrs"), updated_at=now),
+            [{"contact": s.id, "zone": s.timezone, "attrs": s.attributes} for s in states],
+        )
 
 
 async def find(
