@@ -19,8 +19,8 @@ from sequences.definitions.document import (
 
 NODE_X = 16
 NODE_WIDTH = 340
-NODE_HEIGHT = 56
-ROW = 84  # node height plus the gap an arrow needs
+NODE_HEIGHT = 72
+ROW = 104  # node height plus the gap an arrow needs
 LANE = 18
 TOP = 16
 CHAR = 7  # width of a label character at the graph's 11.5 px, roughly
