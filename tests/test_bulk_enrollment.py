@@ -1,4 +1,4 @@
-"""Bulk enrollment, set-based: the same per-contact rules as one enrollment at a time.
+"""Enrollment rules, bulk (set-based) and single: idempotency keys, exclusive groups.
 
 Duplicates inside one request, contacts already enrolled (in the sequence or its exclusive
 group), suppressed addresses, re-enrollment refused, overlapping requests at once; on SQLite and
@@ -143,3 +143,22 @@ async def test_overlapping_requests_enroll_each_contact_once(stack: Stack) -> No
         active = await conn.scalar(select(func.count()).where(ENROLLMENTS.c.status == "active"))
         runs = await conn.scalar(select(func.count()).select_from(RUNS))
     assert (active, runs) == (40, 40)
+
+
+async def test_one_enrollment_keeps_its_idempotency_key_and_group(stack: Stack) -> None:
+    body = {"sequence": "group-a", "contact": {"email": "kim@example.com"}}
+    headers = {**stack.auth(), "Idempotency-Key": "signup-1"}
+    first = await stack.client.post("/v1/enrollments", json=body, headers=headers)
+    again = await stack.client.post("/v1/enrollments", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    changed = {"sequence": "group-b", "contact": {"email": "kim@example.com"}}
+    reused = await stack.client.post("/v1/enrollments", json=changed, headers=headers)
+    assert reused.status_code == 422
+    assert reused.json()["error"]["details"] == {"enrollment": first.json()["id"]}
+    other_key = {**stack.auth(), "Idempotency-Key": "signup-2"}
+    clash = await stack.client.post("/v1/enrollments", json=changed, headers=other_key)
+    assert clash.status_code == 409
+    details = clash.json()["error"]["details"]
+    assert details == {"active_enrollment": first.json()["id"], "exclusive_group": "onboarding"}

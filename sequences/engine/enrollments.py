@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.definitions.registry import Pinned
@@ -15,6 +14,7 @@ from sequences.engine import lifecycle
 from sequences.engine.flow import load_context, move_to
 from sequences.errors import Conflict
 from sequences.store import timeline
+from sequences.store.db import dialect_insert
 from sequences.store.tables import ENROLLMENTS, EnrollmentStatus, new_id
 
 
@@ -51,24 +51,28 @@ async def enroll(
     await _check_reenroll(conn, pinned, contact_id)
     enrollment_id = new_id("enr")
     lock = active_lock(pinned)
-    try:
-        async with conn.begin_nested():
-            await conn.execute(
-                insert(ENROLLMENTS).values(
-                    id=enrollment_id,
-                    contact_id=contact_id,
-                    sequence_id=pinned.sequence_id,
-                    version_id=pinned.version_id,
-                    version=pinned.version,
-                    status=EnrollmentStatus.active,
-                    active_lock=lock,
-                    idempotency_key=idempotency_key,
-                    request_hash=request_hash,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-    except IntegrityError:
+    # No row back: the exclusive group's active index or the Idempotency-Key's unique one
+    # already holds a row, committed (a concurrent writer's is waited for, not skipped).
+    # ON CONFLICT instead of a savepoint around an IntegrityError: two round trips fewer.
+    inserted = await conn.scalar(
+        dialect_insert(conn, ENROLLMENTS)
+        .values(
+            id=enrollment_id,
+            contact_id=contact_id,
+            sequence_id=pinned.sequence_id,
+            version_id=pinned.version_id,
+            version=pinned.version,
+            status=EnrollmentStatus.active,
+            active_lock=lock,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(ENROLLMENTS.c.id)
+    )
+    if inserted is None:
         return await _clash(conn, contact_id, lock, idempotency_key, request_hash)
     ctx = await load_context(conn, enrollment_id)
     assert ctx is not None
