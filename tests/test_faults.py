@@ -21,11 +21,11 @@ name: Faults
 sender: {from: "Ops <ops@acme.test>"}
 steps:
   - id: first
-    email: {brief: First, fallback: {subject: "First for {{ contact.email }}", body: "One."}}
+    email: {brief: First, fallback: {subject: "First", body: "One."}}
   - id: pause
     wait: {for: 1d}
   - id: second
-    email: {brief: Second, fallback: {subject: "Second for {{ contact.email }}", body: "Two."}}
+    email: {brief: Second, fallback: {subject: "Second", body: "Two."}}
 """
 CONTACTS = 40
 
