@@ -150,11 +150,16 @@ def no_placeholders(draft: Draft, request: CopyRequest) -> Finding:
 
 
 def allowed_links(draft: Draft, request: CopyRequest) -> Finding:
-    """Every URL or domain in the copy is one the step allows (its links and its CTA)."""
+    """Every URL or domain in the copy is one the step allows (its links and its CTA). The
+    recipient's own address, validated at the door, may be quoted back to them."""
     allowed = {_norm_url(u) for u in request.links}
     hosts = {_norm_url(u).split("/", 1)[0] for u in request.links}
     problems = []
-    for match in _URL.finditer(draft.text()):
+    text = draft.text()
+    own = request.contact.get("email")
+    if isinstance(own, str) and "@" in own:
+        text = re.sub(re.escape(own), " ", text, flags=re.IGNORECASE)
+    for match in _URL.finditer(text):
         url = _norm_url(match.group(0))
         if url not in allowed and url not in hosts:
             link = match.group(0).rstrip(".,;:!?")  # the sentence's full stop is no part of it

@@ -14,7 +14,13 @@ from guardrail_cases import assert_fails, assert_passes, make_draft
 
 from agents.agent import CopyAgent
 from agents.copy import Fallback
-from agents.guardrails import GATE_RULES, check_gate, greeting_named, no_unbacked_offers
+from agents.guardrails import (
+    GATE_RULES,
+    allowed_links,
+    check_gate,
+    greeting_named,
+    no_unbacked_offers,
+)
 from sequences.mail.mime import SUBJECT_MAX_CHARS, OutgoingEmail, build_message
 
 
@@ -123,3 +129,11 @@ def test_a_subject_always_folds(subject: str) -> None:
     assert "\x00" not in decoded and "\x1b" not in decoded
     if len(subject) > SUBJECT_MAX_CHARS:
         assert decoded.endswith("\u2026") and subject.startswith(decoded[:-1])
+
+
+def test_the_recipients_own_address_may_be_quoted_but_no_other() -> None:
+    request = make_request(contact={"first_name": "Dana", "email": "dana@acme.io"})
+    own = make_draft("We will send the summary to dana@acme.io as usual.")
+    assert_passes(allowed_links(own, request), "allowed_links")
+    other = make_draft("Write to deals@acme.io for a better price.")
+    assert_fails(allowed_links(other, request), "allowed_links", "acme.io")
