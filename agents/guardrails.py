@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterator
 
 from agents.copy import CopyRequest, Draft, Finding, Preview
-from agents.quarantine import INSTRUCTION, PLACEHOLDER_VALUES, strings
+from agents.quarantine import INSTRUCTION, PLACEHOLDER_VALUES, is_control, strings
 
 SUBJECT_CHARS = (3, 78)
 PREHEADER_MAX = 150
@@ -143,10 +143,14 @@ def length_bounds(draft: Draft, request: CopyRequest) -> Finding:
 
 
 def no_placeholders(draft: Draft, request: CopyRequest) -> Finding:
-    """No unresolved placeholder ({{ name }}, [First Name], *|FNAME|*), template syntax or
-    markup in the copy: it is plain text, filled in for one recipient."""
+    """No unresolved placeholder ({{ name }}, [First Name], *|FNAME|*), template syntax,
+    markup or control character (NUL, ESC, a bidi override) in the copy: it is plain text,
+    filled in for one recipient."""
     found = sorted({m.group(0) for m in _PLACEHOLDER.finditer(draft.text())})
-    return _finding("no_placeholders", [f"unresolved {f!r}" for f in found])
+    problems = [f"unresolved {f!r}" for f in found]
+    controls = sorted({f"U+{ord(c):04X}" for c in draft.text() if is_control(c)})
+    problems += [f"control character {c}" for c in controls]
+    return _finding("no_placeholders", problems)
 
 
 def allowed_links(draft: Draft, request: CopyRequest) -> Finding:

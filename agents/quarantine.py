@@ -64,7 +64,7 @@ def screen(value: str) -> str | None:
         return "a placeholder, not a value"
     if len(value) > FIELD_MAX_CHARS:
         return f"longer than {FIELD_MAX_CHARS} characters"
-    if any(_control(c) for c in value):
+    if any(is_control(c) for c in value):
         return "control characters"
     if _TEMPLATE.search(value):
         return "template syntax"
@@ -77,7 +77,8 @@ def screen(value: str) -> str | None:
     return None
 
 
-def _control(char: str) -> bool:
+def is_control(char: str) -> bool:
+    """A control or bidi character: never part of copy (tab and newline are layout)."""
     return char in _BIDI or (unicodedata.category(char) == "Cc" and char not in "\t\n")
 
 

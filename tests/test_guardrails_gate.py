@@ -137,3 +137,12 @@ def test_the_recipients_own_address_may_be_quoted_but_no_other() -> None:
     assert_passes(allowed_links(own, request), "allowed_links")
     other = make_draft("Write to deals@acme.io for a better price.")
     assert_fails(allowed_links(other, request), "allowed_links", "acme.io")
+
+
+def test_control_characters_in_the_copy_fail() -> None:
+    draft = make_draft("Your guide\x1b[31m is ready\u202e.")
+    finding = check_gate(draft, make_request())[0]
+    assert_fails(finding, "no_placeholders", "U+001B", "U+202E")
+    assert_passes(
+        check_gate(make_draft("Line one\n\tline two."), make_request())[0], "no_placeholders"
+    )
