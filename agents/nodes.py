@@ -137,7 +137,7 @@ def after_draft(state: CopyState) -> str:
     if state.get("fallback_reason"):
         return "fallback"
     if state.get("mode") == "composer":
-        return "render"  # the composer's copy is the sequence author's own: nothing to check
+        return "render"  # the author's own copy: only the gate in render checks it
     return "check"
 
 
