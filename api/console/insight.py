@@ -23,7 +23,14 @@ from sequences.definitions import registry
 from sequences.errors import NotFound
 from sequences.review.costs import step_costs
 from sequences.signals import counts, scores
-from sequences.store.tables import CONTACTS, ENROLLMENTS, MESSAGES, SEQUENCES, VERSIONS
+from sequences.store.tables import (
+    CONTACTS,
+    ENROLLMENTS,
+    MESSAGES,
+    MODEL_CALLS,
+    SEQUENCES,
+    VERSIONS,
+)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 RECENT = 25
@@ -67,7 +74,7 @@ async def sequence_page(
         sent_by_step={f.step: f.total.sent for f in found},
         at_step=at_step,
         ended=ended,
-        writers=await _writers(conn, pinned.sequence_id),
+        models=await _models(conn, key),
         splits=funnels.splits(defn, stats),
         costs=await step_costs(conn, key, pinned.sequence_id, deps.settings.agent_model),
         counts=(await counts.enrollments(conn, pinned.sequence_id)).get(
@@ -102,16 +109,16 @@ async def _positions(
     return at_step, ended
 
 
-async def _writers(conn: AsyncConnection, sequence_id: int) -> list[Any]:
-    """Who wrote the emails sent: each model (or the offline composer) and how many."""
+async def _models(conn: AsyncConnection, key: str) -> dict[str, int]:
+    """The models whose calls the cost table counts (not the one configured now), and how
+    many calls each made."""
     rows = await conn.execute(
-        select(MESSAGES.c.copy_source.label("source"), func.count().label("n"))
-        .join(ENROLLMENTS, ENROLLMENTS.c.id == MESSAGES.c.enrollment_id)
-        .where(ENROLLMENTS.c.sequence_id == sequence_id, MESSAGES.c.sent_at.is_not(None))
-        .group_by(MESSAGES.c.copy_source)
+        select(MODEL_CALLS.c.model, func.count().label("n"))
+        .where(MODEL_CALLS.c.sequence_key == key)
+        .group_by(MODEL_CALLS.c.model)
         .order_by(func.count().desc())
     )
-    return list(rows)
+    return {row.model: row.n for row in rows}
 
 
 async def _versions(conn: AsyncConnection, sequence_id: int) -> list[Any]:

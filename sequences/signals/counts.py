@@ -5,10 +5,11 @@ three ways.
 Emails (per sequence, step and variant, over every version):
 
 - **sent**: accepted by our relay (``sent_at`` is set). This is what a person could open and
-  exactly what the bandit counts as a send (its counter moves in the same transaction).
+  exactly what the bandit counts as a send: its counter (``step_stats``) moves in the same
+  transaction, so the figures are read from there.
 - **bounced**: refused for good, either by the receiving server while we sent (the message's
-  state is ``bounced``; it was never sent) or reported afterwards by the ESP (a hard bounce
-  event on a sent message).
+  state is ``bounced``; it was never sent) or reported afterwards by the ESP: each message
+  with a hard bounce event, once.
 - **delivered**: sent and not reported bounced afterwards.
 - **clicked / replied / converted**: messages with a human click, a reply, a conversion
   (each message once; bot clicks never count).
@@ -28,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.definitions import registry
@@ -37,8 +38,9 @@ from sequences.store.tables import (
     ENROLLMENTS,
     EVENTS,
     MESSAGES,
+    SEQUENCES,
+    STEP_STATS,
     EnrollmentStatus,
-    MessageState,
 )
 
 EMAIL_COUNTS = ("sent", "delivered", "bounced", "clicked", "replied", "converted", "unsubscribed")
@@ -98,22 +100,33 @@ async def emails(
     conn: AsyncConnection, sequence_id: int | None = None
 ) -> dict[int, dict[str, StepEmails]]:
     """Sequence id -> step -> its counts, total and per variant (of one sequence, or all)."""
+    keys = select(SEQUENCES.c.id, SEQUENCES.c.key)
+    if sequence_id is not None:
+        keys = keys.where(SEQUENCES.c.id == sequence_id)
+    ids = {row.key: row.id for row in await conn.execute(keys)}
     found: dict[int, dict[str, StepEmails]] = {}
-    for row in await _message_rows(conn, sequence_id):
-        sent, later = int(row.sent or 0), int(row.bounced_later or 0)
-        refused = int(row.refused or 0)
+    # Sends and first hits are counted by the engine as it marks each message (same
+    # transaction): reading its counters is reading the messages, without scanning them.
+    stats = await conn.execute(select(STEP_STATS).where(STEP_STATS.c.sequence_key.in_(ids)))
+    for row in stats:
         counts = Emails(
-            sent=sent,
-            delivered=sent - later,
+            sent=row.sends,
+            delivered=row.sends,
+            clicked=row.clicks,
+            replied=row.replies,
+            converted=row.conversions,
+            attempted=row.sends,
+        )
+        _place(found, ids[row.sequence_key], row.step_id, row.variant or None, counts)
+    for row in await _event_rows(conn, sequence_id):
+        refused, later = int(row.refused or 0), int(row.bounced_later or 0)
+        counts = Emails(
+            delivered=-later,  # counted as sent and delivered above
             bounced=refused + later,
-            clicked=row.clicked,
-            replied=row.replied,
-            converted=row.converted,
-            attempted=sent + refused,
+            unsubscribed=int(row.unsubscribed or 0),
+            attempted=refused,
         )
         _place(found, row.sequence_id, row.step_id, row.variant, counts)
-    for row in await _unsubscribe_rows(conn, sequence_id):
-        _place(found, row.sequence_id, row.step_id, row.variant, Emails(unsubscribed=row.n))
     for steps in found.values():
         for step in steps.values():
             step.variants = dict(sorted(step.variants.items()))
@@ -140,58 +153,27 @@ def _place(
         target.variants.setdefault(variant, Emails()).add(counts)
 
 
-async def _message_rows(conn: AsyncConnection, sequence_id: int | None) -> list[Any]:
-    # Messages an ESP reported a hard bounce for after our relay accepted them.
-    reported = (
-        select(EVENTS.c.message_pk)
-        .where(
-            EVENTS.c.type == "bounced",
-            EVENTS.c.message_pk.is_not(None),
-            func.coalesce(EVENTS.c.properties["bounce_type"].as_string(), "hard") != "soft",
-        )
-        .group_by(EVENTS.c.message_pk)
-        .subquery()
+async def _event_rows(conn: AsyncConnection, sequence_id: int | None) -> list[Any]:
+    """Per step and variant: unsubscribes and complaints that came through a message, and the
+    messages with a hard bounce (each once): refused while we sent, or reported afterwards.
+    Our relay's refusals are recorded as bounce events too, so no message is scanned."""
+    hard = (EVENTS.c.type == "bounced") & (
+        func.coalesce(EVENTS.c.properties["bounce_type"].as_string(), "hard") != "soft"
     )
-    sent = MESSAGES.c.sent_at.is_not(None)
+    accepted = MESSAGES.c.sent_at.is_not(None)
     query = (
         select(
             ENROLLMENTS.c.sequence_id,
             MESSAGES.c.step_id,
             MESSAGES.c.variant,
-            func.sum(case((sent, 1), else_=0)).label("sent"),
-            func.sum(case((sent & reported.c.message_pk.is_not(None), 1), else_=0)).label(
-                "bounced_later"
-            ),
-            func.sum(case((~sent & (MESSAGES.c.state == MessageState.bounced), 1), else_=0)).label(
-                "refused"
-            ),
-            func.count(MESSAGES.c.clicked_at).label("clicked"),
-            func.count(MESSAGES.c.replied_at).label("replied"),
-            func.count(MESSAGES.c.converted_at).label("converted"),
-        )
-        .select_from(MESSAGES)
-        .join(ENROLLMENTS, ENROLLMENTS.c.id == MESSAGES.c.enrollment_id)
-        .outerjoin(reported, reported.c.message_pk == MESSAGES.c.id)
-        .group_by(ENROLLMENTS.c.sequence_id, MESSAGES.c.step_id, MESSAGES.c.variant)
-    )
-    if sequence_id is not None:
-        query = query.where(ENROLLMENTS.c.sequence_id == sequence_id)
-    return list(await conn.execute(query))
-
-
-async def _unsubscribe_rows(conn: AsyncConnection, sequence_id: int | None) -> list[Any]:
-    """Unsubscribes and complaints, credited to the message they came through."""
-    query = (
-        select(
-            ENROLLMENTS.c.sequence_id,
-            MESSAGES.c.step_id,
-            MESSAGES.c.variant,
-            func.count().label("n"),
+            func.sum(case((EVENTS.c.type != "bounced", 1), else_=0)).label("unsubscribed"),
+            func.count(distinct(case((hard & ~accepted, MESSAGES.c.id)))).label("refused"),
+            func.count(distinct(case((hard & accepted, MESSAGES.c.id)))).label("bounced_later"),
         )
         .select_from(EVENTS)
         .join(MESSAGES, MESSAGES.c.id == EVENTS.c.message_pk)
         .join(ENROLLMENTS, ENROLLMENTS.c.id == MESSAGES.c.enrollment_id)
-        .where(EVENTS.c.type.in_(["unsubscribed", "complained"]))
+        .where(EVENTS.c.type.in_(["unsubscribed", "complained", "bounced"]))
         .group_by(ENROLLMENTS.c.sequence_id, MESSAGES.c.step_id, MESSAGES.c.variant)
     )
     if sequence_id is not None:
