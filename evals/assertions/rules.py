@@ -29,9 +29,10 @@ class RuleArgs(Args):
 
 def check_guardrails(args: RuleArgs, s: Subject) -> Verdict:
     """The graph's own guardrails (schema_valid, length_bounds, no_placeholders, allowed_links,
-    no_invented_facts, spam_phrases, no_injected_text, unsubscribe_present) pass on the email
-    that would be sent, and that email is the model's own: when the graph refused the model's
-    drafts and fell back to the offline composer, this fails and says why. `rules` narrows it."""
+    no_invented_facts, spam_phrases, no_injected_text, greeting_named, no_unbacked_offers,
+    unsubscribe_present) pass on the email that would be sent, and that email is the model's
+    own: when the graph refused the model's drafts and fell back to the offline composer, this
+    fails and says why. `rules` narrows it."""
     findings = [*guardrails.check_copy(s.draft, s.request), *guardrails.check_preview(s.preview)]
     wanted = set(args.rules or guardrails.RULE_NAMES)
     problems = [f"{f.rule}: {f.message}" for f in guardrails.failed(findings) if f.rule in wanted]
