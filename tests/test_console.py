@@ -181,6 +181,7 @@ async def test_approve_through_the_form_sends_once_and_moves_on(stack: Stack) ->
     name = inbox.text.split('href="/console/inbox/', 1)[1].split('"', 1)[0]
     shown = await stack.client.get(f"/console/inbox/{name}")
     assert "signed d=acme.test" in shown.text and "List-Unsubscribe" in shown.text
+    assert f'href="/console/enrollments/{first["enrollment_id"]}">its enrollment' in shown.text
     framed = await stack.client.get(f"/console/inbox/{name}/html")
     assert framed.headers["content-security-policy"].startswith("sandbox;")
     assert "/t/o/" not in framed.text  # viewing it in the console is not an open
