@@ -61,6 +61,7 @@ async def sequence_page(
     stats = await scores.arm_stats(conn, key)
     found = await funnels.funnels(conn, defn, pinned.sequence_id)
     at_step, ended = await _positions(conn, pinned.sequence_id)
+    recent = await _recent(conn, pinned.sequence_id)
     return page(
         request,
         "sequence.html",
@@ -80,7 +81,8 @@ async def sequence_page(
         counts=(await counts.enrollments(conn, pinned.sequence_id)).get(
             pinned.sequence_id, counts.Enrollments()
         ),
-        recent=await _recent(conn, pinned.sequence_id),
+        recent=recent,
+        outcomes=await _outcomes(conn, recent),
     )
 
 
@@ -135,6 +137,7 @@ async def _recent(conn: AsyncConnection, sequence_id: int) -> list[Any]:
         select(
             ENROLLMENTS.c.id,
             ENROLLMENTS.c.status,
+            ENROLLMENTS.c.version_id,
             ENROLLMENTS.c.position,
             ENROLLMENTS.c.created_at,
             CONTACTS.c.email,
@@ -177,7 +180,13 @@ async def contact_page(
         contact=view.row,
         standing=view.standing,
         enrollments=view.enrollments[::-1],  # newest first
+        outcomes=await _outcomes(conn, view.enrollments),
     )
+
+
+async def _outcomes(conn: AsyncConnection, rows: list[Any]) -> dict[str, str]:
+    """Each enrollment's outcome as the counts name it (an exit step reached is completed)."""
+    return {e.id: await counts.outcome_of(conn, e.status, e.version_id, e.position) for e in rows}
 
 
 @router.get("/enrollments/{enrollment_id}")
