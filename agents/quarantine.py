@@ -1,8 +1,9 @@
 """Contact fields are quarantined, not trusted: what a sign-up form typed is data, never copy.
 
 A field value that holds a URL or domain, markup, template syntax, control characters,
-instruction-like text, or more than :data:`FIELD_MAX_CHARS` characters is held back: fallback
-templates see it as missing (so their ``default(...)`` stands in) and the model never reads it.
+instruction-like text, or more than :data:`FIELD_MAX_CHARS` characters (or whose name holds
+any of these) is held back: fallback templates see it as missing (so their ``default(...)``
+stands in) and the model never reads it.
 Everything else reaches templates and prompts bounded (:data:`MAX_DEPTH` levels, the first
 :data:`MAX_ITEMS` items of a list or mapping) with its whitespace folded. The reviewer reads the
 raw value from the contact's row, escaped by the console.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 FIELD_MAX_CHARS = 120
+MAX_KEY_CHARS = 60
 MAX_DEPTH = 4
 MAX_ITEMS = 50
 # The contact's own address and zone are validated at the door: they are not form text.
@@ -93,10 +95,18 @@ def quarantine(contact: dict[str, Any]) -> tuple[dict[str, Any], tuple[HeldField
         if _deeper_than(value, MAX_DEPTH - 1):  # a structure too deep to read is held whole
             held.append(HeldField(f"contact.{key}", f"nested deeper than {MAX_DEPTH} levels"))
             continue
-        kept = _bounded(value, f"contact.{key}", held)
+        kept = _item(str(key), value, "contact", held)
         if kept is not _HELD:
-            clean[str(key)[:FIELD_MAX_CHARS]] = kept
+            clean[str(key)] = kept
     return clean, tuple(held)
+
+
+def _item(key: str, value: Any, parent: str, held: list[HeldField]) -> Any:
+    """A mapping's value, or _HELD; the model reads the keys too, so they are screened alike."""
+    reason = screen(key) if len(key) <= MAX_KEY_CHARS else f"more than {MAX_KEY_CHARS} characters"
+    if reason is not None:
+        return _held(f"{parent}.{key[:MAX_KEY_CHARS]}", f"its name holds {reason}", held)
+    return _bounded(value, f"{parent}.{key}", held)
 
 
 _HELD: Any = object()
@@ -129,7 +139,7 @@ def _bounded(value: Any, path: str, held: list[HeldField]) -> Any:
         return value if value == value and abs(value) != float("inf") else None
     if isinstance(value, dict):
         items = list(value.items())[:MAX_ITEMS]
-        kept = {str(k): _bounded(v, f"{path}.{k}", held) for k, v in items}
+        kept = {str(k): _item(str(k), v, path, held) for k, v in items}
         return {k: v for k, v in kept.items() if v is not _HELD}
     if isinstance(value, list | tuple):
         head = list(value[:MAX_ITEMS])
