@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from agents.fake_copy import Composed, compose
+from agents.fake_copy import Composed, compose, shorten
 from agents.llm import Completion, Message
 
 Answer = Callable[[list[Message]], str]
@@ -107,9 +107,10 @@ def _lead(clicked: list[str], ignored: list[str]) -> tuple[str, str]:
 def _subject(phrase: str, clicked: list[str], name: str | None, step: str) -> str:
     """The brief's own subject phrase (so each step has its own), the clicked topic first."""
     base = phrase or (f"A note on {step.replace('-', ' ')}" if step else "A quick next step")
-    if clicked:
+    if clicked:  # the step's own subject still leads, so a clicker's emails differ too
         topic = _topic(clicked[-1])
-        options = [f"More on {topic}: {base[:1].lower()}{base[1:]}", f"More on {topic}"]
+        tail = f", and more on {topic}"
+        options = [base + tail, shorten(base, 60 - len(tail)) + tail, f"More on {topic}"]
     else:
         options = [f"{base}, {name}", base] if name else [base]
     return next((o for o in options if len(o) <= 60), options[-1][:60])

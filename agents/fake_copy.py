@@ -87,32 +87,32 @@ def _rewrite(clause: str, found: Composed) -> None:
 
 def _welcome(rest: str, found: Composed) -> None:
     place = re.sub(r"^you\s+", "", rest)
-    _say(found, f"Welcome {place}.", f"Welcome {_short(place)}")
+    _say(found, f"Welcome {place}.", f"Welcome {shorten(place)}")
 
 
 def _point(rest: str, found: Composed) -> None:
     target = re.sub(r"^(?:you\s+)?(?:to\s+)?", "", rest)
-    _say(found, f"A good place to start: {target}.", _cap(_short(target)))
+    _say(found, f"A good place to start: {target}.", _cap(shorten(target)))
 
 
 def _remind(rest: str, found: Composed) -> None:
     fact = re.sub(r"^(?:you\s+)?(?:that\s+)?", "", rest)
-    _say(found, f"A quick reminder: {fact}.", f"A reminder: {_short(fact)}")
+    _say(found, f"A quick reminder: {fact}.", f"A reminder: {shorten(fact)}")
 
 
 def _offer(rest: str, found: Composed) -> None:
     if rest.startswith("to "):
-        _say(found, f"We can {rest[3:]}.", _cap(_short(rest[3:])))
+        _say(found, f"We can {rest[3:]}.", _cap(shorten(rest[3:])))
     elif rest.startswith("help by reply"):
         _say(found, "If you would like a hand, reply to this email and we will help.", "")
     else:
-        _say(found, f"We would like to offer {rest}.", _cap(_short(rest)))
+        _say(found, f"We would like to offer {rest}.", _cap(shorten(rest)))
 
 
 def _share(rest: str, found: Composed) -> None:
     head, colon, listed = rest.partition(":")
     if not colon:
-        _say(found, f"Here is {rest}.", _cap(_short(rest)))
+        _say(found, f"Here is {rest}.", _cap(shorten(rest)))
         return
     items = [i.strip() for i in re.split(r",\s*(?:and\s+)?|\s+and\s+", listed) if i.strip()]
     _say(found, f"Here are {head.strip()}.", _cap(f"{head.strip()}: {', '.join(items)}"))
@@ -126,19 +126,19 @@ def _ask(rest: str, found: Composed) -> None:
 def _tell(lead: str) -> Callable[[str, Composed], None]:
     def rewrite(rest: str, found: Composed) -> None:
         body = rest.partition(":")[2].strip() if ":" in rest else rest
-        _say(found, f"{lead}{body}.", _cap(_short(body)))
+        _say(found, f"{lead}{body}.", _cap(shorten(body)))
 
     return rewrite
 
 
 def _follow(rest: str, found: Composed) -> None:
     about = rest.removeprefix("up ")
-    _say(found, f"A follow-up {about}.", f"A follow-up {_short(about)}")
+    _say(found, f"A follow-up {about}.", f"A follow-up {shorten(about)}")
 
 
 def _invite(rest: str, found: Composed) -> None:
     where = re.sub(r"^you\s+", "", rest)
-    _say(found, f"You are welcome {where}.", f"Welcome {_short(where)}")
+    _say(found, f"You are welcome {where}.", f"Welcome {shorten(where)}")
 
 
 def _say(found: Composed, line: str, subject: str) -> None:
@@ -148,7 +148,7 @@ def _say(found: Composed, line: str, subject: str) -> None:
         found.subject = subject
 
 
-def _short(text: str, room: int = 46) -> str:
+def shorten(text: str, room: int = 46) -> str:
     """A subject-sized phrase: up to the first comma, cut before a preposition to fit."""
     phrase = re.split(r",|\s+which\s+|\s+to answer\b", text)[0].strip()
     while len(phrase) > room:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agents.copy import CopyRequest, Cta, Fallback
+from agents.copy import CopyRequest, Cta, EngagementSummary, Fallback, PastStep
 from agents.fake import STAND_IN_NOTE, heuristic_answer
 from agents.guardrails import check_copy
 from agents.prompting import draft_messages, draft_of
@@ -70,3 +70,25 @@ def test_style_notes_and_context_in_a_brief_are_not_said_to_the_recipient() -> N
     )
     assert "not opened" not in text and "No pressure" not in text and "discount" not in text
     assert "They" not in text and " them" not in text
+
+
+def test_a_click_leads_the_copy_but_the_step_keeps_its_own_subject() -> None:
+    [tips] = [s for s in email_steps() if s["id"] == "power-tips"]
+    clicked = EngagementSummary(
+        history=(
+            PastStep(
+                step_id="welcome",
+                subject="Welcome to your 14-day Acme trial",
+                sent_at="2026-05-04T09:00:00+00:00",
+                opened=False,
+                clicked=("https://acme.test/quickstart",),
+                offered=("https://acme.test/quickstart",),
+            ),
+        ),
+        events=("delivered", "clicked"),
+    )
+    asked = request(tips, "v2").model_copy(update={"engagement": clicked})
+    answer = json.loads(heuristic_answer(draft_messages(asked, None)))
+    assert answer["subject"] == "Two power tips: scheduled reports, and more on quickstart"
+    assert "Since you took a look at quickstart" in answer["paragraphs"][1]
+    assert "First, scheduled reports." in answer["paragraphs"]
