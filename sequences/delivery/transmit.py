@@ -51,18 +51,19 @@ async def deliver(deps: Deps, jobs: list[Job]) -> None:
     if not jobs:
         return
     assert deps.mailer is not None, "a worker that sends needs a mailer"
-    outcomes = await asyncio.gather(*(_Send(deps, job).run() for job in jobs))
-    await _mark_sent(
-        deps, [(job, a) for job, a in zip(jobs, outcomes, strict=True) if a is not None]
-    )
+    starts = _Starts(deps)
+    outcomes = await asyncio.gather(*(_Send(deps, job, starts).run() for job in jobs))
+    sent = [(job, a) for job, a in zip(jobs, outcomes, strict=True) if a is not None]
+    await _mark_sent(deps, sent, starts.recorded)
 
 
 class _Send:
     """One message through the pool: started by the hook, then sent, then noted on its lane."""
 
-    def __init__(self, deps: Deps, job: Job) -> None:
+    def __init__(self, deps: Deps, job: Job, starts: _Starts) -> None:
         self.deps = deps
         self.job = job
+        self.starts = starts
         self.lane: Lane | None = None
 
     async def run(self) -> Accepted | None:
@@ -101,33 +102,13 @@ class _Send:
         """Right before MAIL FROM: record what this connection sent before, then this message
         as ``sending``, if it may still go."""
         settle: list[Accepted] = list(lane.unsettled)
-        go = await transaction(self.deps.engine, lambda conn: self._begin(conn, settle))
+        go = await self.starts.start(self.job, settle)
         lane.unsettled.clear()  # the connection is ours alone until this send gives it back
         if go:
             self.lane = lane
         else:
             await transaction(self.deps.engine, self._decline)
         return go
-
-    async def _begin(self, conn: AsyncConnection, settle: list[Accepted]) -> bool:
-        job = self.job
-        assert job.message is not None
-        # The lock order: enrollments first. Held in share mode until the commit, so an exit
-        # for this enrollment either committed before (and is seen) or waits for the send.
-        ids = sorted({job.ctx.enrollment_id, *(a.enrollment_id for a in settle)})
-        await lock_rows(conn, ENROLLMENTS, ids, share=True)
-        await record_sent(conn, settle)
-        started = await conn.execute(
-            update(MESSAGES)
-            .where(
-                MESSAGES.c.id == job.message.id,
-                MESSAGES.c.state.in_(STARTABLE),
-                outbox.still_held(job.claim),
-                lifecycle.may_send(job.ctx.enrollment_id, job.ctx.email_key),
-            )
-            .values(state=MessageState.sending)
-        )
-        return started.rowcount == 1
 
     async def _decline(self, conn: AsyncConnection) -> None:
         """A message that may no longer go (the enrollment ended, the address is suppressed)
@@ -140,10 +121,73 @@ class _Send:
             .where(
                 MESSAGES.c.id == job.message.id,
                 MESSAGES.c.state.in_(STARTABLE),
-                ~lifecycle.may_send(job.ctx.enrollment_id, job.ctx.email_key),
+                ~lifecycle.may_send(MESSAGES.c.enrollment_id, MESSAGES.c.contact_id),
             )
             .values(state=MessageState.cancelled)
         )
+
+
+class _Starts:
+    """Group commit for one batch's starts: those asked for while a group is being committed
+    (each with its connection in hand, its MAIL FROM waiting) go together in the next
+    transaction. Every message is still ``sending`` before its own MAIL FROM, and no message
+    is marked before its connection is ready, so a crash still leaves at most one per
+    connection; a busy relay pool just costs fewer transactions."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.waiting: list[tuple[Job, list[Accepted], asyncio.Future[bool]]] = []
+        self.committer: asyncio.Task[None] | None = None
+        self.recorded: set[str] = set()  # accepted messages already recorded as sent
+
+    async def start(self, job: Job, settle: list[Accepted]) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.waiting.append((job, settle, future))
+        if self.committer is None or self.committer.done():
+            self.committer = asyncio.create_task(self._commit_all())
+        return await future
+
+    async def _commit_all(self) -> None:
+        while self.waiting:
+            group, self.waiting = self.waiting, []
+            await self._commit(group)
+
+    async def _commit(self, group: list[tuple[Job, list[Accepted], asyncio.Future[bool]]]) -> None:
+        jobs = [job for job, _, _ in group]
+        settle = [a for _, accepted, _ in group for a in accepted]
+        try:
+            started = await transaction(self.deps.engine, lambda c: _begin(c, jobs, settle))
+        except Exception as error:  # each send sees it and gives its message up for this run
+            for _, _, future in group:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        self.recorded.update(a.message_pk for a in settle)
+        for job, _, future in group:
+            if not future.done():  # a send cancelled meanwhile (a stopping worker)
+                future.set_result(job.message is not None and job.message.id in started)
+
+
+async def _begin(conn: AsyncConnection, jobs: list[Job], settle: list[Accepted]) -> set[str]:
+    """Record the accepted messages as sent and these jobs' messages as ``sending``, each if
+    its claim is still ours, its enrollment active and its address not suppressed."""
+    # The lock order: enrollments first. Held in share mode until the commit, so an exit for
+    # one of them either committed before (and is seen here) or waits for these starts.
+    ids = {job.ctx.enrollment_id for job in jobs} | {a.enrollment_id for a in settle}
+    await lock_rows(conn, ENROLLMENTS, sorted(ids), share=True)
+    await record_sent(conn, settle)
+    started = await conn.execute(
+        update(MESSAGES)
+        .where(
+            MESSAGES.c.id.in_(sorted(job.message.id for job in jobs if job.message)),
+            MESSAGES.c.state.in_(STARTABLE),
+            outbox.still_held(MESSAGES.c.step_run_id, sorted({j.claim.token for j in jobs})),
+            lifecycle.may_send(MESSAGES.c.enrollment_id, MESSAGES.c.contact_id),
+        )
+        .values(state=MessageState.sending)
+        .returning(MESSAGES.c.id)
+    )
+    return {row.id for row in started}
 
 
 async def record_sent(conn: AsyncConnection, accepted: list[Accepted]) -> None:
@@ -174,7 +218,7 @@ async def record_sent(conn: AsyncConnection, accepted: list[Accepted]) -> None:
     )
 
 
-async def _mark_sent(deps: Deps, sent: list[tuple[Job, Accepted]]) -> None:
+async def _mark_sent(deps: Deps, sent: list[tuple[Job, Accepted]], recorded: set[str]) -> None:
     if not sent:
         return
     now = deps.clock.now()
@@ -193,7 +237,7 @@ async def _mark_sent(deps: Deps, sent: list[tuple[Job, Accepted]]) -> None:
     async def work(conn: AsyncConnection) -> list[datetime]:
         # advance_many locks the enrollments, then the outbox rows; the messages come after.
         due = await advance_many(conn, deps, finished, signals)
-        await record_sent(conn, [a for _, a in sent])
+        await record_sent(conn, [a for _, a in sent if a.message_pk not in recorded])
         # Last: step stats rows are hot, so their locks are held for the shortest time.
         await scores.count_sends(
             conn,

@@ -11,7 +11,14 @@ from sequences.engine import outbox
 from sequences.store import timeline
 from sequences.store.db import dialect_insert, lock_rows
 from sequences.store.events import Incoming, store_events
-from sequences.store.tables import DRAFTS, ENROLLMENTS, SUPPRESSIONS, DraftStatus, EnrollmentStatus
+from sequences.store.tables import (
+    CONTACTS,
+    DRAFTS,
+    ENROLLMENTS,
+    SUPPRESSIONS,
+    DraftStatus,
+    EnrollmentStatus,
+)
 
 # These always end every sequence for the address, whatever exit_on says.
 SUPPRESSING_EVENTS = {"unsubscribed": "unsubscribed", "complained": "complaint"}
@@ -81,13 +88,20 @@ async def suppress(
     return await end(conn, active, status=EnrollmentStatus.exited, reason=reason, now=now)
 
 
-def may_send(enrollment_id: str, email_key: str) -> ColumnElement[bool]:
-    """True inside a statement while the enrollment is active and the address not suppressed:
-    what a sender checks again right before each message's MAIL FROM."""
+def may_send(
+    enrollment_id: ColumnElement[str], contact_id: ColumnElement[int]
+) -> ColumnElement[bool]:
+    """True inside a statement while the enrollment is active and the contact's address not
+    suppressed (both columns of the statement's table): what a sender checks again right
+    before each message's MAIL FROM."""
     active = select(ENROLLMENTS.c.id).where(
         ENROLLMENTS.c.id == enrollment_id, ENROLLMENTS.c.status == EnrollmentStatus.active
     )
-    barred = select(SUPPRESSIONS.c.id).where(SUPPRESSIONS.c.email_key == email_key)
+    barred = (
+        select(SUPPRESSIONS.c.id)
+        .join(CONTACTS, CONTACTS.c.email_key == SUPPRESSIONS.c.email_key)
+        .where(CONTACTS.c.id == contact_id)
+    )
     return and_(exists(active), ~exists(barred))
 
 

@@ -102,9 +102,16 @@ async def unhold(conn: AsyncConnection, run_ids: list[int], now: datetime) -> li
     return [r.id for r in rows]
 
 
-def still_held(claim: Claim) -> ColumnElement[bool]:
-    """True inside a statement while ``claim`` still holds its row (for conditional writes)."""
-    return exists(select(RUNS.c.id).where(_held(claim)))
+def still_held(run_id: ColumnElement[int], tokens: list[str]) -> ColumnElement[bool]:
+    """True inside a statement while the row ``run_id`` (a column of the statement's table) is
+    claimed under one of ``tokens``: a token belongs to one claim, so the claim is ours."""
+    return exists(
+        select(RUNS.c.id).where(
+            RUNS.c.id == run_id,
+            RUNS.c.state == RunState.claimed,
+            RUNS.c.claim_token.in_(tokens),
+        )
+    )
 
 
 def _held(claim: Claim) -> ColumnElement[bool]:
