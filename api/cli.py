@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.auth import KeyInfo, Role, create_key, list_keys, revoke_key
-from api.preflight import align_public_url, unreachable
+from api.preflight import align_public_url, database_problem, unreachable
 from evals.command import eval_app
 from sequences.definitions import registry
 from sequences.definitions.document import DefinitionError, SequenceDefinition
@@ -308,7 +307,5 @@ def _with_database(job: Coroutine[Any, Any, T]) -> T:
     """Run a database job; an unreachable or refusing database is a message, not a traceback."""
     try:
         return asyncio.run(job)
-    except (OSError, DBAPIError) as error:
-        url = make_url(Settings().resolved_database_url).render_as_string(hide_password=True)
-        reason = getattr(error, "orig", None) or error
-        raise _fail(f"cannot use the database at {url}: {reason}") from None
+    except (OSError, DBAPIError, ArgumentError) as error:
+        raise _fail(database_problem(Settings(), error)) from None

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import make_url, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from sequences.settings import Settings
 from sequences.store.db import make_engine
@@ -30,6 +30,11 @@ def shown_url(url: str) -> str:
 
 def database_problem(settings: Settings, error: BaseException) -> str:
     url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    if isinstance(error, ArgumentError):
+        return (
+            f"DATABASE_URL {url} is not a URL SQLAlchemy can use ({error}); "
+            "PostgreSQL is postgresql+asyncpg://user@host/db"
+        )
     reason = getattr(error, "orig", None) or error
     return f"cannot use the database at {url}: {reason}"
 
@@ -45,7 +50,10 @@ async def unreachable(settings: Settings, redis_url: str | None) -> str | None:
 
 
 async def _redis_problem(url: str) -> str | None:
-    client: Redis = Redis.from_url(url, socket_connect_timeout=TIMEOUT_SECONDS)
+    try:
+        client: Redis = Redis.from_url(url, socket_connect_timeout=TIMEOUT_SECONDS)
+    except ValueError as error:  # no scheme, or one redis-py does not know
+        return f"REDIS_URL {shown_url(url)} is not a Redis URL: {error}"
     try:
         await asyncio.wait_for(client.ping(), TIMEOUT_SECONDS)
     except (RedisError, OSError, TimeoutError) as error:
@@ -56,7 +64,10 @@ async def _redis_problem(url: str) -> str | None:
 
 
 async def _database_problem(settings: Settings) -> str | None:
-    engine = make_engine(settings.resolved_database_url)
+    try:
+        engine = make_engine(settings.resolved_database_url)
+    except ArgumentError as error:  # postgres:// (no such dialect), a missing driver
+        return database_problem(settings, error)
     try:
         async with asyncio.timeout(TIMEOUT_SECONDS), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

@@ -102,6 +102,26 @@ def test_an_unreachable_redis_is_one_line(
     assert line.startswith("error: cannot reach Redis at redis://:***@127.0.0.1:1/0 (REDIS_URL)")
 
 
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_a_database_url_sqlalchemy_cannot_use_is_one_line(
+    args: list[str], cli_env: Path, monkeypatch: pytest.MonkeyPatch, redis_server_url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://nobody:secret@127.0.0.1/x")  # no such dialect
+    monkeypatch.setenv("REDIS_URL", redis_server_url)
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    line = _one_line_error(args)
+    assert "is not a URL SQLAlchemy can use" in line and "postgresql+asyncpg://" in line
+
+
+@pytest.mark.parametrize("args", [["serve", "--port", "1"], ["worker"]], ids=["serve", "worker"])
+def test_a_redis_url_without_a_scheme_is_one_line(
+    args: list[str], cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "localhost:6379")
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    assert _one_line_error(args).startswith("error: REDIS_URL localhost:6379 is not a Redis URL")
+
+
 # serve --port and DRIPLINE_PUBLIC_URL ----------------------------------------------------------
 
 
