@@ -3,7 +3,7 @@
 Run from the repository root::
 
     .venv/bin/python -m benchmarks.timers [--waits N] [--spread SECONDS] [--lead SECONDS]
-        [--settle SECONDS] [--database-url URL] [--redis-url URL]
+        [--settle SECONDS] [--py-spy FILE] [--database-url URL] [--redis-url URL]
 
 1. Set-up (not measured): a database of its own; a sequence whose first step is ``wait: {for:
    1h}`` and whose second is ``exit``; N contacts enrolled through the engine's set-based path
@@ -18,6 +18,7 @@ Run from the repository root::
    enrollment on) minus its row's due time; p50, p99 and the maximum against the goal (p99 at
    most 1 s), and the rate the worker ended waits at. Checks: every wait ended once, every
    enrollment exited at the exit step, no row left due or claimed.
+4. With ``--py-spy FILE``: where the worker spent its samples (see :mod:`benchmarks.spy`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ from benchmarks.services import (
     flush_redis,
     settings_env,
 )
+from benchmarks.spy import report as spy_report
+from benchmarks.spy import start as spy_on
+from benchmarks.spy import stop as spy_stop
 
 GOAL_P99_SECONDS = 1.0
 SEED_BATCH = 1000
@@ -160,14 +164,18 @@ async def pending(db_url: str) -> int:
     return int(value)
 
 
-async def run_worker(env: dict[str, str], log: Path, last_due: datetime, settle: float) -> float:
-    """``dripline worker`` until no row is left (or ``settle`` s after the last due time)."""
+async def run_worker(
+    env: dict[str, str], log: Path, last_due: datetime, settle: float, spy: Path | None
+) -> float:
+    """``dripline worker`` until no row is left (or ``settle`` s after the last due time);
+    with ``spy``, py-spy records it meanwhile."""
     dripline = str(Path(sys.executable).parent / "dripline")
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
             dripline, "worker", env={**os.environ, **env}, stdout=out, stderr=out
         )
     cpu = ProcessCpu(lambda: [process.pid])
+    spying = await spy_on(process.pid, spy) if spy is not None else None
     deadline = last_due + timedelta(seconds=settle)
     try:
         url = env["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://")
@@ -178,6 +186,8 @@ async def run_worker(env: dict[str, str], log: Path, last_due: datetime, settle:
             await asyncio.sleep(1.0)
         return cpu.seconds()
     finally:
+        if spying is not None:
+            await spy_stop(spying)
         process.terminate()
         await process.wait()
 
@@ -208,6 +218,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--spread", type=float, default=60.0, help="seconds the dues span")
     parser.add_argument("--lead", type=float, default=15.0, help="seconds before the first due")
     parser.add_argument("--settle", type=float, default=180.0, help="seconds allowed after")
+    parser.add_argument("--py-spy", type=Path, help="record the worker with py-spy into FILE")
     add_service_arguments(parser, redis_use="flushed")
     return parser.parse_args(argv)
 
@@ -231,9 +242,14 @@ async def run(db: Database, args: argparse.Namespace, data_dir: str) -> bool:
             f"due from {first:%H:%M:%S.%f}"[:-3]
             + f" to {last:%H:%M:%S} UTC; {load_average()}"
         )
-        cpu = await run_worker(env, Path(data_dir) / "worker.log", last, args.settle)
+        log = Path(data_dir) / "worker.log"
+        cpu = await run_worker(env, log, last, args.settle, args.py_spy)
     late, counts = await lateness(db.url.replace("postgresql+asyncpg://", "postgresql://"))
-    return report(late, counts, args.waits, cpu)
+    ok = report(late, counts, args.waits, cpu)
+    if args.py_spy is not None:
+        print(f"4. Where the worker's time went (py-spy, saved to {args.py_spy})")
+        spy_report(args.py_spy)
+    return ok
 
 
 async def main_async(args: argparse.Namespace) -> bool:
