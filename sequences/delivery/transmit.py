@@ -17,8 +17,9 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.delivery.outcomes import Job, failed
@@ -29,10 +30,11 @@ from sequences.mail.mime import split_address
 from sequences.mail.smtp import Lane, NotStartedError, SendError, UnknownOutcomeError
 from sequences.signals import scores
 from sequences.store.db import lock_rows, transaction
-from sequences.store.tables import ENROLLMENTS, MESSAGES, MessageState
+from sequences.store.tables import ENROLLMENTS, MESSAGES, EnrollmentStatus, MessageState
 
 log = logging.getLogger(__name__)
 STARTABLE = (MessageState.queued, MessageState.retrying)
+SETTLEABLE = (MessageState.sending, MessageState.unknown)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,10 @@ async def deliver(deps: Deps, jobs: list[Job]) -> None:
         return
     assert deps.mailer is not None, "a worker that sends needs a mailer"
     starts = _Starts(deps)
-    outcomes = await asyncio.gather(*(_Send(deps, job, starts).run() for job in jobs))
+    try:
+        outcomes = await asyncio.gather(*(_Send(deps, job, starts).run() for job in jobs))
+    finally:
+        await starts.close()
     sent = [(job, a) for job, a in zip(jobs, outcomes, strict=True) if a is not None]
     await _mark_sent(deps, sent, starts.recorded)
 
@@ -139,6 +144,9 @@ class _Starts:
         self.waiting: list[tuple[Job, list[Accepted], asyncio.Future[bool]]] = []
         self.committer: asyncio.Task[None] | None = None
         self.recorded: set[str] = set()  # accepted messages already recorded as sent
+        # One connection for the batch's starts: a pool checkout (and its ping and reset)
+        # per start would sit between every message and its MAIL FROM.
+        self.conn: AsyncConnection | None = None
 
     async def start(self, job: Job, settle: list[Accepted]) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -152,11 +160,19 @@ class _Starts:
             group, self.waiting = self.waiting, []
             await self._commit(group)
 
+    async def close(self) -> None:
+        if self.committer is not None:
+            await asyncio.gather(self.committer, return_exceptions=True)
+        if self.conn is not None:
+            await self.conn.close()
+
     async def _commit(self, group: list[tuple[Job, list[Accepted], asyncio.Future[bool]]]) -> None:
         jobs = [job for job, _, _ in group]
         settle = [a for _, accepted, _ in group for a in accepted]
         try:
-            started = await transaction(self.deps.engine, lambda c: _begin(c, jobs, settle))
+            if self.conn is None or self.conn.closed:
+                self.conn = await self.deps.engine.connect()
+            started = await transaction(self.conn, lambda c: _begin(c, jobs, settle))
         except Exception as error:  # each send sees it and gives its message up for this run
             for _, _, future in group:
                 if not future.done():
@@ -170,24 +186,51 @@ class _Starts:
 
 async def _begin(conn: AsyncConnection, jobs: list[Job], settle: list[Accepted]) -> set[str]:
     """Record the accepted messages as sent and these jobs' messages as ``sending``, each if
-    its claim is still ours, its enrollment active and its address not suppressed."""
-    # The lock order: enrollments first. Held in share mode until the commit, so an exit for
-    # one of them either committed before (and is seen here) or waits for these starts.
+    its claim is still ours, its enrollment active and its address not suppressed: one
+    statement, so the start costs a single round trip between a connection and its MAIL FROM.
+    """
+    # The lock order: enrollments first, in share mode until the commit. An exit for one of
+    # them either committed before (the lock re-reads the row, and an ended enrollment drops
+    # out of ``live``) or waits for these starts.
     ids = {job.ctx.enrollment_id for job in jobs} | {a.enrollment_id for a in settle}
-    await lock_rows(conn, ENROLLMENTS, sorted(ids), share=True)
-    await record_sent(conn, settle)
-    started = await conn.execute(
-        update(MESSAGES)
-        .where(
-            MESSAGES.c.id.in_(sorted(job.message.id for job in jobs if job.message)),
-            MESSAGES.c.state.in_(STARTABLE),
-            outbox.still_held(MESSAGES.c.step_run_id, sorted({j.claim.token for j in jobs})),
-            lifecycle.may_send(MESSAGES.c.enrollment_id, MESSAGES.c.contact_id),
-        )
-        .values(state=MessageState.sending)
-        .returning(MESSAGES.c.id)
+    live = select(ENROLLMENTS.c.id).where(
+        ENROLLMENTS.c.id.in_(sorted(ids)), ENROLLMENTS.c.status == EnrollmentStatus.active
     )
-    return {row.id for row in started}
+    if conn.dialect.name == "postgresql":
+        live = live.order_by(ENROLLMENTS.c.id).with_for_update(read=True)
+    alive = live.cte("live")
+    starting = and_(
+        MESSAGES.c.id.in_(sorted(job.message.id for job in jobs if job.message)),
+        MESSAGES.c.state.in_(STARTABLE),
+        MESSAGES.c.enrollment_id.in_(select(alive.c.id)),
+        outbox.still_held(MESSAGES.c.step_run_id, sorted({j.claim.token for j in jobs})),
+        lifecycle.may_send(MESSAGES.c.enrollment_id, MESSAGES.c.contact_id),
+    )
+    by_pk = {a.message_pk: a for a in settle}
+    # An ``unknown`` set by a worker that took over a lapsed claim is corrected here.
+    settling = and_(MESSAGES.c.id.in_(sorted(by_pk)), MESSAGES.c.state.in_(SETTLEABLE))
+    values: dict[str, Any] = {"state": MessageState.sending}
+    if by_pk:
+        settled = MESSAGES.c.id.in_(sorted(by_pk))
+        values = {
+            "state": case((settled, MessageState.sent), else_=MessageState.sending),
+            "sent_at": _per_row({k: a.at for k, a in by_pk.items()}, MESSAGES.c.sent_at),
+            "last_reply": _per_row({k: a.reply for k, a in by_pk.items()}, MESSAGES.c.last_reply),
+            "attempts": _per_row({k: a.attempts for k, a in by_pk.items()}, MESSAGES.c.attempts),
+        }
+    rows = await conn.execute(
+        update(MESSAGES)
+        .where(or_(starting, settling) if by_pk else starting)
+        .values(values)
+        .returning(MESSAGES.c.id, MESSAGES.c.state)
+    )
+    return {row.id for row in rows if row.state == MessageState.sending}
+
+
+def _per_row(by_pk: dict[str, Any], column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """Each settled message's own value; every other row keeps its own."""
+    cases = {pk: literal(value, column.type) for pk, value in by_pk.items()}
+    return case(cases, value=MESSAGES.c.id, else_=column)
 
 
 async def record_sent(conn: AsyncConnection, accepted: list[Accepted]) -> None:

@@ -122,7 +122,7 @@ def retryable(error: BaseException) -> bool:
 
 
 async def transaction(
-    engine: AsyncEngine,
+    engine: AsyncEngine | AsyncConnection,
     work: Callable[[AsyncConnection], Awaitable[T]],
     *,
     attempts: int = 6,
@@ -130,12 +130,17 @@ async def transaction(
 ) -> T:
     """Run ``work`` in a transaction, again (up to ``attempts`` times, after a jittered,
     growing pause) when PostgreSQL picks it as a deadlock victim or a serialization failure.
+    Given a connection the caller holds, each attempt is a transaction on it (no pool
+    checkout per transaction, for callers that run many small ones).
 
     ``work`` must be replayable: everything it decides is read again inside the transaction,
     and side effects outside the database happen only after this returns.
     """
     for attempt in range(1, attempts + 1):
         try:
+            if isinstance(engine, AsyncConnection):
+                async with engine.begin():
+                    return await work(engine)
             async with engine.begin() as conn:
                 return await work(conn)
         except DBAPIError as error:
