@@ -5,12 +5,14 @@ bandit's current split."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents import bandit
-from agents.bandit import ArmStats, Candidate
+from agents.bandit import ArmStats, Candidate, Goal
 from sequences.definitions.document import ChooseStep, EmailStep, SequenceDefinition
 from sequences.signals import counts
 from sequences.signals.adaptive import choose_candidates
@@ -55,9 +57,16 @@ def splits(defn: SequenceDefinition, stats: dict[tuple[str, str], ArmStats]) -> 
 
 
 def _split(step: str, kind: str, arms: dict[str, ArmStats], defn: SequenceDefinition) -> Split:
-    candidates = [Candidate(id=arm, stats=counts) for arm, counts in arms.items()]
-    shares = bandit.split(candidates, goal=defn.adapt.goal, draws=SPLIT_DRAWS, seed=len(step))
-    return Split(step, kind, shares, arms)
+    shares = _shares(tuple(arms.items()), defn.adapt.goal, len(step))
+    return Split(step, kind, dict(shares), arms)
+
+
+@lru_cache(maxsize=256)
+def _shares(arms: tuple[tuple[str, ArmStats], ...], goal: Goal, seed: int) -> tuple[Any, ...]:
+    """The split is a pure function of the counts (seeded draws): computed once per change
+    of the counts, not on every page view."""
+    candidates = [Candidate(id=arm, stats=counts) for arm, counts in arms]
+    return tuple(bandit.split(candidates, goal=goal, draws=SPLIT_DRAWS, seed=seed).items())
 
 
 async def pending_drafts(conn: AsyncConnection) -> dict[str, int]:
