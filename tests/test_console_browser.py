@@ -196,7 +196,7 @@ async def test_bulk_approval_asks_first_and_a_refusal_changes_nothing(console: C
 
 
 async def test_an_edit_then_a_approves_the_edit_and_never_the_original(console: Console) -> None:
-    [draft] = await enrolled(console.stack, "ed")
+    draft, following = await enrolled(console.stack, "ed", "eli")
     page = await console.signed_in()
     await page.click(f"text={draft['subject']}")
     url = re.compile(rf"/console/drafts/{draft['id']}\?$")
@@ -206,13 +206,16 @@ async def test_an_edit_then_a_approves_the_edit_and_never_the_original(console: 
     await page.focus("#save-approve")
     await page.keyboard.press("a")  # a focused button owns the key: nothing is decided
     await page.locator("h1").click()  # the focus leaves the form; the edit is still unsaved
+    await page.keyboard.press("j")  # moving on would lose the edit: refused, and said why
+    await expect(page.locator(".key-hint")).to_contain_text("unsaved edits")
+    await expect(page).to_have_url(url)
     await page.keyboard.press("a")  # with the edit form open, "a" approves the edit
-    await ready(page, re.compile(r"/console/queue\?notice=approved$"))
+    await ready(page, re.compile(rf"/console/drafts/{following['id']}\?notice=approved$"))
     answer = await console.stack.client.get(
         f"/v1/drafts/{draft['id']}", headers=console.stack.auth()
     )
     decided = answer.json()
-    assert decided["status"] == "approved", decided
+    assert decided["status"] in ("approved", "resolved"), decided
     assert decided["decision"]["subject"] == "Your quickstart, Ed"
 
 
