@@ -267,6 +267,33 @@ async def test_bulk_approval_takes_only_drafts_that_pass_every_check(sqlite_stac
     await eventually(lambda: _ready(len(stack.capture.messages()) == 2))
 
 
+async def test_ticked_rows_are_approved_as_they_are_and_a_flagged_one_stays(
+    sqlite_stack: Stack,
+) -> None:
+    stack = sqlite_stack
+    await stack.apply("reviewed", REVIEWED)
+    for name in ("ha", "io", "ju"):
+        await stack.enroll("reviewed", f"{name}@example.com")
+    drafts = await pending(stack, 3)
+    async with stack.deps.engine.begin() as conn:
+        flagged = {"findings": [{"rule": "spam_phrases", "ok": False, "message": "act now"}]}
+        await conn.execute(
+            update(DRAFTS).where(DRAFTS.c.id == drafts[0]["id"]).values(review=flagged)
+        )
+    token = await sign_in(stack)
+    nothing = await stack.client.post("/console/queue/approve-selected", data={"csrf": token})
+    assert nothing.status_code == 422 and "tick at least one draft" in nothing.text
+    ticked = [drafts[0]["id"], drafts[1]["id"]]
+    response = await stack.client.post(
+        "/console/queue/approve-selected", data={"csrf": token, "draft": ticked}
+    )
+    assert response.status_code == 303
+    done = await stack.client.get(response.headers["location"])
+    assert "Approved 1 draft. 1 with failing checks stay in the queue." in done.text
+    left = {d["id"] for d in await pending(stack, 2)}
+    assert left == {drafts[0]["id"], drafts[2]["id"]}  # the flagged one and the unticked one
+
+
 async def test_errors_are_pages_in_the_console_and_json_in_the_api(sqlite_stack: Stack) -> None:
     await sign_in(sqlite_stack)
     client = sqlite_stack.client

@@ -86,7 +86,7 @@ def _snippet(copy: dict[str, Any], limit: int = 110) -> str:
 def _notice(code: str | None, approved: int | None, left: int | None) -> str | None:
     if code == "bulk" and approved is not None:
         kept = f" {left} with failing checks stay in the queue." if left else ""
-        return f"Approved {approved} drafts.{kept}"
+        return f"Approved {approved} draft{'' if approved == 1 else 's'}.{kept}"
     return NOTICES.get(code or "")
 
 
