@@ -17,9 +17,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, literal, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.delivery.outcomes import Job, failed
@@ -34,7 +33,6 @@ from sequences.store.tables import ENROLLMENTS, MESSAGES, EnrollmentStatus, Mess
 
 log = logging.getLogger(__name__)
 STARTABLE = (MessageState.queued, MessageState.retrying)
-SETTLEABLE = (MessageState.sending, MessageState.unknown)
 
 
 @dataclass(frozen=True)
@@ -184,81 +182,74 @@ class _Starts:
                 future.set_result(job.message is not None and job.message.id in started)
 
 
-async def _begin(conn: AsyncConnection, jobs: list[Job], settle: list[Accepted]) -> set[str]:
-    """Record the accepted messages as sent and these jobs' messages as ``sending``, each if
-    its claim is still ours, its enrollment active and its address not suppressed: one
-    statement, so the start costs a single round trip between a connection and its MAIL FROM.
-    """
-    # The lock order: enrollments first, in share mode until the commit. An exit for one of
-    # them either committed before (the lock re-reads the row, and an ended enrollment drops
-    # out of ``live``) or waits for these starts.
-    ids = {job.ctx.enrollment_id for job in jobs} | {a.enrollment_id for a in settle}
-    live = select(ENROLLMENTS.c.id).where(
-        ENROLLMENTS.c.id.in_(sorted(ids)), ENROLLMENTS.c.status == EnrollmentStatus.active
+# Built once: a statement built per start would cost more CPU than sending the message. The
+# enrollments come first (the lock order), locked in share mode in the CTE until the commit:
+# an exit for one of them either committed before (the lock re-reads the row, and an ended
+# enrollment drops out of ``live``) or waits for these starts. SQLite ignores the lock; its
+# writers are serialized anyway.
+_LIVE = (
+    select(ENROLLMENTS.c.id)
+    .where(
+        ENROLLMENTS.c.id.in_(bindparam("enrollments", expanding=True)),
+        ENROLLMENTS.c.status == EnrollmentStatus.active,
     )
-    if conn.dialect.name == "postgresql":
-        live = live.order_by(ENROLLMENTS.c.id).with_for_update(read=True)
-    alive = live.cte("live")
-    starting = and_(
-        MESSAGES.c.id.in_(sorted(job.message.id for job in jobs if job.message)),
+    .order_by(ENROLLMENTS.c.id)
+    .with_for_update(read=True)
+    .cte("live")
+)
+_START = (
+    update(MESSAGES)
+    .where(
+        MESSAGES.c.id.in_(bindparam("messages", expanding=True)),
         MESSAGES.c.state.in_(STARTABLE),
-        MESSAGES.c.enrollment_id.in_(select(alive.c.id)),
-        outbox.still_held(MESSAGES.c.step_run_id, sorted({j.claim.token for j in jobs})),
+        MESSAGES.c.enrollment_id.in_(select(_LIVE.c.id)),
+        outbox.still_held(MESSAGES.c.step_run_id, bindparam("tokens", expanding=True)),
         lifecycle.may_send(MESSAGES.c.enrollment_id, MESSAGES.c.contact_id),
     )
-    by_pk = {a.message_pk: a for a in settle}
+    .values(state=MessageState.sending)
+    .returning(MESSAGES.c.id)
+)
+_SENT = (
+    update(MESSAGES)
     # An ``unknown`` set by a worker that took over a lapsed claim is corrected here.
-    settling = and_(MESSAGES.c.id.in_(sorted(by_pk)), MESSAGES.c.state.in_(SETTLEABLE))
-    values: dict[str, Any] = {"state": MessageState.sending}
-    if by_pk:
-        settled = MESSAGES.c.id.in_(sorted(by_pk))
-        values = {
-            "state": case((settled, MessageState.sent), else_=MessageState.sending),
-            "sent_at": _per_row({k: a.at for k, a in by_pk.items()}, MESSAGES.c.sent_at),
-            "last_reply": _per_row({k: a.reply for k, a in by_pk.items()}, MESSAGES.c.last_reply),
-            "attempts": _per_row({k: a.attempts for k, a in by_pk.items()}, MESSAGES.c.attempts),
-        }
-    rows = await conn.execute(
-        update(MESSAGES)
-        .where(or_(starting, settling) if by_pk else starting)
-        .values(values)
-        .returning(MESSAGES.c.id, MESSAGES.c.state)
+    .where(
+        MESSAGES.c.id == bindparam("pk"),
+        # or_, not in_: an IN list cannot be bound per row of an executemany.
+        or_(MESSAGES.c.state == MessageState.sending, MESSAGES.c.state == MessageState.unknown),
     )
-    return {row.id for row in rows if row.state == MessageState.sending}
+    .values(
+        state=MessageState.sent,
+        sent_at=bindparam("at"),
+        last_reply=bindparam("reply"),
+        attempts=bindparam("tries"),
+    )
+)
 
 
-def _per_row(by_pk: dict[str, Any], column: ColumnElement[Any]) -> ColumnElement[Any]:
-    """Each settled message's own value; every other row keeps its own."""
-    cases = {pk: literal(value, column.type) for pk, value in by_pk.items()}
-    return case(cases, value=MESSAGES.c.id, else_=column)
+async def _begin(conn: AsyncConnection, jobs: list[Job], settle: list[Accepted]) -> set[str]:
+    """Mark these jobs' messages ``sending``, each if its claim is still ours, its enrollment
+    active and its address not suppressed; record the accepted ones as sent."""
+    ids = {job.ctx.enrollment_id for job in jobs} | {a.enrollment_id for a in settle}
+    started = await conn.execute(
+        _START,
+        {
+            "enrollments": sorted(ids),
+            "messages": sorted(job.message.id for job in jobs if job.message),
+            "tokens": sorted({job.claim.token for job in jobs}),
+        },
+    )
+    await record_sent(conn, settle)
+    return {row.id for row in started}
 
 
 async def record_sent(conn: AsyncConnection, accepted: list[Accepted]) -> None:
-    """Mark messages sent at their relay's acceptance; lock their enrollments first."""
-    if not accepted:
-        return
-    await conn.execute(
-        update(MESSAGES)
-        # An ``unknown`` set by a worker that took over a lapsed claim is corrected here.
-        .where(
-            MESSAGES.c.id == bindparam("pk"),
-            # or_, not in_: an IN list cannot be bound per row of an executemany.
-            or_(
-                MESSAGES.c.state == MessageState.sending,
-                MESSAGES.c.state == MessageState.unknown,
-            ),
-        )
-        .values(
-            state=MessageState.sent,
-            sent_at=bindparam("at"),
-            last_reply=bindparam("reply"),
-            attempts=bindparam("tries"),
-        ),
-        [
+    """Mark messages sent at their relay's acceptance (their enrollments locked before)."""
+    if accepted:
+        rows = [
             {"pk": a.message_pk, "reply": a.reply, "tries": a.attempts, "at": a.at}
             for a in sorted(accepted, key=lambda a: a.message_pk)
-        ],
-    )
+        ]
+        await conn.execute(_SENT, rows)
 
 
 async def _mark_sent(deps: Deps, sent: list[tuple[Job, Accepted]], recorded: set[str]) -> None:

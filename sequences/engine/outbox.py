@@ -10,8 +10,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, insert, select, update
+from sqlalchemy import BindParameter, ColumnElement, and_, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.store.tables import RUNS, RunState
@@ -102,7 +103,9 @@ async def unhold(conn: AsyncConnection, run_ids: list[int], now: datetime) -> li
     return [r.id for r in rows]
 
 
-def still_held(run_id: ColumnElement[int], tokens: list[str]) -> ColumnElement[bool]:
+def still_held(
+    run_id: ColumnElement[int], tokens: list[str] | BindParameter[Any]
+) -> ColumnElement[bool]:
     """True inside a statement while the row ``run_id`` (a column of the statement's table) is
     claimed under one of ``tokens``: a token belongs to one claim, so the claim is ours."""
     return exists(
