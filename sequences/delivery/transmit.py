@@ -1,7 +1,8 @@
 """The SMTP side of a batch: each message is started, sent and recorded on its own.
 
-A batch's messages are recorded ``queued``. Each becomes ``sending`` in a transaction of its own,
-committed once an SMTP connection is ready for it and right before its MAIL FROM. The same
+A batch's messages are recorded ``queued``. Each becomes ``sending`` in a short transaction
+committed once an SMTP connection is ready for it and right before its MAIL FROM (starts that
+come up while one commits share the next transaction: a group commit). The same
 transaction checks again that the claim is still ours, the enrollment still active and the
 address not suppressed (an exit answered 2xx before it is final), and records as ``sent`` the
 message that connection carried before, with ``sent_at`` = the relay's 250 after DATA.
