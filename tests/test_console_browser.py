@@ -196,8 +196,10 @@ async def test_bulk_approval_asks_first_and_a_refusal_changes_nothing(console: C
 
 
 async def test_an_edit_then_a_approves_the_edit_and_never_the_original(console: Console) -> None:
-    draft, following = await enrolled(console.stack, "ed", "eli")
-    edited = "Welcome, Ed"  # the step's own fallback subject: no guardrail can refuse it
+    draft, following = await enrolled(console.stack, "ed", "eli")  # oldest first
+    # The step's own fallback subject for this contact: no guardrail can refuse it (a name
+    # that is not the contact's would be an invented fact).
+    edited = f"Welcome, {str(draft['email']).split('@')[0].title()}"
     assert draft["subject"] != edited
     page = await console.signed_in()
     await page.click(f"text={draft['subject']}")
