@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, desc, select, update
+from sqlalchemy import bindparam, case, desc, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.bandit import ArmStats, Goal
@@ -284,30 +284,54 @@ async def _count_hits(
     sent: dict[str, Sent],
     now: datetime,
 ) -> None:
-    """A message counts once per kind: the first click, reply or conversion flips its column."""
-    bumps: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
-    for kind, (column, counter) in HITS.items():
-        pks = sorted({credited[id(e)] for e in events if e.type == kind and id(e) in credited})
-        if not pks:
-            continue
-        if conn.dialect.name == "postgresql":  # row locks in id order: batches never deadlock
-            await conn.execute(
-                select(MESSAGES.c.id)
-                .where(MESSAGES.c.id.in_(pks), MESSAGES.c[column].is_(None))
-                .order_by(MESSAGES.c.id)
-                .with_for_update()
-            )
-        first = await conn.execute(
-            update(MESSAGES)
-            .where(MESSAGES.c.id.in_(pks), MESSAGES.c[column].is_(None))
-            .values({column: now})
-            .returning(MESSAGES.c.id)
+    """A message counts once per kind: the first click, reply or conversion flips its column.
+
+    Two statements whatever the kinds: the messages read (locked in id order on PostgreSQL,
+    so batches never deadlock and the columns read stay true), then one UPDATE that sets the
+    columns still empty."""
+    wanted = {
+        column: {credited[id(e)] for e in events if e.type == kind and id(e) in credited}
+        for kind, (column, _) in HITS.items()
+    }
+    pks = sorted(set().union(*wanted.values()))
+    if not pks:
+        return
+    columns = [MESSAGES.c[column] for column, _ in HITS.values()]
+    query = select(MESSAGES.c.id, *columns).where(MESSAGES.c.id.in_(pks)).order_by(MESSAGES.c.id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    stored = {row.id: row for row in await conn.execute(query)}
+    flips = {
+        column: sorted(
+            pk for pk in wanted[column] if pk in stored and stored[pk]._mapping[column] is None
         )
-        for (pk,) in first:
+        for column, _ in HITS.values()
+    }
+    await _flip(conn, flips, now)
+    bumps: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
+    for column, counter in HITS.values():
+        for pk in flips[column]:
             if pk in sent:
                 key = (sent[pk].sequence_key, sent[pk].step_id, sent[pk].variant or "")
                 bumps[key][counter] = bumps[key].get(counter, 0) + 1
     await bump(conn, bumps)
+
+
+async def _flip(conn: AsyncConnection, flips: dict[str, list[str]], now: datetime) -> None:
+    """Set each column to ``now`` on its messages, in one UPDATE (CASE per column)."""
+    pks = sorted({pk for ids in flips.values() for pk in ids})
+    if not pks:
+        return
+    values = {
+        # Typed as the column, so the value is bound as the column's UTC datetime.
+        column: case(
+            (MESSAGES.c.id.in_(ids), literal(now, MESSAGES.c[column].type)),
+            else_=MESSAGES.c[column],
+        )
+        for column, ids in flips.items()
+        if ids
+    }
+    await conn.execute(update(MESSAGES).where(MESSAGES.c.id.in_(pks)).values(values))
 
 
 async def count_sends(conn: AsyncConnection, sends: list[tuple[str, str, str | None]]) -> None:
