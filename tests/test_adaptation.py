@@ -161,9 +161,25 @@ def test_a_variant_outside_the_step_is_refused_for_the_engines_pick() -> None:
     assert adaptive.checked_variant(request, draft) == (draft, None)
     rogue = draft.model_copy(update={"variant": "sneaky"})
     checked, refusal = adaptive.checked_variant(request, rogue)
-    assert checked.variant == "long"
+    assert checked is not None and checked.variant == "long"
     assert (
         refusal == "refused variant choice: 'sneaky' is not one of the candidates ['short', 'long']"
     )
     plain = request.model_copy(update={"variants": ()})
     assert adaptive.checked_variant(plain, rogue) == (rogue, None)  # a step without variants
+
+
+def test_the_engines_pick_after_a_refused_variant_passes_the_copy_gate() -> None:
+    request = CopyRequest(
+        sequence_key="s",
+        step_id="pitch",
+        brief="b",
+        fallback=Fallback(subject="Hello", body="Hi null, read this."),
+        contact={"first_name": "Ada"},
+        variants=(VariantOption(id="short", angle="short"), VariantOption(id="long", angle="long")),
+        preferred_variant="long",
+    )
+    rogue = compose(request, "short", why="test").model_copy(update={"variant": "sneaky"})
+    checked, refusal = adaptive.checked_variant(request, rogue)
+    assert checked is None
+    assert refusal is not None and "greeting_named" in refusal and refusal.endswith("not sent")

@@ -140,10 +140,13 @@ async def _one(
     if result.outcome.action == "skip" or result.outcome.draft is None:
         return skipped(job, result.outcome.reason or "skipped")
     job.outcome_reason = result.outcome.reason
-    return job, _checked_variant(job, request, result.outcome.draft, result.outcome.choice)
+    checked = _checked_variant(job, request, result.outcome.draft, result.outcome.choice)
+    return skipped(job, job.outcome_reason) if checked is None else (job, checked)
 
 
-def _checked_variant(job: Job, request: CopyRequest, draft: Draft, choice: Choice | None) -> Draft:
+def _checked_variant(
+    job: Job, request: CopyRequest, draft: Draft, choice: Choice | None
+) -> Draft | None:
     checked, refusal = adaptive.checked_variant(request, draft)
     if refusal is not None:
         log.warning("variant choice refused", extra={"step": job.step.id, "why": refusal})

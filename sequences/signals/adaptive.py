@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agents import bandit
+from agents import bandit, guardrails
 from agents.bandit import ArmStats, Candidate, Choice, Goal
 from agents.composer import compose
 from agents.copy import CopyRequest, Draft, VariantOption
@@ -50,10 +50,11 @@ def accept(choice: str | None, allowed: list[str]) -> str:
     return choice
 
 
-def checked_variant(request: CopyRequest, draft: Draft) -> tuple[Draft, str | None]:
+def checked_variant(request: CopyRequest, draft: Draft) -> tuple[Draft | None, str | None]:
     """The engine's check on the agent's variant: one the step does not offer is refused, and
-    the composer writes the engine's own pick instead. Returns the draft to send and, when
-    refused, why."""
+    the composer writes the engine's own pick instead. That copy was written after the graph's
+    gate, so it passes the same gate here; refused, there is nothing to send (``None``).
+    Returns the draft to send and, when refused, why."""
     allowed = [v.id for v in request.variants]
     if not allowed:
         return draft, None
@@ -61,7 +62,12 @@ def checked_variant(request: CopyRequest, draft: Draft) -> tuple[Draft, str | No
         accept(draft.variant, allowed)
     except RefusedChoice as refusal:
         reason = f"refused variant choice: {refusal}"
-        return compose(request, request.preferred_variant, why=reason), reason
+        pick = compose(request, request.preferred_variant, why=reason)
+        refused = guardrails.failed(guardrails.check_gate(pick, request))
+        if refused:
+            named = "; ".join(f"{f.rule} ({f.message})" for f in refused)
+            return None, f"{reason}; guardrails refused the copy: {named}; not sent"
+        return pick, reason
     return draft, None
 
 
