@@ -108,6 +108,15 @@ _CODES = {
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, RecursionError):
+        # FastAPI's JSON parser gave up on a body nested hundreds of levels deep: say so, as
+        # the limits at the door do for shallower bodies (see api.limits.MAX_DEPTH).
+        return error_response(
+            422,
+            "invalid_request",
+            "the JSON body is nested too deeply to read",
+            [{"path": "body", "message": "nested deeper than 32 levels"}],
+        )
     response = error_response(
         exc.status_code, _CODES.get(exc.status_code, "http_error"), str(exc.detail)
     )

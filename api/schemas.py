@@ -10,8 +10,8 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from api import limits
+from sequences.store.contacts import MAX_ATTRIBUTES_BYTES
 
-MAX_ATTRIBUTES_BYTES = 64_000
 MAX_PROPERTIES_BYTES = 16_000
 
 

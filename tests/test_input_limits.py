@@ -175,3 +175,39 @@ async def test_templates_that_fail_for_everyone_are_refused_at_apply(
     [detail] = response.json()["error"]["details"]
     assert detail["path"] == "steps.0.email.fallback.body"
     assert words in detail["message"]
+
+
+async def test_a_body_too_deep_for_the_json_parser_is_a_422_too(stack: Stack) -> None:
+    deep = "[" * 5_000 + "]" * 5_000  # past Python's recursion limit: FastAPI cannot parse it
+    body = '{"sequence": "limits", "contact": {"email": "x@example.com", "attributes": {"d": %s}}}'
+    before = await _rows(stack)
+    response = await stack.client.post(
+        "/v1/enrollments",
+        content=(body % deep).encode(),
+        headers={**stack.auth(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text[:300]
+    [detail] = response.json()["error"]["details"]
+    assert detail == {"path": "body", "message": "nested deeper than 32 levels"}
+    assert await _rows(stack) == before
+
+
+@pytest.mark.parametrize("route", ["/v1/enrollments", "/v1/enrollments/bulk"])
+async def test_attributes_that_outgrow_the_limit_when_merged_are_a_422(
+    stack: Stack, route: str
+) -> None:
+    half = "y" * 4_000
+    first = {f"a{i}": half for i in range(9)}  # ~37 KB: fits alone
+    second = {f"b{i}": half for i in range(9)}  # fits alone too, not on top of the first
+    assert (await stack.enroll("limits", "grow@example.com", attributes=first)).status_code == 201
+    before = await _rows(stack)
+    contact = {"email": "grow@example.com", "attributes": second}
+    body: dict[str, Any] = {"sequence": "limits", "contact": contact}
+    if route.endswith("bulk"):
+        body = {"sequence": "limits", "contacts": [contact]}
+    response = await stack.client.post(route, json=body, headers=stack.auth())
+    assert response.status_code == 422, response.text[:300]
+    assert "merged over the stored ones" in response.json()["error"]["message"]
+    assert await _rows(stack) == before
+    stored = (await stack.client.get("/v1/contacts/grow@example.com", headers=stack.auth())).json()
+    assert set(stored["attributes"]) == set(first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sequences.errors import Invalid
 from sequences.store.db import dialect_insert
 from sequences.store.tables import CONTACTS
 
@@ -22,6 +24,23 @@ class ContactRef:
 
 def email_key(email: str) -> str:
     return email.strip().lower()
+
+
+# The most a contact's attributes may hold, as JSON, once an enrollment merged its values over
+# the stored ones (the API checks each request against the same figure before anything runs).
+MAX_ATTRIBUTES_BYTES = 64_000
+
+
+def bounded(email: str, merged: dict[str, Any]) -> dict[str, Any]:
+    """``merged`` when it fits; raises Invalid naming the contact when the merge outgrew it."""
+    size = len(json.dumps(merged, ensure_ascii=False, default=str).encode())
+    if size > MAX_ATTRIBUTES_BYTES:
+        message = (
+            f"{email}: attributes merged over the stored ones are {size} bytes as JSON"
+            f" (at most {MAX_ATTRIBUTES_BYTES}); replace them with PUT /v1/contacts/{{email}}"
+        )
+        raise Invalid("invalid_request", message, [{"path": "attributes", "message": message}])
+    return merged
 
 
 async def upsert(
@@ -55,6 +74,7 @@ async def upsert(
         query = query.with_for_update()
     row = (await conn.execute(query)).one()
     merged = dict(attributes or {}) if replace else {**(row.attributes or {}), **(attributes or {})}
+    bounded(email, merged)
     changes: dict[str, Any] = {}
     if merged != (row.attributes or {}):
         changes["attributes"] = merged
@@ -121,7 +141,7 @@ async def upsert_many(
             old.email,
             key,
             item.timezone if item.timezone is not None else old.timezone,
-            {**old.attributes, **(item.attributes or {})},
+            bounded(item.email, {**old.attributes, **(item.attributes or {})}),
         )
         if new != old:
             states[key] = new
