@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.deps import ConnDep, DepsDep, Enroller, ReadConnDep, Reader
+from api.deps import DepsDep, Enroller, ReadConnDep, Reader
 from api.schemas import BulkEnrollmentIn, ContactIn, EnrollmentIn
 from sequences.definitions import registry
 from sequences.definitions.registry import Pinned
@@ -54,18 +54,18 @@ async def _enroll_one(
     request_hash: str | None,
 ) -> Enrolled:
     now = deps.clock.now()
-    ref = await contacts.upsert(
-        conn, str(contact.email), now=now, timezone=contact.timezone, attributes=contact.attributes
-    )
+    fields = contacts.ContactFields(str(contact.email), contact.timezone, contact.attributes)
+    (person,) = await contacts.upsert_many(conn, [fields], now=now)
     return await enroll(
         conn,
         deps,
         pinned,
-        ref.id,
-        ref.email_key,
+        person.id,
+        person.email_key,
         now=now,
         idempotency_key=key,
         request_hash=request_hash,
+        contact=person,
     )
 
 
@@ -80,9 +80,12 @@ async def create_enrollment(
     """Enroll a contact; the same Idempotency-Key returns the same enrollment; a clash is 409."""
     scoped = f"{principal.key_id}:{idempotency_key}" if idempotency_key else None
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    async with deps.engine.begin() as conn:
+
+    async def work(conn: AsyncConnection) -> Enrolled:
         pinned = await _pinned(conn, body.sequence)
-        enrolled = await _enroll_one(conn, deps, pinned, body.contact, scoped, request_hash)
+        return await _enroll_one(conn, deps, pinned, body.contact, scoped, request_hash)
+
+    enrolled = await transaction(deps.engine, work)  # replayed when it loses a deadlock
     await deps.waker.wake_at(enrolled.wake)
     if enrolled.replayed:
         response.status_code = 200
@@ -128,25 +131,31 @@ async def get_enrollment(
 
 
 @router.post("/{enrollment_id}/cancel")
-async def cancel_enrollment(
-    enrollment_id: str, conn: ConnDep, deps: DepsDep, _: Enroller
-) -> dict[str, Any]:
+async def cancel_enrollment(enrollment_id: str, deps: DepsDep, _: Enroller) -> dict[str, Any]:
     """Cancel an active enrollment; its pending steps are cancelled at once."""
-    status = (
-        await conn.execute(select(ENROLLMENTS.c.status).where(ENROLLMENTS.c.id == enrollment_id))
-    ).scalar_one_or_none()
-    if status is None:
-        raise NotFound("unknown_enrollment", f"no enrollment '{enrollment_id}'")
-    if status != EnrollmentStatus.active:
-        raise Conflict("not_active", f"the enrollment is already {status}")
-    await lifecycle.end(
-        conn,
-        [enrollment_id],
-        status=EnrollmentStatus.cancelled,
-        reason="cancelled by API",
-        now=deps.clock.now(),
-    )
-    return await describe(conn, deps, enrollment_id)
+
+    async def work(conn: AsyncConnection) -> None:
+        status = (
+            await conn.execute(
+                select(ENROLLMENTS.c.status).where(ENROLLMENTS.c.id == enrollment_id)
+            )
+        ).scalar_one_or_none()
+        if status is None:
+            raise NotFound("unknown_enrollment", f"no enrollment '{enrollment_id}'")
+        if status != EnrollmentStatus.active:
+            raise Conflict("not_active", f"the enrollment is already {status}")
+        await lifecycle.end(
+            conn,
+            [enrollment_id],
+            status=EnrollmentStatus.cancelled,
+            reason="cancelled by API",
+            now=deps.clock.now(),
+        )
+
+    # Replayed when it loses a deadlock to a send or an event on the same enrollment.
+    await transaction(deps.engine, work)
+    async with deps.reader.connect() as conn:
+        return await describe(conn, deps, enrollment_id)
 
 
 async def describe(conn: AsyncConnection, deps: Deps, enrollment_id: str) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sequences.definitions.registry import Pinned
 from sequences.deps import Deps
 from sequences.engine import lifecycle
-from sequences.engine.enrollments import active_lock
-from sequences.engine.flow import Move, RunContext, apply_moves, plan_move
+from sequences.engine.enrollments import active_lock, fresh_context
+from sequences.engine.flow import Move, apply_moves, plan_move
 from sequences.errors import Conflict
 from sequences.store import timeline
 from sequences.store.contacts import ContactState
@@ -198,19 +198,7 @@ async def _first_move(
     now: datetime,
     source: str,
 ) -> Move:
-    ctx = RunContext(
-        enrollment_id=enrollment_id,
-        status=EnrollmentStatus.active,
-        sequence_key=pinned.definition.key,
-        version_id=pinned.version_id,
-        definition=pinned.definition,
-        contact_id=person.id,
-        email=person.email,
-        email_key=person.email_key,
-        timezone=person.timezone,
-        attributes=person.attributes,
-        started_at=now,
-    )
+    ctx = fresh_context(pinned, person, enrollment_id, now)
     entries = [
         timeline.entry(enrollment_id, now, "enrolled", None, version=pinned.version, source=source)
     ]

@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sequences.definitions.registry import Pinned
 from sequences.deps import Deps
 from sequences.engine import lifecycle
-from sequences.engine.flow import load_context, move_to
+from sequences.engine.flow import RunContext, load_context, move_to
 from sequences.errors import Conflict
 from sequences.store import timeline
+from sequences.store.contacts import ContactState
 from sequences.store.db import dialect_insert
 from sequences.store.tables import ENROLLMENTS, EnrollmentStatus, new_id
 
@@ -40,7 +41,9 @@ async def enroll(
     idempotency_key: str | None = None,
     request_hash: str | None = None,
     source: str = "api",
+    contact: ContactState | None = None,
 ) -> Enrolled:
+    """``contact``: the contact as the caller just upserted it, which saves reading it back."""
     if idempotency_key is not None:
         replay = await _replay(conn, idempotency_key, request_hash)
         if replay is not None:
@@ -74,7 +77,11 @@ async def enroll(
     )
     if inserted is None:
         return await _clash(conn, contact_id, lock, idempotency_key, request_hash)
-    ctx = await load_context(conn, enrollment_id)
+    ctx = (
+        fresh_context(pinned, contact, enrollment_id, now)
+        if contact is not None
+        else await load_context(conn, enrollment_id)
+    )
     assert ctx is not None
     entries = [
         timeline.entry(enrollment_id, now, "enrolled", None, version=pinned.version, source=source)
@@ -82,6 +89,25 @@ async def enroll(
     first = pinned.definition.steps[0].id
     wake = await move_to(conn, deps, ctx, first, now, entries)
     return Enrolled(enrollment_id, False, wake)
+
+
+def fresh_context(
+    pinned: Pinned, person: ContactState, enrollment_id: str, now: datetime
+) -> RunContext:
+    """A just-inserted enrollment's context, from what the transaction wrote."""
+    return RunContext(
+        enrollment_id=enrollment_id,
+        status=EnrollmentStatus.active,
+        sequence_key=pinned.definition.key,
+        version_id=pinned.version_id,
+        definition=pinned.definition,
+        contact_id=person.id,
+        email=person.email,
+        email_key=person.email_key,
+        timezone=person.timezone,
+        attributes=person.attributes,
+        started_at=now,
+    )
 
 
 async def _replay(conn: AsyncConnection, key: str, request_hash: str | None) -> Enrolled | None:
