@@ -42,7 +42,7 @@ async def step_table(
                 )
             )
             for end in ends:
-                table[end.position or "-"]["exited here"] += 1
+                table[end.position or "-"]["ended here"] += 1
                 outcomes[f"{end.status}: {end.exit_reason}"] += 1
                 if end.exit_reason == "exit_on: converted":
                     table[end.position or "-"]["converted"] += 1
@@ -53,7 +53,7 @@ async def step_table(
 
 async def print_summary(settings: Settings, key: str) -> None:
     steps, table, outcomes = await step_table(settings, key)
-    columns = ["sent", "bounced", "clicked", "bot clicks", "converted", "exited here"]
+    columns = ["sent", "bounced", "clicked", "bot clicks", "converted", "ended here"]
     print(f"\n{'step':<18}" + "".join(f"{c:>13}" for c in columns))
     print("-" * (18 + 13 * len(columns)))
     for step in steps:

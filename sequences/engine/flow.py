@@ -259,8 +259,10 @@ async def plan_move(
             return move
         step = defn.step(target)
         if isinstance(step, ExitStep):
+            # Reaching an exit step is the planned end (counted as completed everywhere, see
+            # sequences.signals.counts); exited is for leaving early (exit_on, suppression).
             move.end = (
-                EnrollmentStatus.exited,
+                EnrollmentStatus.completed,
                 step.exit.reason or f"exit step {step.id}",
                 step.id,
             )
