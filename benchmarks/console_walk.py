@@ -110,7 +110,9 @@ def move(trail: Trail, target: str | None) -> Waypoint | None:
             return None
         step = trail.defn.step(target)
         if isinstance(step, ExitStep):
-            trail.end(EnrollmentStatus.exited, step.exit.reason or f"exit step {step.id}", step.id)
+            trail.end(
+                EnrollmentStatus.completed, step.exit.reason or f"exit step {step.id}", step.id
+            )
             return None
         if isinstance(step, EmailStep):
             trail.schedule(step.id, trail.t)

@@ -51,6 +51,7 @@ from benchmarks.services import (
     create_database,
     drop_database,
     flush_redis,
+    load_average,
     settings_env,
 )
 from benchmarks.sink import (
@@ -331,11 +332,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.sink == "postfix" and (why := postfix.missing()):
         parser.error(f"{why} (or pass --sink aiosmtpd)")
     return args
-
-
-def load_average() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load average {one:.2f} (1 min) {five:.2f} (5 min)"
 
 
 async def main_async(args: argparse.Namespace) -> None:

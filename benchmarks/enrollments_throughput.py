@@ -26,19 +26,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import pstats
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks.engine_throughput import load_average
 from benchmarks.services import (
     REPO_ROOT,
     ApiServer,
@@ -46,9 +42,8 @@ from benchmarks.services import (
     ProcessCpu,
     add_service_arguments,
     api_server,
-    create_database,
-    drop_database,
-    flush_redis,
+    in_own_database,
+    load_average,
     pids_named,
     settings_env,
 )
@@ -315,16 +310,7 @@ async def run(db: Database, args: argparse.Namespace, data_dir: str) -> bool:
 
 
 async def main_async(args: argparse.Namespace) -> bool:
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    print(f"Dripline enrollment throughput, {os.cpu_count()} CPUs, {started}, {load_average()}")
-    db = await create_database(args.database_url)
-    flush_redis(args.redis_url)
-    try:
-        with tempfile.TemporaryDirectory(prefix="dripline-bench-") as data_dir:
-            return await run(db, args, data_dir)
-    finally:
-        await drop_database(db)
-        flush_redis(args.redis_url)
+    return await in_own_database("Dripline enrollment throughput", args, run)
 
 
 def main(argv: list[str] | None = None) -> int:

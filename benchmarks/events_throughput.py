@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.engine_throughput import load_average, seed, warm_up
+from benchmarks.engine_throughput import seed, warm_up
 from benchmarks.events_profile import profile, report_profile
 from benchmarks.feedback_checks import compare, read_counts
 from benchmarks.feedback_load import (
@@ -49,9 +46,8 @@ from benchmarks.services import (
     ProcessCpu,
     add_service_arguments,
     api_server,
-    create_database,
-    drop_database,
-    flush_redis,
+    in_own_database,
+    load_average,
     pids_named,
     settings_env,
 )
@@ -310,19 +306,9 @@ async def run(db: Database, args: argparse.Namespace, data_dir: str) -> bool:
 
 
 async def main_async(args: argparse.Namespace) -> bool:
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    print(
-        f"Dripline events throughput, {args.contacts:,} contacts, {os.cpu_count()} CPUs, "
-        f"{started}, {load_average()}"
+    return await in_own_database(
+        f"Dripline events throughput, {args.contacts:,} contacts", args, run
     )
-    db = await create_database(args.database_url)
-    flush_redis(args.redis_url)
-    try:
-        with tempfile.TemporaryDirectory(prefix="dripline-bench-") as data_dir:
-            return await run(db, args, data_dir)
-    finally:
-        await drop_database(db)
-        flush_redis(args.redis_url)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,11 +16,13 @@ import secrets
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -85,6 +87,30 @@ def flush_redis(url: str) -> None:
         client.flushdb()
     finally:
         client.close()
+
+
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min) {five:.2f} (5 min)"
+
+
+async def in_own_database(
+    heading: str,
+    args: argparse.Namespace,
+    run: Callable[[Database, argparse.Namespace, str], Awaitable[bool]],
+) -> bool:
+    """Print the run's heading (with the CPUs, the time and the load), then ``run`` on a database
+    of its own and a flushed Redis, with a scratch directory; the database is dropped after."""
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    print(f"{heading}, {os.cpu_count()} CPUs, {started}, {load_average()}")
+    db = await create_database(args.database_url)
+    flush_redis(args.redis_url)
+    try:
+        with tempfile.TemporaryDirectory(prefix="dripline-bench-") as data_dir:
+            return await run(db, args, data_dir)
+    finally:
+        await drop_database(db)
+        flush_redis(args.redis_url)
 
 
 def settings_env(

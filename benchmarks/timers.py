@@ -17,7 +17,7 @@ Run from the repository root::
 3. Lateness of each wait: its ``step_done`` timeline entry (written when the worker moved the
    enrollment on) minus its row's due time; p50, p99 and the maximum against the goal (p99 at
    most 1 s), and the rate the worker ended waits at. Checks: every wait ended once, every
-   enrollment exited at the exit step, no row left due or claimed.
+   enrollment completed at the exit step, no row left due or claimed.
 4. With ``--py-spy FILE``: where the worker spent its samples (see :mod:`benchmarks.spy`).
 """
 
@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,14 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import postfix
-from benchmarks.engine_throughput import load_average, running_relay
+from benchmarks.engine_throughput import running_relay
 from benchmarks.services import (
     Database,
     ProcessCpu,
     add_service_arguments,
-    create_database,
-    drop_database,
     flush_redis,
+    in_own_database,
+    load_average,
     settings_env,
 )
 from benchmarks.spy import report as spy_report
@@ -140,8 +139,8 @@ async def lateness(db_url: str) -> tuple[Lateness, dict[str, int]]:
         counts = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM step_runs WHERE state IN ('due', 'claimed')) AS pending,"
             " (SELECT count(*) FROM step_runs WHERE state = 'done') AS done,"
-            " (SELECT count(*) FROM enrollments WHERE status = 'exited'"
-            "   AND exit_reason = 'waited') AS exited"
+            " (SELECT count(*) FROM enrollments WHERE status = 'completed'"
+            "   AND exit_reason = 'waited') AS completed"
         )
     finally:
         await conn.close()
@@ -203,7 +202,7 @@ def report(late: Lateness, counts: dict[str, int], n: int, cpu: float) -> bool:
         f"   waits ended over {span:.1f} s ({late.ended / span:,.0f}/s); worker CPU "
         f"{cpu / span:.2f} cores ({cpu / late.ended * 1000:.2f} ms per wait); {load_average()}"
     )
-    expected = {"pending": 0, "done": n, "exited": n}
+    expected = {"pending": 0, "done": n, "completed": n}
     ok = counts == expected and late.ended == n
     print(
         f"3. Checks: {counts} (expected {expected}), {late.ended:,} ended: "
@@ -253,19 +252,9 @@ async def run(db: Database, args: argparse.Namespace, data_dir: str) -> bool:
 
 
 async def main_async(args: argparse.Namespace) -> bool:
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    print(
-        f"Dripline timers: {args.waits:,} waits due within {args.spread:.0f} s, "
-        f"{os.cpu_count()} CPUs, {started}, {load_average()}"
+    return await in_own_database(
+        f"Dripline timers: {args.waits:,} waits due within {args.spread:.0f} s", args, run
     )
-    db = await create_database(args.database_url)
-    flush_redis(args.redis_url)
-    try:
-        with tempfile.TemporaryDirectory(prefix="dripline-bench-") as data_dir:
-            return await run(db, args, data_dir)
-    finally:
-        await drop_database(db)
-        flush_redis(args.redis_url)
 
 
 def main(argv: list[str] | None = None) -> int:
