@@ -19,8 +19,9 @@ from api.auth import KeyInfo, Role, create_key, list_keys, revoke_key
 from api.preflight import align_public_url, database_problem, unreachable
 from evals.command import eval_app
 from sequences.definitions import registry
-from sequences.definitions.document import DefinitionError, SequenceDefinition
+from sequences.definitions.document import SequenceDefinition
 from sequences.definitions.loading import parse_definition
+from sequences.definitions.refusals import DefinitionError
 from sequences.errors import DriplineError
 from sequences.mail.dkim import check_names, dns_txt_record
 from sequences.mail.render import LayoutRenderer

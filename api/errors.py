@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
-from sequences.definitions.document import DefinitionError
+from sequences.definitions.refusals import DefinitionError
 from sequences.errors import DriplineError
 from sequences.store.db import retryable
 

@@ -12,7 +12,6 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -22,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+
+from sequences.mail.tags import MESSAGE_TAG
 
 MAILGUN_KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"
 POSTMARK_AUTH = ("postmark-hook", "s3cret-pass")
@@ -339,7 +340,7 @@ def svix(body: bytes, *, at: float | None = None, msg_id: str | None = None) -> 
 # Naming our message: each ESP echoes the tag header we add (sequences.mail.tags) in its own
 # place; the payload builders above name mail another system sent.
 
-TAG = "dripline_message"
+TAG = MESSAGE_TAG  # the key sequences.mail.tags puts our message id under
 
 
 def tagged(provider: str, payload: dict[str, Any], pk: str) -> dict[str, Any]:
@@ -369,49 +370,3 @@ def signed(provider: str, payload: dict[str, Any]) -> Signed:
     if provider == "postmark":
         return postmark(payload)
     return svix(json.dumps(payload).encode())
-
-
-# One "delivered" event per provider. Each factory returns a sender: calling it again is the
-# ESP delivering the same event again (SendGrid, Mailgun and Svix sign every attempt afresh;
-# SNS resends the identical message).
-
-Sender = Callable[[], Signed]
-
-
-def _sendgrid_delivered(email: str) -> Sender:
-    events = [sendgrid_event("delivered", email, response="250 OK", ip="168.1.1.1")]
-    return lambda: sendgrid(events)
-
-
-def _mailgun_delivered(email: str) -> Sender:
-    data = mailgun_event("delivered", email, **{"delivery-status": {"code": 250}})
-    return lambda: mailgun(data)
-
-
-def _ses_delivered(version: str) -> Callable[[str], Sender]:
-    def make(email: str) -> Sender:
-        delivery = {"timestamp": datetime.now(UTC).isoformat(), "recipients": [email]}
-        signed = sns(ses_record("Delivery", email, delivery=delivery), version=version)
-        return lambda: signed
-
-    return make
-
-
-def _postmark_delivered(email: str) -> Sender:
-    record = postmark_record("Delivery", email, Details="Test delivery webhook details")
-    return lambda: postmark(record)
-
-
-def _resend_delivered(email: str) -> Sender:
-    first = resend("email.delivered", email)
-    return lambda: svix(first.body, msg_id=first.headers["svix-id"])
-
-
-DELIVERED: dict[str, Callable[[str], Sender]] = {
-    "sendgrid": _sendgrid_delivered,
-    "mailgun": _mailgun_delivered,
-    "ses-v1": _ses_delivered("1"),
-    "ses-v2": _ses_delivered("2"),
-    "postmark": _postmark_delivered,
-    "resend": _resend_delivered,
-}

@@ -12,15 +12,14 @@ import yaml
 
 from sequences.definitions.document import (
     BranchStep,
-    DefinitionError,
     EmailStep,
     ExitStep,
-    FieldError,
     GotoStep,
     SequenceDefinition,
     WaitStep,
 )
 from sequences.definitions.loading import canonical_json, definition_checksum, parse_definition
+from sequences.definitions.refusals import DefinitionError, FieldError
 from sequences.kit.durations import parse_duration
 
 EXAMPLE = files("sequences") / "examples" / "trial-onboarding.yaml"

@@ -12,6 +12,7 @@ from typing import Any
 import esp_requests as esp
 import httpx
 import pytest
+from esp_deliveries import DELIVERED
 from harness import Stack, make_settings, running_stack
 from sqlalchemy import func, select
 
@@ -62,7 +63,7 @@ def error(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-CASES = sorted(esp.DELIVERED)
+CASES = sorted(DELIVERED)
 
 
 def _address(case: str) -> str:
@@ -75,10 +76,10 @@ FOREIGN = {"accepted": 0, "duplicates": 0, "ignored": 0, "foreign": 1, "rejected
 async def test_each_provider_signature_is_accepted(stack: Stack) -> None:
     """Signed events about mail Dripline never sent: 2xx, counted as foreign, nothing written."""
     for case in CASES:
-        response = await post(stack, esp.DELIVERED[case](_address(case))())
+        response = await post(stack, DELIVERED[case](_address(case))())
         assert response.status_code == 200, (case, response.text)
         assert response.json() == FOREIGN, case
-        again = await post(stack, esp.DELIVERED[case](_address(case))())
+        again = await post(stack, DELIVERED[case](_address(case))())
         assert again.status_code == 200, (case, again.text)  # a retry is never refused
     assert await written(stack) == (0, 0, 0)
 
@@ -90,7 +91,7 @@ def _forged(case: str) -> esp.Signed:
         return esp.mailgun(esp.mailgun_event("delivered", email), key="key-not-the-real-one")
     if case == "postmark":  # basic auth is all Postmark offers
         return esp.postmark(esp.postmark_record("Delivery", email), auth=("postmark-hook", "x"))
-    return esp.DELIVERED[case](email)().tampered()
+    return DELIVERED[case](email)().tampered()
 
 
 async def test_forged_request_is_refused_and_writes_nothing(stack: Stack) -> None:
@@ -187,7 +188,7 @@ async def test_sns_subject_is_part_of_the_signature(stack: Stack) -> None:
 
 
 async def test_unknown_provider(stack: Stack) -> None:
-    response = await post(stack, esp.DELIVERED["sendgrid"](EMAIL)(), provider="sparkpost")
+    response = await post(stack, DELIVERED["sendgrid"](EMAIL)(), provider="sparkpost")
     assert response.status_code == 404
     assert error(response)["code"] == "unknown_provider"
     assert "sendgrid" in error(response)["message"]
@@ -199,7 +200,7 @@ async def test_unconfigured_provider_refuses_everything(
     settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'bare.sqlite'}")
     async with running_stack(settings, redis_db, capture, worker=False) as bare:
         for case in ("sendgrid", "mailgun", "ses-v2", "postmark", "resend"):
-            response = await post(bare, esp.DELIVERED[case](EMAIL)())
+            response = await post(bare, DELIVERED[case](EMAIL)())
             assert response.status_code == 503, response.text
             assert error(response)["message"].endswith("is not configured")
         assert await written(bare) == (0, 0, 0)
@@ -253,7 +254,7 @@ async def test_mailgun_body_that_is_not_json_is_not_retried(stack: Stack) -> Non
 
 
 async def test_missing_signature_headers(stack: Stack) -> None:
-    signed = esp.DELIVERED["sendgrid"](EMAIL)()
+    signed = DELIVERED["sendgrid"](EMAIL)()
     del signed.headers["X-Twilio-Email-Event-Webhook-Signature"]
     response = await post(stack, signed)
     assert response.status_code == 401

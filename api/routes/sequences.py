@@ -10,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from api.deps import Admin, ConnDep, DepsDep, ReadConnDep, Reader
 from sequences.definitions import registry
-from sequences.definitions.document import DefinitionError, FieldError
 from sequences.definitions.loading import parse_definition
+from sequences.definitions.refusals import DefinitionError, FieldError
 from sequences.errors import Conflict, NotFound
 from sequences.review.costs import step_costs
 from sequences.signals import counts, scores

@@ -17,7 +17,6 @@ the text as a whole (YAML syntax, size) use the path ``body``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import time, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -47,26 +46,13 @@ from sequences.definitions.fields import (
     passes,
     valid_zone,
 )
+from sequences.definitions.refusals import DefinitionError, FieldError
 from sequences.kit.durations import Duration, parse_duration
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_NODES = 5_000
 MAX_STEPS = 200
 STEP_KINDS = ("email", "wait", "branch", "goto", "choose", "exit")
-
-
-@dataclass(frozen=True)
-class FieldError:
-    path: str
-    message: str
-
-
-class DefinitionError(ValueError):
-    """A sequence document was refused; ``errors`` says where and why."""
-
-    def __init__(self, errors: list[FieldError]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{e.path}: {e.message}" for e in errors))
 
 
 class _Model(BaseModel):

@@ -25,10 +25,9 @@ from sequences.definitions.document import (
     MAX_DOCUMENT_BYTES,
     MAX_NODES,
     STEP_KINDS,
-    DefinitionError,
-    FieldError,
     SequenceDefinition,
 )
+from sequences.definitions.refusals import DefinitionError, FieldError
 
 
 class _StrictLoader(_BaseLoader):

@@ -10,13 +10,9 @@ from datetime import datetime
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.definitions.document import (
-    DefinitionError,
-    EmailStep,
-    FieldError,
-    SequenceDefinition,
-)
+from sequences.definitions.document import EmailStep, SequenceDefinition
 from sequences.definitions.loading import definition_checksum, parse_definition
+from sequences.definitions.refusals import DefinitionError, FieldError
 from sequences.store.tables import SEQUENCES, VERSIONS
 
 
