@@ -1,20 +1,25 @@
 """The copy agent as the engine sees it: run a request, resume a review, read a pending one.
 
 A request that needs no review runs on a graph without a checkpointer (nothing to resume, nothing
-to store). One that does runs on a thread named by the engine, checkpointed in the engine's
-database; running it again, after a crash, returns the pending review instead of drafting anew.
+to store); with no model either, its nodes run in plain Python without the graph's machinery,
+unless the gate refuses the copy and the request holds it for a reviewer. One that needs review
+runs on a thread named by the engine, checkpointed in the engine's database; running it again,
+after a crash, returns the pending review instead of drafting anew.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END
+from langgraph.runtime import Runtime
 from langgraph.types import Command
 
+from agents import nodes
 from agents.composer import COMPOSER_MODEL
 from agents.copy import CopyRequest, Decision, Draft, Finding, ModelCall, Outcome, Preview
 from agents.graph import CopyGraph, build
@@ -80,6 +85,11 @@ class CopyAgent:
 
     async def run(self, request: CopyRequest, render: Render, thread: str | None = None) -> Result:
         if not request.needs_review:
+            if self.model is None:
+                context = self._context(render)
+                direct = await _direct(request, context)
+                if direct is not None:
+                    return self._result(direct, context)
             context = self._context(render)
             start = CopyState(request=request.model_dump())
             state = await self._plain.ainvoke(start, context=context)
@@ -139,6 +149,40 @@ class CopyAgent:
         if interrupts:
             return Result(review=_review(interrupts[0].value), calls=context.calls)
         return Result(outcome=Outcome.model_validate(state["outcome"]), calls=context.calls)
+
+
+async def _direct(request: CopyRequest, context: AgentContext) -> dict[str, Any] | None:
+    """The graph's walk for a request no reviewer sees, node by node with the graph's own routing
+    (agents/graph.py) and none of its machinery: the final state, or None where ``review`` could
+    stop for a reviewer (copy the gate refused and the request holds), which is the graph's."""
+    runtime = Runtime(context=context)
+    state = CopyState(request=request.model_dump())
+    state = _then(state, nodes.gather(state, runtime))
+    state = _then(state, nodes.choose(state))
+    state = _then(state, await nodes.draft(state, runtime))
+    step = nodes.after_draft(state)
+    while step != "render":
+        if step == "check":
+            state = _then(state, nodes.check(state))
+            step = nodes.after_check(state, runtime)
+        elif step == "revise":
+            state = _then(state, await nodes.revise(state, runtime))
+            step = "check"
+        else:
+            state = _then(state, nodes.fallback(state))
+            step = "render"
+    state = _then(state, nodes.render(state, runtime))
+    if state.get("refused") and request.refused_copy != "skip":
+        return None
+    command = nodes.review(state)
+    if command.goto != END or not isinstance(command.update, dict):
+        raise RuntimeError(f"review went to {command.goto!r} on a request that needs no review")
+    return {**state, **command.update}
+
+
+def _then(state: CopyState, update: nodes.Update) -> CopyState:
+    """The state after a node's update: every key of CopyState takes the last value written."""
+    return cast(CopyState, {**state, **update})
 
 
 def _review(value: dict[str, Any]) -> Review:
