@@ -69,16 +69,15 @@ async def page(
     return Page(rows[:limit], rows[limit - 1].id if len(rows) > limit else None)
 
 
-async def by_deadline(conn: AsyncConnection, where: Filter, *, skip: int, limit: int) -> Page:
-    """Drafts whose decide-by deadline comes first (those without one last), ``skip`` in."""
+async def by_deadline(
+    conn: AsyncConnection, where: Filter, *, skip: int, limit: int, due: bool = False
+) -> Page:
+    """Drafts whose decide-by deadline comes first (those without one last), ``skip`` in;
+    with ``due``, those whose email is due first (drafted ahead: sooner than written)."""
+    first = DRAFTS.c.due_at if due else DRAFTS.c.deadline_at
     ordered = (
         where.apply(_with_contact())
-        .order_by(
-            DRAFTS.c.deadline_at.is_(None),
-            DRAFTS.c.deadline_at,
-            DRAFTS.c.created_at,
-            DRAFTS.c.id,
-        )
+        .order_by(first.is_(None), first, DRAFTS.c.created_at, DRAFTS.c.id)
         .offset(skip)
         .limit(limit + 1)
     )
@@ -279,6 +278,7 @@ def summary(row: Any) -> dict[str, Any]:
         "failed_checks": failed_rules(row.review),
         "created_at": _iso(row.created_at),
         "deadline_at": _iso(row.deadline_at),
+        "due_at": _iso(row.due_at),
         "decided_by": row.decided_by,
         "decided_at": _iso(row.decided_at),
         "claimed_by": row.claimed_by,

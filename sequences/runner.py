@@ -17,6 +17,7 @@ from sequences.delivery.sending import send_batch
 from sequences.deps import Deps
 from sequences.engine import lifecycle, outbox
 from sequences.engine.flow import Finished, RunContext, advance_many, load_contexts
+from sequences.review.ahead import draft_batch
 from sequences.signals import engagement
 from sequences.store.db import lock_rows, transaction
 from sequences.store.tables import ENROLLMENTS, EnrollmentStatus, RunState
@@ -32,18 +33,24 @@ async def run_due(deps: Deps, *, budget_seconds: float = 30.0) -> int:
     runs into arq's timeout mid-send; what is left is found by the next wake-up or the sweeper.
     """
     deadline = time.monotonic() + budget_seconds
-    lanes = deps.settings.parallel_batches
-    return sum(await asyncio.gather(*(_drain(deps, deadline) for _ in range(lanes))))
+    lanes = [_drain(deps, deadline) for _ in range(deps.settings.parallel_batches)]
+    # Drafting ahead has a lane of its own: a slow model never takes a send's place.
+    lanes.append(_drain(deps, deadline, drafting=True))
+    return sum(await asyncio.gather(*lanes))
 
 
-async def _drain(deps: Deps, deadline: float) -> int:
+async def _drain(deps: Deps, deadline: float, *, drafting: bool = False) -> int:
     settings = deps.settings
     lease = timedelta(seconds=settings.claim_lease_seconds)
     total = 0
     while not deps.stopping.is_set() and time.monotonic() < deadline:
         async with deps.engine.begin() as conn:
             claims = await outbox.claim_due(
-                conn, now=deps.clock.now(), lease=lease, limit=settings.claim_batch
+                conn,
+                now=deps.clock.now(),
+                lease=lease,
+                limit=settings.claim_batch,
+                drafting=drafting,
             )
         if not claims:
             return total
@@ -82,6 +89,7 @@ async def _run_batch(deps: Deps, claims: list[outbox.Claim]) -> None:
     gone: list[outbox.Claim] = []
     poisoned: list[outbox.Claim] = []
     emails: list[Job] = []
+    ahead: list[Job] = []
     others: list[tuple[outbox.Claim, RunContext]] = []
     for claim in claims:
         ctx = contexts.get(claim.enrollment_id)
@@ -93,7 +101,7 @@ async def _run_batch(deps: Deps, claims: list[outbox.Claim]) -> None:
             continue
         step = ctx.definition.step(claim.step_id)
         if isinstance(step, EmailStep):
-            emails.append(Job(claim, ctx, step))
+            (ahead if claim.drafting else emails).append(Job(claim, ctx, step))
         else:
             others.append((claim, ctx))
     if gone or poisoned:
@@ -105,7 +113,11 @@ async def _run_batch(deps: Deps, claims: list[outbox.Claim]) -> None:
             await _give_up(conn, deps, poisoned)
 
         await transaction(deps.engine, close)
-    await asyncio.gather(_guarded(send_batch(deps, emails)), _guarded(_continue(deps, others)))
+    await asyncio.gather(
+        _guarded(send_batch(deps, emails)),
+        _guarded(draft_batch(deps, ahead)),
+        _guarded(_continue(deps, others)),
+    )
 
 
 async def _guarded(job: Awaitable[None]) -> None:

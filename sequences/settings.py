@@ -9,7 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.config import ModelConfig
-from sequences.kit.durations import Duration
+from sequences.kit.durations import Duration, Lead
 
 
 class Settings(BaseSettings):
@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         description="The longest one draft may take, retries included, before the fallback.",
     )
     prompt_version: str = Field("v1", alias="DRIPLINE_PROMPT_VERSION")
+    draft_ahead: Lead = Field(
+        "15m",
+        alias="DRIPLINE_DRAFT_AHEAD",
+        description="How long before an email is due its copy is drafted, for sequences that "
+        "do not say (sequence time, like the waits); 0 drafts when the email is due.",
+    )
 
     @property
     def agent_model(self) -> ModelConfig:

@@ -154,6 +154,8 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
         "DKIM_DOMAIN": "acme.test",
         "DRIPLINE_RETRY_BASE_SECONDS": 0.2,
         "DRIPLINE_BOT_CLICK_SECONDS": 0.0,
+        # Most tests pin when copy is drafted to the due time; tests/test_ahead.py drafts ahead.
+        "DRIPLINE_DRAFT_AHEAD": "0",
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query
 
@@ -10,6 +10,7 @@ from agents.copy import Decision
 from api import reviewing
 from api.deps import DepsDep, ReadConnDep, Reviewer
 from api.schemas import ApproveIn, RejectIn
+from sequences.errors import Invalid
 from sequences.store.tables import DraftStatus
 
 router = APIRouter(prefix="/v1/drafts", tags=["drafts"])
@@ -22,13 +23,29 @@ async def list_drafts(
     status: Annotated[DraftStatus, Query()] = DraftStatus.pending,
     sequence: Annotated[str | None, Query(max_length=63)] = None,
     step: Annotated[str | None, Query(max_length=63)] = None,
-    after: Annotated[str | None, Query(max_length=32, description="Last id of the page.")] = None,
+    after: Annotated[
+        str | None, Query(max_length=32, description="The previous page's `next`.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    order: Annotated[
+        Literal["queue", "due"],
+        Query(description="queue: oldest first; due: the email due soonest first."),
+    ] = "queue",
 ) -> dict[str, Any]:
-    """Drafts by status, oldest first (the review queue), filterable by sequence and step."""
-    page = await reviewing.page(
-        conn, reviewing.Filter(status, sequence, step), after=after, limit=limit
-    )
+    """Drafts by status, oldest first (the review queue) or soonest due first, filterable by
+    sequence and step."""
+    where = reviewing.Filter(status, sequence, step)
+    if order == "due":
+        if after is not None and not after.isdigit():
+            raise Invalid(
+                "bad_cursor",
+                "after: with order=due, pass the previous page's next (a number)",
+                [{"path": "after"}],
+            )
+        skip = int(after or 0)
+        page = await reviewing.by_deadline(conn, where, skip=skip, limit=limit, due=True)
+    else:
+        page = await reviewing.page(conn, where, after=after, limit=limit)
     return {"drafts": [reviewing.summary(row) for row in page.rows], "next": page.next}
 
 

@@ -47,7 +47,7 @@ from sequences.definitions.fields import (
     valid_zone,
 )
 from sequences.definitions.refusals import DefinitionError, FieldError
-from sequences.kit.durations import Duration, parse_duration
+from sequences.kit.durations import Duration, Lead, parse_duration, parse_lead
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_NODES = 5_000
@@ -126,6 +126,8 @@ class EmailSpec(_Model):
     approval: Approval | None = None
     layout: Slug | None = None
     topics: Topics = []
+    # How long before it is due this email is drafted (unset: the sequence's ``draft_ahead``).
+    draft_ahead: Lead | None = None
 
     @field_validator("variants")
     @classmethod
@@ -266,6 +268,15 @@ class SequenceDefinition(_Model):
     approval_timeout_policy: Literal["hold", "fallback", "skip"] = "fallback"
     # Copy the guardrails refuse (whoever wrote it) is skipped, or held for a reviewer.
     refused_copy_policy: Literal["skip", "hold"] = "skip"
+    # Drafts ahead: an email reached through a wait is drafted (and shown to reviewers) this
+    # long before it is due, so it goes at its due time whatever the model's latency. Unset: the
+    # deployment's DRIPLINE_DRAFT_AHEAD; ``0`` drafts when the email is due.
+    draft_ahead: Lead | None = None
+    # An email whose draft is not ready when it is due: ``fallback`` waits up to
+    # ``late_draft_wait_seconds`` for the model, then sends the fallback copy; ``hold`` keeps
+    # the email until its draft is ready, however long the model takes.
+    late_draft: Literal["fallback", "hold"] = "fallback"
+    late_draft_wait_seconds: float = Field(30.0, ge=0, le=600)
     layout: Slug = "basic"
     # A prompt version under prompts/drafting/ (v1, v2...); unset means the setting's default.
     prompt: Annotated[str, StringConstraints(pattern=r"^v[0-9]+[a-z0-9-]*$")] | None = None
@@ -319,6 +330,25 @@ class SequenceDefinition(_Model):
             else:
                 break
         return step_id
+
+    def lead(self, step: EmailStep, default: str) -> timedelta:
+        """How far ahead of its due time ``step`` is drafted; ``default`` is the deployment's."""
+        return parse_lead(step.email.draft_ahead or self.draft_ahead or default)
+
+    def email_after_wait(self, wait_id: str) -> EmailStep | None:
+        """The email a wait leads to whatever happens (through gotos only), or None when a
+        branch, a choice, an exit or the end comes first: only then is it known ahead."""
+        current = self.next_step_id(wait_id)
+        for _ in range(MAX_STEPS):
+            if current is None:
+                return None
+            step = self.step(current)
+            if isinstance(step, EmailStep):
+                return step
+            if not isinstance(step, GotoStep):
+                return None
+            current = step.goto
+        return None
 
     @property
     def approval_deadline_duration(self) -> timedelta | None:

@@ -57,6 +57,7 @@ class Job:
     calls: list[ModelCall] = field(default_factory=list)
     outcome_reason: str = ""
     choice: dict[str, Any] | None = None  # the variant's sampled choice, logged for replays
+    timed_out: bool = False  # the model ran past the draft's budget: the composer wrote it
 
     @property
     def thread(self) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,9 +35,10 @@ from sequences.engine import lifecycle, outbox
 from sequences.engine.flow import Finished, advance_many
 from sequences.engine.pacing import CAP, cap_releases, hold_backs
 from sequences.review import drafting, reviews, trail
+from sequences.review.ahead import hold_late
 from sequences.review.drafting import Held
 from sequences.store import timeline
-from sequences.store.db import lock_rows
+from sequences.store.db import lock_rows, transaction
 from sequences.store.tables import (
     ENROLLMENTS,
     LINKS,
@@ -58,7 +60,11 @@ async def send_batch(deps: Deps, jobs: list[Job]) -> None:
         # Wait for the relay's budget before any message is recorded as being sent: a long wait
         # then costs at most the claims (which lapse and are re-run), never an unknown outcome.
         await deps.limiter.acquire(len(fresh) + len(resend))
-    drafted, skipped, held = await _draft(deps, fresh, now) if fresh else ([], [], [])
+    drafted, skipped, held, late = await _draft(deps, fresh, now) if fresh else ([], [], [], [])
+    if late:  # ``late_draft: hold``: no copy ready yet, the email waits for it
+        await deps.waker.wake_at(
+            await transaction(deps.engine, partial(hold_late, jobs=late, now=now))
+        )
     resend = [job for job in await asyncio.gather(*(_rebuild(deps, j) for j in resend)) if job]
     await deliver(deps, await _record(deps, drafted, skipped, resend, held, fresh))
 
@@ -163,7 +169,7 @@ async def _postpone(
 
 async def _draft(
     deps: Deps, jobs: list[Job], now: datetime
-) -> tuple[list[tuple[Job, Draft]], list[Finished], list[Held]]:
+) -> tuple[list[tuple[Job, Draft]], list[Finished], list[Held], list[Job]]:
     """Draft (through the agent), render and sign the batch's messages before any is recorded
     as sending; a step whose message cannot be made is skipped, and the timeline says why."""
     prepared = await drafting.prepare(deps, jobs, now)
@@ -172,7 +178,7 @@ async def _draft(
     )
     drafted = [r for r in results if not isinstance(r, Finished)]
     skipped = prepared.skipped + [r for r in results if isinstance(r, Finished)]
-    return drafted, skipped, prepared.held
+    return drafted, skipped, prepared.held, prepared.late
 
 
 async def _build(deps: Deps, job: Job, draft: Draft, now: datetime) -> tuple[Job, Draft] | Finished:

@@ -7,7 +7,7 @@ enrollment advances; only emails and waits become outbox rows of their own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select, update
@@ -152,6 +152,7 @@ async def advance_many(
         target = item.step_id if item.entered else item.ctx.definition.next_step_id(item.step_id)
         loaded = signals.get(item.ctx.enrollment_id)
         move = await plan_move(conn, deps, item.ctx, target, now, [entry], loaded, item.sent_at)
+        move.reach = move.schedule is not None and _drafted_after(deps, item, move.schedule[0])
         moves.append(move)
     await _woken_already(conn, [(m, f) for m, f in zip(moves, kept, strict=True)], now)
     return await apply_moves(conn, moves, now)
@@ -205,6 +206,20 @@ async def _woken_already(
             move.woken_by = hit.type
 
 
+def _drafted_after(deps: Deps, item: Finished, step_id: str) -> bool:
+    """Whether the email ``step_id``, reached from the finished ``item``, was drafted ahead
+    while ``item`` (a wait) ran: plan_move scheduled that row when the wait began."""
+    defn = item.ctx.definition
+    if item.entered or not isinstance(defn.step(item.step_id), WaitStep):
+        return False
+    email = defn.email_after_wait(item.step_id)
+    return email is not None and email.id == step_id and _lead(deps, defn, email) > timedelta(0)
+
+
+def _lead(deps: Deps, defn: SequenceDefinition, email: EmailStep) -> timedelta:
+    return deps.seqtime.real_duration(defn.lead(email, deps.settings.draft_ahead))
+
+
 def _until(ctx: RunContext, step_id: str) -> list[str]:
     step = ctx.definition.step(step_id)
     return list(step.wait.until) if isinstance(step, WaitStep) else []
@@ -237,6 +252,11 @@ class Move:
     schedule: tuple[str, datetime] | None = None  # (step, due)
     end: tuple[EnrollmentStatus, str, str | None] | None = None  # (status, reason, step)
     woken_by: str | None = None  # a wait ``until`` whose event came in already
+    # Drafts ahead (sequences.review.ahead): the email after the wait scheduled here, drafted
+    # from ``draft at`` on, as (email step, draft at, send at); and whether the email scheduled
+    # here had a row drafting ahead, which becomes its own (``reach``).
+    ahead: tuple[str, datetime, datetime] | None = None
+    reach: bool = False
 
 
 async def plan_move(
@@ -269,6 +289,10 @@ async def plan_move(
             return move
         if isinstance(step, EmailStep | WaitStep):
             move.schedule = (step.id, _due(deps, ctx, step, now, entries, sent_at))
+            email = defn.email_after_wait(step.id) if isinstance(step, WaitStep) else None
+            if email is not None and (lead := _lead(deps, defn, email)) > timedelta(0):
+                due = move.schedule[1]
+                move.ahead = (email.id, max(now, due - lead), due)
             return move
         if signals is None:
             signals = await engagement.load(
@@ -320,7 +344,13 @@ async def apply_moves(conn: AsyncConnection, moves: list[Move], now: datetime) -
     scheduled = [m for m in moves if m.schedule is not None]
     if scheduled:
         rows = [(m.enrollment_id, *m.schedule) for m in scheduled if m.schedule]
-        await outbox.schedule_many(conn, rows, now, [m.woken_by for m in scheduled])
+        reach = [(e, s) for (e, s, _), m in zip(rows, scheduled, strict=True) if m.reach]
+        reached = await outbox.reach_drafted(conn, reach, now) if reach else set()
+        new = [(row, m) for row, m in zip(rows, scheduled, strict=True) if row[:2] not in reached]
+        await outbox.schedule_many(conn, [r for r, _ in new], now, [m.woken_by for _, m in new])
+        # A wait already ended by an event leads straight on: nothing to draft ahead of it.
+        ahead = [(m.enrollment_id, *m.ahead) for m in scheduled if m.ahead and not m.woken_by]
+        await outbox.schedule_ahead(conn, ahead, now)
         await conn.execute(
             update(ENROLLMENTS)
             .where(
@@ -336,7 +366,8 @@ async def apply_moves(conn: AsyncConnection, moves: list[Move], now: datetime) -
             ends.setdefault(move.end, []).append(move.enrollment_id)
     for (status, reason, step_id), ids in ends.items():
         await lifecycle.end(conn, ids, status=status, reason=reason, now=now, step_id=step_id)
-    return [m.schedule[1] for m in scheduled if m.schedule]
+    ahead_due = [m.ahead[1] for m in scheduled if m.ahead and not m.woken_by]
+    return [m.schedule[1] for m in scheduled if m.schedule] + ahead_due
 
 
 def _decide(

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, and_, exists, insert, select, update
+from sqlalchemy import BindParameter, ColumnElement, and_, case, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.store.tables import RUNS, RunState
+from sequences.store.tables import DRAFTS, RUNS, RunPhase, RunState
+
+DRAFTING = (RunPhase.ahead, RunPhase.late)  # rows the drafting lane claims (review.ahead)
 
 
 @dataclass(frozen=True)
@@ -26,14 +28,36 @@ class Claim:
     step_id: str
     attempts: int
     woken_by: str | None
+    # Drafts ahead (sequences.review.ahead): the row's RunPhase (None: never ahead), when the
+    # email is due, and when its copy was stored.
+    phase: str | None = None
+    send_at: datetime | None = None
+    drafted_at: datetime | None = None
+
+    @property
+    def drafting(self) -> bool:
+        """A drafting-ahead claim: write and store the copy, send nothing."""
+        return self.phase in DRAFTING
 
 
 async def claim_due(
-    conn: AsyncConnection, *, now: datetime, lease: timedelta, limit: int
+    conn: AsyncConnection,
+    *,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    drafting: bool = False,
 ) -> list[Claim]:
+    """Claim up to ``limit`` due rows, soonest first: drafting-ahead rows with ``drafting``,
+    every other row without, so a slow model never holds up sends and waits."""
+    phase = RUNS.c.phase.in_(DRAFTING)
     due = (
         select(RUNS.c.id)
-        .where(RUNS.c.state == RunState.due, RUNS.c.due_at <= now)
+        .where(
+            RUNS.c.state == RunState.due,
+            RUNS.c.due_at <= now,
+            phase if drafting else or_(RUNS.c.phase.is_(None), ~phase),
+        )
         .order_by(RUNS.c.due_at)
         .limit(limit)
     )
@@ -50,11 +74,31 @@ async def claim_due(
             attempts=RUNS.c.attempts + 1,
         )
         .returning(
-            RUNS.c.id, RUNS.c.enrollment_id, RUNS.c.step_id, RUNS.c.attempts, RUNS.c.woken_by
+            RUNS.c.id,
+            RUNS.c.enrollment_id,
+            RUNS.c.step_id,
+            RUNS.c.attempts,
+            RUNS.c.woken_by,
+            RUNS.c.phase,
+            RUNS.c.send_at,
+            RUNS.c.drafted_at,
         )
     )
     rows = (await conn.execute(stmt)).all()
-    return [Claim(r.id, token, r.enrollment_id, r.step_id, r.attempts, r.woken_by) for r in rows]
+    return [
+        Claim(
+            r.id,
+            token,
+            r.enrollment_id,
+            r.step_id,
+            r.attempts,
+            r.woken_by,
+            r.phase,
+            r.send_at,
+            r.drafted_at,
+        )
+        for r in rows
+    ]
 
 
 async def finish(conn: AsyncConnection, claim: Claim, state: RunState = RunState.done) -> bool:
@@ -62,8 +106,9 @@ async def finish(conn: AsyncConnection, claim: Claim, state: RunState = RunState
     return claim.run_id in await finish_many(conn, [claim], state)
 
 
-async def release(conn: AsyncConnection, claim: Claim, due_at: datetime) -> bool:
-    """Give a claimed row back, due again at ``due_at`` (outside the window, a 4xx retry)."""
+async def release(conn: AsyncConnection, claim: Claim, due_at: datetime, **values: object) -> bool:
+    """Give a claimed row back, due again at ``due_at`` (outside the window, a 4xx retry);
+    ``values`` change other columns with it."""
     result = await conn.execute(
         update(RUNS)
         .where(_held(claim))
@@ -74,9 +119,79 @@ async def release(conn: AsyncConnection, claim: Claim, due_at: datetime) -> bool
             claim_token=None,
             claimed_until=None,
             attempts=0,
+            **values,
         )
     )
     return result.rowcount == 1
+
+
+async def park_drafted(conn: AsyncConnection, claims: list[Claim], now: datetime) -> set[int]:
+    """Drafting-ahead rows whose copy is stored: ``ready`` until the flow reaches the step, or
+    due at once when it already has (the row's phase says which). Returns the ids still ours."""
+    reached = RUNS.c.phase != RunPhase.ahead
+    return await _update_held(
+        conn,
+        claims,
+        state=case((reached, RunState.due), else_=RunState.ready),
+        due_at=case((reached, now), else_=RUNS.c.send_at),
+        phase=case((reached, RunPhase.due), else_=RunPhase.ahead),
+        drafted_at=now,
+        claim_token=None,
+        claimed_until=None,
+        attempts=0,
+    )
+
+
+async def reach_drafted(
+    conn: AsyncConnection, pairs: list[tuple[str, str]], now: datetime
+) -> set[tuple[str, str]]:
+    """The flow reached these (enrollment, email step) pairs: a row drafting or drafted ahead
+    for one becomes the email's own row, due now (a row held for review or being drafted stays
+    so, and follows when it is done). Returns the pairs that had such a row."""
+    by_step: dict[str, list[str]] = {}
+    for enrollment_id, step_id in pairs:
+        by_step.setdefault(step_id, []).append(enrollment_id)
+    found: set[tuple[str, str]] = set()
+    waiting = (RunState.due, RunState.ready)
+    for step_id, ids in sorted(by_step.items()):
+        rows = await conn.execute(
+            update(RUNS)
+            .where(
+                RUNS.c.enrollment_id.in_(sorted(ids)),
+                RUNS.c.step_id == step_id,
+                RUNS.c.phase == RunPhase.ahead,
+                RUNS.c.state.in_([*waiting, RunState.held, RunState.claimed]),
+            )
+            .values(
+                phase=RunPhase.due,
+                send_at=now,
+                state=case((RUNS.c.state == RunState.ready, RunState.due), else_=RUNS.c.state),
+                due_at=case((RUNS.c.state.in_(waiting), now), else_=RUNS.c.due_at),
+            )
+            .returning(RUNS.c.enrollment_id)
+        )
+        found.update((r.enrollment_id, step_id) for r in rows)
+    return found
+
+
+async def redraft(conn: AsyncConnection, enrollment_ids: list[str], now: datetime) -> list[str]:
+    """New engagement came in: copy drafted ahead and not yet reached is written again. A draft
+    a reviewer approved stays as approved. Returns the enrollments redrafting."""
+    if not enrollment_ids:
+        return []
+    rows = await conn.execute(
+        update(RUNS)
+        .where(
+            RUNS.c.enrollment_id.in_(sorted(set(enrollment_ids))),
+            RUNS.c.phase == RunPhase.ahead,
+            RUNS.c.state == RunState.ready,
+            RUNS.c.send_at > now,
+            ~exists(select(DRAFTS.c.id).where(DRAFTS.c.step_run_id == RUNS.c.id)),
+        )
+        .values(state=RunState.due, due_at=now, drafted_at=None)
+        .returning(RUNS.c.enrollment_id)
+    )
+    return [r.enrollment_id for r in rows]
 
 
 async def hold(conn: AsyncConnection, claim: Claim, until: datetime) -> bool:
@@ -171,7 +286,7 @@ async def cancel_pending(conn: AsyncConnection, enrollment_ids: list[str]) -> No
             update(RUNS)
             .where(
                 RUNS.c.enrollment_id.in_(enrollment_ids),
-                RUNS.c.state.in_([RunState.due, RunState.claimed, RunState.held]),
+                RUNS.c.state.in_([RunState.due, RunState.claimed, RunState.held, RunState.ready]),
             )
             .values(state=RunState.cancelled, claim_token=None, claimed_until=None)
         )
@@ -251,6 +366,30 @@ async def schedule_many(
                     "woken_by": w,
                 }
                 for (e, s, d), w in zip(rows, woken, strict=True)
+            ],
+        )
+
+
+async def schedule_ahead(
+    conn: AsyncConnection, rows: list[tuple[str, str, datetime, datetime]], now: datetime
+) -> None:
+    """Insert (enrollment, email step, draft at, send at) drafting-ahead rows."""
+    if rows:
+        await conn.execute(
+            insert(RUNS),
+            [
+                {
+                    "enrollment_id": e,
+                    "step_id": s,
+                    "due_at": draft_at,
+                    "state": RunState.due,
+                    "attempts": 0,
+                    "created_at": now,
+                    "woken_by": None,
+                    "phase": RunPhase.ahead,
+                    "send_at": send_at,
+                }
+                for e, s, draft_at, send_at in rows
             ],
         )
 

@@ -102,8 +102,37 @@ async def _act(
         )
     exited = {e for ids in exits.values() for e in ids}
     woken = await outbox.wake_waits(conn, {e: w for e, w in waits.items() if e not in exited}, now)
-    wake = [now] if woken else []
+    redrafting = await _redraft(conn, acting, targets, exited, now)
+    wake = [now] if woken or redrafting else []
     return wake + await _entry_triggers(conn, deps, acting, now)
+
+
+# What makes copy drafted ahead stale: the contact did something the copy should know of.
+FRESHENING = frozenset({"clicked", "replied", "converted"})
+
+
+async def _redraft(
+    conn: AsyncConnection,
+    events: list[Incoming],
+    targets: dict[int, list[Target]],
+    exited: set[str],
+    now: datetime,
+) -> list[str]:
+    """Copy drafted ahead (sequences.review.ahead) before this engagement, not yet approved
+    and not yet due, is written again; the timeline says why."""
+    why: dict[str, str] = {}
+    for event in events:
+        if event.type in FRESHENING:
+            for enrollment_id, _, _ in targets.get(id(event), []):
+                if enrollment_id not in exited:
+                    why.setdefault(enrollment_id, event.type)
+    redrafting = await outbox.redraft(conn, sorted(why), now)
+    entries = [
+        timeline.entry(e, now, "redraft", None, reason=f"{why[e]} since the copy was drafted ahead")
+        for e in redrafting
+    ]
+    await timeline.record(conn, entries)
+    return redrafting
 
 
 def _suppression_reason(event: Incoming) -> str | None:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-__all__ = ["MAX_DURATION", "Duration", "parse_duration"]
+__all__ = ["MAX_DURATION", "Duration", "Lead", "parse_duration", "parse_lead"]
 
 MAX_DURATION = timedelta(days=365)
 
@@ -51,3 +51,19 @@ def _checked(text: str) -> str:
 
 # A duration field as written (``2d``), checked when the settings or the document are read.
 Duration = Annotated[str, AfterValidator(_checked)]
+
+
+def parse_lead(text: str) -> timedelta:
+    """A duration that may also be zero (``0`` or ``0s``): how far ahead something happens."""
+    if isinstance(text, str) and text.strip() in ("0", "0s"):
+        return timedelta(0)
+    return parse_duration(text)
+
+
+def _checked_lead(text: str) -> str:
+    parse_lead(text)
+    return text
+
+
+# A duration field where ``0`` means "not ahead at all" (``draft_ahead: 0``).
+Lead = Annotated[str, AfterValidator(_checked_lead)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +27,7 @@ from sequences.deps import Deps
 from sequences.engine.flow import Finished
 from sequences.review import trail
 from sequences.signals import adaptive, engagement
-from sequences.store.tables import DRAFTS, DraftStatus
+from sequences.store.tables import DRAFTS, DraftStatus, RunPhase
 
 log = logging.getLogger(__name__)
 DECIDED = (DraftStatus.approved, DraftStatus.rejected, DraftStatus.expired, DraftStatus.resolved)
@@ -41,6 +41,7 @@ class Held:
     review: Review | None  # None: the draft already waiting stays as it is
     revision: int
     deadline: datetime | None
+    due: datetime | None = None  # when the email is due (drafted ahead); None: now
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Prepared:
     drafted: list[tuple[Job, Draft]]
     skipped: list[Finished]
     held: list[Held]
+    # Due with no draft ready, under the ``late_draft: hold`` policy: back to drafting.
+    late: list[Job] = field(default_factory=list)
 
 
 async def prepare(deps: Deps, jobs: list[Job], now: datetime) -> Prepared:
@@ -64,11 +67,20 @@ async def prepare(deps: Deps, jobs: list[Job], now: datetime) -> Prepared:
     for job in jobs:
         job.signals = signals[job.ctx.enrollment_id]
         job.draft_row = rows.get(job.claim.run_id)
-    # A draft kept through a deferral goes as it is: no second model call.
-    prepared = Prepared(
-        [trail.restore(j, kept[j.claim.run_id]) for j in jobs if j.claim.run_id in kept], [], []
-    )
+    # A draft kept through a deferral, or stored ahead, goes as it is: no second model call.
+    prepared = Prepared([], [], [])
+    for job in jobs:
+        item = kept.get(job.claim.run_id)
+        if item is not None and "skip" in item:
+            prepared.skipped.append(skipped(job, item["skip"]))
+        elif item is not None:
+            prepared.drafted.append(trail.restore(job, item))
     todo = [j for j in jobs if j.claim.run_id not in kept]
+    if any(j.ctx.definition.late_draft == "hold" for j in todo):
+        prepared.late = [
+            j for j in todo if _late(deps, j) and j.ctx.definition.late_draft == "hold"
+        ]
+        todo = [j for j in todo if j not in prepared.late]
     results = await asyncio.gather(
         *(_one(deps, job, summaries[job.ctx.enrollment_id], approved, stats, now) for job in todo)
     )
@@ -80,6 +92,16 @@ async def prepare(deps: Deps, jobs: list[Job], now: datetime) -> Prepared:
         else:
             prepared.drafted.append(result)
     return prepared
+
+
+def _late(deps: Deps, job: Job) -> bool:
+    """Due with no draft: the flow reached an email drafting ahead before its copy was ready
+    (a model slower than the lead, or a wait an event ended early)."""
+    return (
+        job.claim.phase == RunPhase.due
+        and job.claim.drafted_at is None
+        and deps.agent.model is not None
+    )
 
 
 def _policy(job: Job) -> str:
@@ -133,9 +155,11 @@ async def _one(
     job.calls = result.calls
     if result.review is not None:
         wait = job.ctx.definition.approval_deadline_duration
-        deadline = now + deps.seqtime.real_duration(wait) if wait else None
+        # The deadline counts from the email's due time: a draft shown ahead gets the lead too.
+        base = max(now, job.claim.send_at) if job.claim.drafting and job.claim.send_at else now
+        deadline = base + deps.seqtime.real_duration(wait) if wait else None
         revision = row.revision + 1 if row is not None else 1
-        return Held(job, result.review, revision, deadline)
+        return Held(job, result.review, revision, deadline, base)
     assert result.outcome is not None
     if result.outcome.action == "skip" or result.outcome.draft is None:
         return skipped(job, result.outcome.reason or "skipped")
@@ -164,6 +188,8 @@ async def _invoke(deps: Deps, job: Job, request: CopyRequest) -> Result:
     thread = job.thread if holds else None
     decision = job.expired or _decision(job.draft_row)
     budget = deps.settings.draft_budget_seconds
+    if _late(deps, job):  # ``late_draft: fallback``: wait this long, then the fallback copy
+        budget = min(budget, job.ctx.definition.late_draft_wait_seconds)
 
     async def call(agent: CopyAgent) -> Result:
         if decision is not None and thread is not None:
@@ -171,11 +197,17 @@ async def _invoke(deps: Deps, job: Job, request: CopyRequest) -> Result:
         return await agent.run(request, render, thread)
 
     try:
+        if budget <= 0:
+            raise TimeoutError
         async with asyncio.timeout(budget):
             return await call(deps.agent)
     except TimeoutError:
         log.warning("drafting ran past its budget", extra={"step": job.step.id})
-        return await call(deps.agent.offline(f"the model took longer than {budget:g} s"))
+        job.timed_out = True
+        why = f"the model took longer than {budget:g} s"
+        if _late(deps, job):
+            why = f"no draft was ready when the email was due; {why}"
+        return await call(deps.agent.offline(why))
 
 
 def _decision(row: Any) -> Decision | None:

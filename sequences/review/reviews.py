@@ -106,6 +106,7 @@ async def _hold(conn: AsyncConnection, item: Held, now: datetime) -> None:
                 "request": job.request.model_dump(mode="json") if job.request else {},
                 "created_at": now,
                 "deadline_at": deadline,
+                "due_at": item.due or now,
             }
         )
     )

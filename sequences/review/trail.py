@@ -7,6 +7,9 @@ Kept drafts: the frequency cap is decided before drafting, but a batch elsewhere
 contact's slot while this one drafts. The draft then waits on the ``deferred`` entry and is sent
 as it is when the row runs again, with no second model call. A reviewed draft needs no such
 keeping: its graph's checkpoint holds it, and resuming returns it.
+
+Drafts ahead (sequences.review.ahead) are kept the same way, on their ``drafted_ahead`` entry,
+reviewed ones too (so sending one runs no graph), and so is a decision to skip the step.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sequences.delivery.outcomes import Job
 from sequences.store.tables import TIMELINE
 
 KEPT = "kept"
+AHEAD = "drafted_ahead"
 
 
 def attempts(calls: Iterable[ModelCall]) -> dict[str, Any]:
@@ -53,23 +57,46 @@ def kept(job: Job, draft: Draft) -> dict[str, Any]:
     return {KEPT: detail}
 
 
+def ahead(job: Job, draft: Draft | None, skip: str | None = None) -> dict[str, Any]:
+    """What a ``drafted_ahead`` entry keeps: the copy to send, or the reason to skip."""
+    detail: dict[str, Any] = {"run": job.claim.run_id}
+    if draft is None:
+        detail["skip"] = skip or "skipped"
+    else:
+        detail.update(
+            draft=draft.model_dump(mode="json"),
+            reason=job.outcome_reason,
+            choice=job.choice,
+            reviewed=job.draft_row is not None,
+        )
+    return {KEPT: detail}
+
+
 async def load_kept(conn: AsyncConnection, jobs: list[Job]) -> dict[int, dict[str, Any]]:
-    """The drafts kept for these outbox rows, by row id. Only a capped step can have one."""
-    capped = [j for j in jobs if j.ctx.definition.frequency_cap is not None]
-    if not capped:
+    """The drafts kept for these outbox rows, by row id: a capped step's deferred draft, or a
+    draft stored ahead (the newest, when the row was redrafted)."""
+    wanted = [
+        j
+        for j in jobs
+        if not j.claim.drafting
+        and (j.ctx.definition.frequency_cap is not None or j.claim.drafted_at is not None)
+    ]
+    if not wanted:
         return {}
     rows = await conn.execute(
-        select(TIMELINE.c.detail).where(
-            TIMELINE.c.enrollment_id.in_({j.ctx.enrollment_id for j in capped}),
-            TIMELINE.c.kind == "deferred",
-            TIMELINE.c.step_id.in_({j.step.id for j in capped}),
+        select(TIMELINE.c.detail)
+        .where(
+            TIMELINE.c.enrollment_id.in_({j.ctx.enrollment_id for j in wanted}),
+            TIMELINE.c.kind.in_(["deferred", AHEAD]),
+            TIMELINE.c.step_id.in_({j.step.id for j in wanted}),
         )
+        .order_by(TIMELINE.c.id)
     )
-    wanted = {j.claim.run_id for j in capped}
+    runs = {j.claim.run_id for j in wanted}
     found: dict[int, dict[str, Any]] = {}
     for (detail,) in rows:
         item = (detail or {}).get(KEPT)
-        if item and item.get("run") in wanted:
+        if item and item.get("run") in runs:
             found[item["run"]] = item
     return found
 

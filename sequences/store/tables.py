@@ -32,8 +32,19 @@ class RunState(StrEnum):
     due = "due"
     claimed = "claimed"
     held = "held"  # an email waiting for a reviewer: no worker claims it until a decision
+    # An email drafted ahead of its due time, waiting for the flow to reach it (the wait before
+    # it to end): no worker claims it; reaching the step makes it due (sequences.engine.flow).
+    ready = "ready"
     done = "done"
     cancelled = "cancelled"
+
+
+class RunPhase(StrEnum):
+    """Where an email row drafted ahead stands (sequences.review.ahead)."""
+
+    ahead = "ahead"  # drafting before its due time; the flow has not reached the step yet
+    late = "late"  # the flow reached it with no draft ready and the policy is to hold for one
+    due = "due"  # the flow reached it: a send row like any other, with its draft (or not)
 
 
 class MessageState(StrEnum):
@@ -127,6 +138,13 @@ class StepRun(SQLModel, table=True):
     claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     woken_by: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # Drafts ahead (sequences.review.ahead): ``phase`` is null for a row that never drafted
+    # ahead, else a RunPhase. ``send_at``: when the email was expected to go when the row was
+    # made (the wait's end), then when the flow reached it. ``drafted_at``: when the copy this
+    # row will send was stored.
+    phase: str | None = Field(default=None, max_length=8)
+    send_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    drafted_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
 
 
 class Message(SQLModel, table=True):
@@ -264,6 +282,8 @@ class DraftRecord(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     deadline_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    # When the email is due to go: reviewers work soonest first (null: drafted when due).
+    due_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     decided_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     # A soft claim: the reviewer who has it open, until when. Shown to others; never a lock.
     claimed_by: str | None = Field(default=None, max_length=200)
