@@ -43,15 +43,17 @@ async def queue(
     sequence: Slug = None,
     step: Slug = None,
     after: Annotated[str | None, Query(max_length=32)] = None,
-    sort: Literal["age", "deadline"] = "age",
+    sort: Literal["age", "deadline", "due"] = "age",
     skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     notice: Annotated[str | None, Query(max_length=32)] = None,
     approved: Annotated[int | None, Query(ge=0)] = None,
     left: Annotated[int | None, Query(ge=0)] = None,
 ) -> HTMLResponse:
     where = reviewing.Filter.queue(sequence, step)
-    if sort == "deadline":
-        shown = await reviewing.by_deadline(conn, where, skip=skip, limit=PAGE_SIZE)
+    if sort in ("deadline", "due"):
+        shown = await reviewing.by_deadline(
+            conn, where, skip=skip, limit=PAGE_SIZE, due=sort == "due"
+        )
     else:
         shown = await reviewing.page(conn, where, after=after, limit=PAGE_SIZE)
     moment, me = now(request), session.principal.name
