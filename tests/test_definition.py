@@ -339,3 +339,23 @@ def test_parse_duration_refusals(text: str, message: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_duration(text)
     assert message in str(caught.value)
+
+
+def test_draft_ahead_takes_a_duration_or_zero_and_knows_the_email_after_a_wait() -> None:
+    defn = parse_definition(document(draft_ahead=0))  # YAML's number 0: "draft when due"
+    assert defn.draft_ahead == "0"
+    assert paths(document(draft_ahead=5)) == {
+        "draft_ahead": "'5' is not a duration: use a number followed by s, m, h, d or w, e.g. 2d"
+    }
+    assert set(paths(document(draft_ahead="-1h"))) == {"draft_ahead"}
+    assert set(paths(document(late_draft="later"))) == {"late_draft"}
+    assert set(paths(document(late_draft_wait_seconds=601))) == {"late_draft_wait_seconds"}
+    # After "pause" comes a branch: which email follows is not known until the wait ends.
+    assert defn.email_after_wait("pause") is None
+    looped = document(draft_ahead="2h")
+    looped["steps"][2] = {"id": "route", "goto": "hello"}  # pause -> goto -> hello
+    hello = parse_definition(looped).email_after_wait("pause")
+    assert hello is not None and hello.id == "hello"
+    assert parse_definition(looped).lead(hello, "15m") == timedelta(hours=2)
+    assert defn.lead(hello, "15m") == timedelta(0)
+    assert parse_definition(document()).lead(hello, "15m") == timedelta(minutes=15)

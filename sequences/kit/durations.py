@@ -10,7 +10,7 @@ import re
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 __all__ = ["MAX_DURATION", "Duration", "Lead", "parse_duration", "parse_lead"]
 
@@ -65,5 +65,11 @@ def _checked_lead(text: str) -> str:
     return text
 
 
+def _zero_as_text(value: object) -> object:
+    """YAML reads ``draft_ahead: 0`` as a number: 0 is a lead, and any other number is told
+    what a duration looks like."""
+    return str(value) if type(value) is int else value
+
+
 # A duration field where ``0`` means "not ahead at all" (``draft_ahead: 0``).
-Lead = Annotated[str, AfterValidator(_checked_lead)]
+Lead = Annotated[str, BeforeValidator(_zero_as_text), AfterValidator(_checked_lead)]
