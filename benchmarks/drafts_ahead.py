@@ -33,7 +33,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +123,7 @@ async def enroll(deps: Any, key: str, lead: str, wait: int, n: int) -> None:
         batch = await enroll_many(conn, deps, pinned, people, now=now)
         if any(not isinstance(o, str) for o in batch.outcomes):
             raise RuntimeError("set-up: an enrollment was refused")
-    await deps.waker.wake_at([now, now + timedelta(seconds=wait)])
+    await deps.waker.wake_at(batch.wake)  # what the API does after enrolling
 
 
 async def measure(url: str, key: str) -> tuple[int, float, float, float, int, int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from sequences.store.db import lock_rows, transaction
 from sequences.store.tables import ENROLLMENTS, EnrollmentStatus, RunState
 
 log = logging.getLogger(__name__)
+DRAFT_BATCH_SECONDS = 5.0  # the drafting lane claims this long's worth of the model budget
 
 
 async def run_due(deps: Deps, *, budget_seconds: float = 30.0) -> int:
@@ -39,9 +41,22 @@ async def run_due(deps: Deps, *, budget_seconds: float = 30.0) -> int:
     return sum(await asyncio.gather(*lanes))
 
 
+def _batch(deps: Deps, drafting: bool) -> int:
+    """Rows per claim. The drafting lane claims what the model budget drafts in a few seconds:
+    a row it holds cannot be sent, so one claimed long before its turn under the budget would
+    wait for the whole batch even after its email fell due (an unclaimed one gets the
+    ``late_draft`` policy at once)."""
+    settings = deps.settings
+    if not drafting or deps.agent.model is None:
+        return settings.claim_batch
+    per_batch = settings.model_requests_per_minute / 60 * DRAFT_BATCH_SECONDS
+    return max(1, min(settings.claim_batch, math.ceil(per_batch)))
+
+
 async def _drain(deps: Deps, deadline: float, *, drafting: bool = False) -> int:
     settings = deps.settings
     lease = timedelta(seconds=settings.claim_lease_seconds)
+    limit = _batch(deps, drafting)
     total = 0
     while not deps.stopping.is_set() and time.monotonic() < deadline:
         async with deps.engine.begin() as conn:
@@ -49,7 +64,7 @@ async def _drain(deps: Deps, deadline: float, *, drafting: bool = False) -> int:
                 conn,
                 now=deps.clock.now(),
                 lease=lease,
-                limit=settings.claim_batch,
+                limit=limit,
                 drafting=drafting,
             )
         if not claims:

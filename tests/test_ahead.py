@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ name: Drafted ahead
 sender: {{from: "Dana at Acme <dana@acme.test>"}}
 approval: {approval}
 late_draft: {late}
+late_draft_wait_seconds: {late_wait}
 draft_ahead: 4d
 steps:
   - id: pause
@@ -71,6 +72,7 @@ class Model:
         self.heuristic = HeuristicResponder()
         self.down = False
         self.failed = 0
+        self.delay = 0.0  # seconds before each answer
 
     @property
     def answered(self) -> int:
@@ -80,7 +82,7 @@ class Model:
         if self.down:
             self.failed += 1
             return Reply.error(500)
-        return self.heuristic(request)
+        return replace(self.heuristic(request), delay=self.delay)
 
 
 @dataclass
@@ -129,6 +131,7 @@ async def world(
     *,
     approval: str = "never",
     late: str = "fallback",
+    late_wait: float = 30,
 ) -> AsyncIterator[World]:
     model = Model()
     clock = Clock()
@@ -145,7 +148,7 @@ async def world(
             async with open_deps(
                 settings, redis_url=redis_url, smtp=smtp, clock=clock, run_migrations=False
             ) as worker:
-                text = SEQUENCE.format(approval=approval, late=late)
+                text = SEQUENCE.format(approval=approval, late=late, late_wait=late_wait)
                 assert (await stack.apply("ahead", text)).status_code == 201
                 yield World(stack, worker, clock, model, capture)
 
@@ -265,3 +268,23 @@ async def test_a_model_outage_during_the_lead_follows_the_policy(
         [ahead] = await _drafted(w, enrollment)
         assert ahead["model"] != "offline-composer"
         assert message.subject == ahead["kept"]["draft"]["subject"]
+
+
+async def test_a_lead_too_short_for_the_model_falls_back_within_the_policy_wait(
+    database_url: str, redis_db: str, capture: CaptureServer, tmp_path: Path
+) -> None:
+    """The drafting lane reaches the row 0.1 s before it is due and the model takes 30 s: with
+    ``late_draft_wait_seconds: 0`` the draft may take until the due time, then the fallback
+    copy is stored, and the email goes at its due time."""
+    async with world(database_url, redis_db, capture, tmp_path, late_wait=0) as w:
+        enrollment = await w.enroll("fay@example.com")
+        await w.at(0)
+        w.model.delay = 30.0
+        await w.at(9.9)
+        [ahead] = await _drafted(w, enrollment)
+        assert ahead["model"] == "offline-composer"
+        assert "the model took longer than" in ahead["kept"]["draft"]["rationale"]
+        await w.at(10)
+        [message] = w.capture.messages()
+        assert message.subject == "Three tips, Ana"
+        assert await w.sent_at() == [START + timedelta(seconds=10)]

@@ -104,6 +104,10 @@ def _late(deps: Deps, job: Job) -> bool:
     )
 
 
+def _falls_back(deps: Deps, job: Job) -> bool:
+    return deps.agent.model is not None and job.ctx.definition.late_draft == "fallback"
+
+
 def _policy(job: Job) -> str:
     return job.step.email.approval or job.ctx.definition.approval
 
@@ -190,6 +194,11 @@ async def _invoke(deps: Deps, job: Job, request: CopyRequest) -> Result:
     budget = deps.settings.draft_budget_seconds
     if _late(deps, job):  # ``late_draft: fallback``: wait this long, then the fallback copy
         budget = min(budget, job.ctx.definition.late_draft_wait_seconds)
+    elif job.claim.drafting and job.claim.send_at is not None and _falls_back(deps, job):
+        # Drafting ahead, waiting its turn under the model budget: no later than the policy's
+        # wait past the due time, so a lead too short for the budget costs that wait at most.
+        left = (job.claim.send_at - deps.clock.now()).total_seconds()
+        budget = min(budget, max(0.0, left) + job.ctx.definition.late_draft_wait_seconds)
 
     async def call(agent: CopyAgent) -> Result:
         if decision is not None and thread is not None:
@@ -205,7 +214,8 @@ async def _invoke(deps: Deps, job: Job, request: CopyRequest) -> Result:
         log.warning("drafting ran past its budget", extra={"step": job.step.id})
         job.timed_out = True
         why = f"the model took longer than {budget:g} s"
-        if _late(deps, job):
+        due = job.claim.send_at
+        if _late(deps, job) or (job.claim.drafting and due and deps.clock.now() >= due):
             why = f"no draft was ready when the email was due; {why}"
         return await call(deps.agent.offline(why))
 
