@@ -225,6 +225,20 @@ async def test_approval_before_due_sends_at_due(
         assert response.status_code == 200, response.text
         drafts = response.json()["drafts"]
         assert [d["enrollment_id"] for d in drafts] == [first, second]  # soonest first
+        bad = await w.stack.client.get(
+            "/v1/drafts", params={"order": "due", "after": "drf_x"}, headers=w.stack.auth()
+        )
+        assert bad.status_code == 422 and "after" in bad.text
+        paged = await w.stack.client.get(
+            "/v1/drafts", params={"order": "due", "limit": 1}, headers=w.stack.auth()
+        )
+        assert [d["enrollment_id"] for d in paged.json()["drafts"]] == [first]
+        rest = await w.stack.client.get(
+            "/v1/drafts",
+            params={"order": "due", "after": paged.json()["next"]},
+            headers=w.stack.auth(),
+        )
+        assert [d["enrollment_id"] for d in rest.json()["drafts"]] == [second]
         assert drafts[0]["due_at"] == (START + timedelta(seconds=10)).isoformat()
         url = f"/v1/drafts/{drafts[0]['id']}/approve"
         approved = await w.stack.client.post(url, headers=w.stack.auth())
