@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import postfix
+from benchmarks import postfix, scale_out
 from benchmarks.postfix import PostfixSink, SourceResult, measure_source, report_source
 from benchmarks.profiling import QueryCounter, report_profile
 from benchmarks.services import (
@@ -226,8 +226,8 @@ async def drain(deps: Any, sink: Sink, n: int, offset: int, *, profile: bool) ->
 
 
 async def measure_engine(
-    sink: Sink, n: int, admin_url: str, redis_url: str, *, profile: bool
-) -> list[EngineResult]:
+    sink: Sink, n: int, admin_url: str, redis_url: str, *, profile: bool, workers: int = 1
+) -> tuple[list[EngineResult], list[scale_out.Phase]]:
     from sequences.runtime import open_deps
     from sequences.settings import Settings
 
@@ -235,9 +235,8 @@ async def measure_engine(
     flush_redis(redis_url)
     try:
         with tempfile.TemporaryDirectory(prefix="dripline-bench-") as data_dir:
-            settings = Settings.model_validate(
-                settings_env(db, redis_url, data_dir, smtp=(sink.host, sink.port))
-            )
+            env = settings_env(db, redis_url, data_dir, smtp=(sink.host, sink.port))
+            settings = Settings.model_validate(env)
             async with open_deps(
                 settings, redis_url=redis_url, smtp=(sink.host, sink.port)
             ) as deps:
@@ -247,7 +246,17 @@ async def measure_engine(
                 results = [await drain(deps, sink, n, 0, profile=False)]
                 if profile:
                     results.append(await drain(deps, sink, n, n, profile=True))
-                return results
+                phases: list[scale_out.Phase] = []
+                for processes in sorted({1, workers}) if workers > 1 else []:
+                    offset = n * (len(results) + len(phases))
+                    await seed(deps, n, offset)
+                    before = sink.count()
+                    seconds, cpu, ran = await scale_out.run_phase(
+                        env | {"REDIS_URL": redis_url}, processes
+                    )
+                    await verify(deps, sink, before, n, offset + n)
+                    phases.append(scale_out.Phase(processes, n, seconds, cpu, ran))
+                return results, phases
     finally:
         await drop_database(db)
         flush_redis(redis_url)
@@ -320,6 +329,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-sink", action="store_true", help="skip the SMTP ceiling")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="then drain N more in 1 and in this many worker processes (1: skip)",
+    )
+    parser.add_argument(
         "--sink",
         choices=["postfix", "aiosmtpd"],
         default="postfix",
@@ -342,11 +357,14 @@ async def main_async(args: argparse.Namespace) -> None:
         ceiling: Ceiling | None = None
         if not args.skip_sink:
             ceiling = await measure_ceiling(sink, n)
-        results = await measure_engine(
-            sink, n, args.database_url, args.redis_url, profile=args.profile
+        results, phases = await measure_engine(
+            sink, n, args.database_url, args.redis_url, profile=args.profile, workers=args.workers
         )
         report_engine(results[0], ceiling)
         print(f"   {load_average()} (other work on the machine lowers every figure)")
+        if phases:
+            scale_out.report(phases, ceiling)
+            print(f"   {load_average()}")
         if args.profile:
             profile = results[1].profile
             assert profile is not None
