@@ -115,6 +115,12 @@ class World:
             rows = await conn.execute(select(MESSAGES.c.sent_at).order_by(MESSAGES.c.sent_at))
             return [r.sent_at for r in rows]
 
+    async def drafting(self) -> dict[str, Any]:
+        response = await self.stack.client.get("/v1/sequences/ahead", headers=self.stack.auth())
+        assert response.status_code == 200, response.text
+        report: dict[str, Any] = response.json()["drafting"]
+        return report
+
     async def enroll(self, email: str) -> str:
         response = await self.stack.enroll("ahead", email, attributes={"first_name": "Ana"})
         assert response.status_code == 201, response.text
@@ -208,6 +214,10 @@ async def test_a_click_after_drafting_makes_a_redraft(
         assert message.subject == second["kept"]["draft"]["subject"]
         kinds = await w.kinds(enrollment)
         assert kinds.index("redraft") < len(kinds) - 1 - kinds[::-1].index("drafted_ahead")
+        report = await w.drafting()
+        assert report["tips"]["drafted_ahead"] == 2 and report["tips"]["redraft"] == 1
+        assert report["tips"]["draft_ahead"] == "4d" and report["tips"]["late_draft"] == "fallback"
+        assert report["tips"]["sent_with_fallback_copy"] == 0
 
 
 async def test_approval_before_due_sends_at_due(
@@ -302,3 +312,5 @@ async def test_a_lead_too_short_for_the_model_falls_back_within_the_policy_wait(
         [message] = w.capture.messages()
         assert message.subject == "Three tips, Ana"
         assert await w.sent_at() == [START + timedelta(seconds=10)]
+        report = (await w.drafting())["tips"]
+        assert report["sent_with_fallback_copy"] == 1 and report["late_draft_wait_seconds"] == 0

@@ -21,6 +21,7 @@ from api.routes.contacts import load_contact
 from api.routes.enrollments import describe
 from sequences.definitions import registry
 from sequences.errors import NotFound
+from sequences.review import ahead
 from sequences.review.costs import step_costs
 from sequences.signals import counts, scores
 from sequences.store.tables import (
@@ -78,6 +79,7 @@ async def sequence_page(
         models=await _models(conn, key),
         splits=funnels.splits(defn, stats),
         costs=await step_costs(conn, key, pinned.sequence_id, deps.settings.agent_model),
+        drafting=await ahead.step_report(conn, pinned.sequence_id, defn, deps.settings.draft_ahead),
         counts=(await counts.enrollments(conn, pinned.sequence_id)).get(
             pinned.sequence_id, counts.Enrollments()
         ),

@@ -13,6 +13,7 @@ from sequences.definitions import registry
 from sequences.definitions.loading import parse_definition
 from sequences.definitions.refusals import DefinitionError, FieldError
 from sequences.errors import Conflict, NotFound
+from sequences.review import ahead
 from sequences.review.costs import step_costs
 from sequences.signals import counts, scores
 from sequences.store.tables import ENROLLMENTS, SEQUENCES, VERSIONS
@@ -90,7 +91,8 @@ async def list_sequences(conn: ReadConnDep, _: Reader) -> dict[str, Any]:
 async def get_sequence(key: str, conn: ReadConnDep, deps: DepsDep, _: Reader) -> dict[str, Any]:
     """The current definition, its versions, per-step email counts (sent, delivered, bounced,
     clicked, replied, converted, unsubscribed; per variant too), enrollments by outcome (active,
-    completed, exited, cancelled), copy costs, and what the bandit knows per step and variant."""
+    completed, exited, cancelled), copy costs, drafting ahead per email step, and what the
+    bandit knows per step and variant."""
     pinned = await registry.current(conn, key)
     if pinned is None:
         raise NotFound("unknown_sequence", f"no sequence '{key}'")
@@ -118,6 +120,11 @@ async def get_sequence(key: str, conn: ReadConnDep, deps: DepsDep, _: Reader) ->
         .get(pinned.sequence_id, counts.Enrollments())
         .view(),
         "costs": await step_costs(conn, key, pinned.sequence_id, deps.settings.agent_model),
+        # When each email step is drafted, the policy if no draft is ready when it is due, and
+        # what drafting ahead did so far (sequences.review.ahead).
+        "drafting": await ahead.step_report(
+            conn, pinned.sequence_id, pinned.definition, deps.settings.draft_ahead
+        ),
         "performance": scores.performance(
             await scores.arm_stats(conn, key), pinned.definition.adapt.goal
         ),

@@ -174,9 +174,11 @@ async def reach_drafted(
     return found
 
 
-async def redraft(conn: AsyncConnection, enrollment_ids: list[str], now: datetime) -> list[str]:
+async def redraft(
+    conn: AsyncConnection, enrollment_ids: list[str], now: datetime
+) -> list[tuple[str, str]]:
     """New engagement came in: copy drafted ahead and not yet reached is written again. A draft
-    a reviewer approved stays as approved. Returns the enrollments redrafting."""
+    a reviewer approved stays as approved. Returns the (enrollment, step) pairs redrafting."""
     if not enrollment_ids:
         return []
     rows = await conn.execute(
@@ -189,9 +191,9 @@ async def redraft(conn: AsyncConnection, enrollment_ids: list[str], now: datetim
             ~exists(select(DRAFTS.c.id).where(DRAFTS.c.step_run_id == RUNS.c.id)),
         )
         .values(state=RunState.due, due_at=now, drafted_at=None)
-        .returning(RUNS.c.enrollment_id)
+        .returning(RUNS.c.enrollment_id, RUNS.c.step_id)
     )
-    return [r.enrollment_id for r in rows]
+    return [(r.enrollment_id, r.step_id) for r in rows]
 
 
 async def hold(conn: AsyncConnection, claim: Claim, until: datetime) -> bool:

@@ -117,7 +117,7 @@ async def _redraft(
     targets: dict[int, list[Target]],
     exited: set[str],
     now: datetime,
-) -> list[str]:
+) -> list[tuple[str, str]]:
     """Copy drafted ahead (sequences.review.ahead) before this engagement, not yet approved
     and not yet due, is written again; the timeline says why."""
     why: dict[str, str] = {}
@@ -128,8 +128,8 @@ async def _redraft(
                     why.setdefault(enrollment_id, event.type)
     redrafting = await outbox.redraft(conn, sorted(why), now)
     entries = [
-        timeline.entry(e, now, "redraft", None, reason=f"{why[e]} since the copy was drafted ahead")
-        for e in redrafting
+        timeline.entry(e, now, "redraft", step, reason=f"{why[e]} since the copy was drafted ahead")
+        for e, step in redrafting
     ]
     await timeline.record(conn, entries)
     return redrafting

@@ -24,17 +24,19 @@ import functools
 import logging
 from datetime import datetime, timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.composer import COMPOSER_MODEL
 from agents.copy import Draft
+from sequences.definitions.document import EmailStep, SequenceDefinition, WaitStep
 from sequences.delivery.outcomes import Job
 from sequences.deps import Deps
 from sequences.engine import outbox
 from sequences.review import drafting, reviews, trail
 from sequences.store import timeline
 from sequences.store.db import lock_rows, transaction
-from sequences.store.tables import ENROLLMENTS, RunPhase
+from sequences.store.tables import ENROLLMENTS, TIMELINE, RunPhase
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +165,52 @@ async def hold_late(conn: AsyncConnection, jobs: list[Job], now: datetime) -> li
             )
     await timeline.record(conn, entries)
     return [now] if entries else []
+
+
+SHOWN = ("drafted_ahead", "redraft", "draft_retry", "draft_late")
+
+
+async def step_report(
+    conn: AsyncConnection, sequence_id: int, definition: SequenceDefinition, default_lead: str
+) -> dict[str, dict[str, object]]:
+    """Per email step: when it is drafted, the policy for a draft not ready when due, and what
+    drafting ahead did so far (timeline entries by kind; emails sent with the fallback copy)."""
+    counted = await conn.execute(
+        select(TIMELINE.c.step_id, TIMELINE.c.kind, func.count())
+        .join(ENROLLMENTS, ENROLLMENTS.c.id == TIMELINE.c.enrollment_id)
+        .where(ENROLLMENTS.c.sequence_id == sequence_id, TIMELINE.c.kind.in_(SHOWN))
+        .group_by(TIMELINE.c.step_id, TIMELINE.c.kind)
+    )
+    found: dict[tuple[str | None, str], int] = {(s, k): n for s, k, n in counted}
+    fallback = await conn.execute(
+        select(TIMELINE.c.step_id, func.count())
+        .join(ENROLLMENTS, ENROLLMENTS.c.id == TIMELINE.c.enrollment_id)
+        .where(
+            ENROLLMENTS.c.sequence_id == sequence_id,
+            TIMELINE.c.kind == "drafted",
+            TIMELINE.c.detail["model"].as_string() == COMPOSER_MODEL,
+        )
+        .group_by(TIMELINE.c.step_id)
+    )
+    fallbacks: dict[str | None, int] = {s: n for s, n in fallback}
+    # Only an email a wait leads to (through gotos) has a due time known ahead.
+    after_waits = {
+        email.id
+        for step in definition.steps
+        if isinstance(step, WaitStep) and (email := definition.email_after_wait(step.id))
+    }
+    report: dict[str, dict[str, object]] = {}
+    for step in definition.steps:
+        if not isinstance(step, EmailStep):
+            continue
+        lead = definition.lead(step, default_lead) if step.id in after_waits else timedelta(0)
+        report[step.id] = {
+            "draft_ahead": step.email.draft_ahead or definition.draft_ahead or default_lead,
+            "known_ahead": step.id in after_waits,
+            "draft_ahead_seconds": lead.total_seconds(),
+            "late_draft": definition.late_draft,
+            "late_draft_wait_seconds": definition.late_draft_wait_seconds,
+            **{kind: found.get((step.id, kind), 0) for kind in SHOWN},
+            "sent_with_fallback_copy": fallbacks.get(step.id, 0),
+        }
+    return report
