@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
@@ -79,14 +80,22 @@ def _key_problem(key: str) -> str | None:
     return _control_problem(key)
 
 
+# Unicode's control characters (category Cc) are exactly U+0000-U+001F and U+007F-U+009F; one
+# regular expression finds them (less tab and newline) at C speed, instead of a category lookup
+# per character (about 8 ms per batch of 100 events). tests/test_input_limits.py checks that it
+# matches every code point the category lookup refuses, and no other.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def _control_problem(text: str) -> str | None:
-    bad = next((c for c in text if _is_control(c)), None)
-    if bad is None:
+    found = _CONTROL.search(text)
+    if found is None:
         return None
-    return f"control character U+{ord(bad):04X} (only tab and newline are allowed)"
+    return f"control character U+{ord(found.group()):04X} (only tab and newline are allowed)"
 
 
-def _is_control(char: str) -> bool:
+def is_control(char: str) -> bool:
+    """The rule itself: a control character (Unicode category Cc) other than tab and newline."""
     return unicodedata.category(char) == "Cc" and char not in _ALLOWED_CONTROLS
 
 

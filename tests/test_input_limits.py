@@ -12,6 +12,7 @@ import pytest
 from harness import Stack, make_settings, running_stack
 from sqlalchemy import func, insert, select
 
+from api import limits
 from api.limits import MAX_DEPTH, MAX_STRING_CHARS
 from sequences.mail.capture import CaptureServer
 from sequences.store.tables import CONTACTS, ENROLLMENTS, EVENTS
@@ -211,3 +212,16 @@ async def test_attributes_that_outgrow_the_limit_when_merged_are_a_422(
     assert await _rows(stack) == before
     stored = (await stack.client.get("/v1/contacts/grow@example.com", headers=stack.auth())).json()
     assert set(stored["attributes"]) == set(first)
+
+
+def test_the_control_character_scan_refuses_exactly_unicode_controls_less_tab_and_newline() -> None:
+    """The fast scan (one regular expression) against the rule (Unicode category Cc, tab and
+    newline allowed), over every code point."""
+    everything = "".join(map(chr, range(0x110000)))
+    refused = {found.start() for found in limits._CONTROL.finditer(everything)}
+    ruled = {code for code in range(0x110000) if limits.is_control(chr(code))}
+    assert refused == ruled and len(ruled) == 63  # 65 controls less tab and newline
+    assert limits._control_problem("fine\tand\nfine") is None
+    assert limits._control_problem("ok\x1b[31m") == (
+        "control character U+001B (only tab and newline are allowed)"
+    )

@@ -152,7 +152,7 @@ async def advance_many(
         target = item.step_id if item.entered else item.ctx.definition.next_step_id(item.step_id)
         loaded = signals.get(item.ctx.enrollment_id)
         move = await plan_move(conn, deps, item.ctx, target, now, [entry], loaded, item.sent_at)
-        move.reach = move.schedule is not None and _drafted_after(deps, item, move.schedule[0])
+        move.reach = move.schedule is not None and _drafted_after(item, move.schedule[0])
         moves.append(move)
     await _woken_already(conn, [(m, f) for m, f in zip(moves, kept, strict=True)], now)
     return await apply_moves(conn, moves, now)
@@ -206,14 +206,15 @@ async def _woken_already(
             move.woken_by = hit.type
 
 
-def _drafted_after(deps: Deps, item: Finished, step_id: str) -> bool:
-    """Whether the email ``step_id``, reached from the finished ``item``, was drafted ahead
-    while ``item`` (a wait) ran: plan_move scheduled that row when the wait began."""
+def _drafted_after(item: Finished, step_id: str) -> bool:
+    """Whether the email ``step_id``, reached from the finished ``item``, may have a row that
+    drafted ahead while ``item`` (a wait) ran: plan_move scheduled one when the wait began if
+    the lead was above zero then (whatever the setting says now)."""
     defn = item.ctx.definition
     if item.entered or not isinstance(defn.step(item.step_id), WaitStep):
         return False
     email = defn.email_after_wait(item.step_id)
-    return email is not None and email.id == step_id and _lead(deps, defn, email) > timedelta(0)
+    return email is not None and email.id == step_id
 
 
 def _lead(deps: Deps, defn: SequenceDefinition, email: EmailStep) -> timedelta:
