@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterator
 
 from agents.copy import CopyRequest, Draft, Finding, Preview
-from agents.quarantine import INSTRUCTION, PLACEHOLDER_VALUES, is_control, strings
+from agents.quarantine import CONTROLS, INSTRUCTION, PLACEHOLDER_VALUES, strings
 
 SUBJECT_CHARS = (3, 78)
 PREHEADER_MAX = 150
@@ -148,7 +148,7 @@ def no_placeholders(draft: Draft, request: CopyRequest) -> Finding:
     filled in for one recipient."""
     found = sorted({m.group(0) for m in _PLACEHOLDER.finditer(draft.text())})
     problems = [f"unresolved {f!r}" for f in found]
-    controls = sorted({f"U+{ord(c):04X}" for c in draft.text() if is_control(c)})
+    controls = sorted({f"U+{ord(c):04X}" for c in CONTROLS.findall(draft.text())})
     problems += [f"control character {c}" for c in controls]
     return _finding("no_placeholders", problems)
 

@@ -17,6 +17,7 @@ from guardrail_cases import (
     make_request,
 )
 
+from agents import quarantine
 from agents.copy import (
     CopyRequest,
 )
@@ -249,3 +250,13 @@ def test_no_injected_text_passes_a_harmless_field_copied_verbatim(
     draft = make_draft("As Head of Lifecycle Marketing you will like the reports.")
     assert_passes(no_injected_text(draft, request_), "no_injected_text")
     assert failing_rules(draft, request_) == set()
+
+
+def test_the_control_scan_matches_the_control_rule_on_every_code_point() -> None:
+    """quarantine.CONTROLS (one regular expression, for whole texts) finds exactly the
+    characters quarantine.is_control names: Unicode's controls but tab and newline, and the
+    bidi overrides and marks."""
+    everything = "".join(map(chr, range(0x110000)))
+    scanned = {found.start() for found in quarantine.CONTROLS.finditer(everything)}
+    ruled = {code for code in range(0x110000) if quarantine.is_control(chr(code))}
+    assert scanned == ruled and len(ruled) == 63 + 11
