@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from agents.devserver import HeuristicResponder, Reply, serve_openai
 from sequences.deps import Deps
+from sequences.engine import outbox
 from sequences.mail.capture import CaptureServer
 from sequences.runner import run_due
 from sequences.runtime import open_deps
@@ -138,6 +139,7 @@ async def world(
     approval: str = "never",
     late: str = "fallback",
     late_wait: float = 30,
+    **overrides: object,
 ) -> AsyncIterator[World]:
     model = Model()
     clock = Clock()
@@ -148,6 +150,7 @@ async def world(
             OPENAI_BASE_URL=model_url,
             DRIPLINE_MODEL_RETRIES=0,
             DRIPLINE_DRAFT_AHEAD="15m",  # the sequence's own 4d is what counts
+            **overrides,
         )
         async with running_stack(settings, redis_url, capture, worker=False, clock=clock) as stack:
             smtp = (capture.host, capture.port)
@@ -314,3 +317,56 @@ async def test_a_lead_too_short_for_the_model_falls_back_within_the_policy_wait(
         assert await w.sent_at() == [START + timedelta(seconds=10)]
         report = (await w.drafting())["tips"]
         assert report["sent_with_fallback_copy"] == 1 and report["late_draft_wait_seconds"] == 0
+
+
+async def test_an_unsubscribe_during_the_lead_cancels_the_drafted_email(
+    database_url: str, redis_db: str, capture: CaptureServer, tmp_path: Path
+) -> None:
+    async with world(database_url, redis_db, capture, tmp_path) as w:
+        enrollment = await w.enroll("gus@example.com")
+        await w.at(0)
+        await w.at(6)
+        assert len(await _drafted(w, enrollment)) == 1
+        w.clock.to(7)
+        body = {"events": [{"type": "unsubscribed", "email": "gus@example.com"}]}
+        response = await w.stack.client.post("/v1/events", json=body, headers=w.stack.auth())
+        assert response.status_code in (200, 202), response.text
+        await w.at(10)
+        await w.at(11)
+        assert w.capture.messages() == []
+        async with w.worker.reader.connect() as conn:
+            states = (await conn.execute(select(RUNS.c.step_id, RUNS.c.state))).all()
+        assert ("tips", "cancelled") in [tuple(r) for r in states]
+        assert (await w.stack.enrollment(enrollment))["status"] == "exited"
+
+
+async def test_a_drafting_claim_that_lapses_is_drafted_again_once_and_sent_once(
+    database_url: str, redis_db: str, capture: CaptureServer, tmp_path: Path
+) -> None:
+    """A worker claims the row to draft it and dies: the claim lapses, another worker drafts
+    and stores the copy; the dead worker's claim can no longer store anything."""
+    async with world(
+        database_url, redis_db, capture, tmp_path, DRIPLINE_CLAIM_LEASE_SECONDS=1
+    ) as w:
+        enrollment = await w.enroll("hal@example.com")
+        await w.at(0)
+        w.clock.to(6)
+        lease = timedelta(seconds=1)
+        async with w.worker.engine.begin() as conn:
+            [dead] = await outbox.claim_due(
+                conn, now=w.clock.now(), lease=lease, limit=10, drafting=True
+            )
+        assert dead.drafting and dead.step_id == "tips"
+        await w.at(6.5)  # still claimed by the dead worker: nothing drafts it
+        assert await _drafted(w, enrollment) == []
+        w.clock.to(7.1)
+        async with w.worker.engine.begin() as conn:
+            assert await outbox.expire_claims(conn, w.clock.now()) == 1  # the sweeper's job
+        await w.at(7.1)
+        assert len(await _drafted(w, enrollment)) == 1
+        async with w.worker.engine.begin() as conn:
+            assert await outbox.park_drafted(conn, [dead], w.clock.now()) == set()
+        await w.at(10)
+        await w.at(11)
+        assert len(w.capture.messages()) == 1
+        assert len(await _drafted(w, enrollment)) == 1
