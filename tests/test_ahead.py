@@ -162,6 +162,11 @@ async def world(
                 yield World(stack, worker, clock, model, capture)
 
 
+async def _next_run(w: World, enrollment_id: str) -> tuple[str, datetime]:
+    found = (await w.stack.enrollment(enrollment_id))["next_run"]
+    return found["step"], datetime.fromisoformat(found["due_at"])
+
+
 async def _drafted(w: World, enrollment_id: str) -> list[dict[str, Any]]:
     return [e for e in await w.timeline(enrollment_id) if e["kind"] == "drafted_ahead"]
 
@@ -172,10 +177,13 @@ async def test_copy_is_drafted_lead_before_due_and_sent_at_due_without_the_model
     async with world(database_url, redis_db, capture, tmp_path) as w:
         enrollment = await w.enroll("ana@example.com")
         await w.at(0)
+        # Its next step is the wait's end, not the row drafting the email ahead (due at 6 s).
+        assert await _next_run(w, enrollment) == ("pause", START + timedelta(seconds=10))
         await w.at(5.9)  # the lead starts at 6 s: nothing drafted yet
         assert await _drafted(w, enrollment) == [] and w.model.answered == 0
         await w.at(6.0)
         [ahead] = await _drafted(w, enrollment)
+        assert await _next_run(w, enrollment) == ("pause", START + timedelta(seconds=10))
         assert ahead["due"] == (START + timedelta(seconds=10)).isoformat()
         asked = w.model.answered
         assert asked >= 1 and w.capture.messages() == []  # drafted, not sent

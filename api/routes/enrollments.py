@@ -6,7 +6,7 @@ import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import DepsDep, Enroller, ReadConnDep, Reader
@@ -14,7 +14,7 @@ from api.schemas import BulkEnrollmentIn, ContactIn, EnrollmentIn
 from sequences.definitions import registry
 from sequences.definitions.registry import Pinned
 from sequences.deps import Deps
-from sequences.engine import lifecycle
+from sequences.engine import lifecycle, outbox
 from sequences.engine.bulk import Batch, enroll_many
 from sequences.engine.enrollments import Enrolled, enroll
 from sequences.errors import Conflict, DriplineError, NotFound
@@ -175,6 +175,8 @@ async def describe(conn: AsyncConnection, deps: Deps, enrollment_id: str) -> dic
             .where(
                 RUNS.c.enrollment_id == enrollment_id,
                 RUNS.c.state.in_([RunState.due, RunState.claimed]),
+                # An email drafting ahead is not the enrollment's next step: the wait before it is.
+                or_(RUNS.c.phase.is_(None), RUNS.c.phase.notin_(outbox.DRAFTING)),
             )
             .order_by(RUNS.c.due_at)
             .limit(1)
