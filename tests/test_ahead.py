@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from agents.devserver import HeuristicResponder, Reply, serve_openai
 from sequences.deps import Deps
-from sequences.engine import outbox
+from sequences.engine import drafted, outbox
 from sequences.mail.capture import CaptureServer
 from sequences.runner import run_due
 from sequences.runtime import open_deps
@@ -373,7 +373,7 @@ async def test_a_drafting_claim_that_lapses_is_drafted_again_once_and_sent_once(
         await w.at(7.1)
         assert len(await _drafted(w, enrollment)) == 1
         async with w.worker.engine.begin() as conn:
-            assert await outbox.park_drafted(conn, [dead], w.clock.now()) == set()
+            assert await drafted.park_drafted(conn, [dead], w.clock.now()) == set()
         await w.at(10)
         await w.at(11)
         assert len(w.capture.messages()) == 1

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sequences.definitions.ahead import email_after_wait, lead
 from sequences.definitions.document import (
     BranchStep,
     EmailStep,
@@ -351,11 +352,11 @@ def test_draft_ahead_takes_a_duration_or_zero_and_knows_the_email_after_a_wait()
     assert set(paths(document(late_draft="later"))) == {"late_draft"}
     assert set(paths(document(late_draft_wait_seconds=601))) == {"late_draft_wait_seconds"}
     # After "pause" comes a branch: which email follows is not known until the wait ends.
-    assert defn.email_after_wait("pause") is None
+    assert email_after_wait(defn, "pause") is None
     looped = document(draft_ahead="2h")
     looped["steps"][2] = {"id": "route", "goto": "hello"}  # pause -> goto -> hello
-    hello = parse_definition(looped).email_after_wait("pause")
+    hello = email_after_wait(parse_definition(looped), "pause")
     assert hello is not None and hello.id == "hello"
-    assert parse_definition(looped).lead(hello, "15m") == timedelta(hours=2)
-    assert defn.lead(hello, "15m") == timedelta(0)
-    assert parse_definition(document()).lead(hello, "15m") == timedelta(minutes=15)
+    assert lead(parse_definition(looped), hello, "15m") == timedelta(hours=2)
+    assert lead(defn, hello, "15m") == timedelta(0)
+    assert lead(parse_definition(document()), hello, "15m") == timedelta(minutes=15)

@@ -47,7 +47,7 @@ from sequences.definitions.fields import (
     valid_zone,
 )
 from sequences.definitions.refusals import DefinitionError, FieldError
-from sequences.kit.durations import Duration, Lead, parse_duration, parse_lead
+from sequences.kit.durations import Duration, Lead, parse_duration
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_NODES = 5_000
@@ -330,25 +330,6 @@ class SequenceDefinition(_Model):
             else:
                 break
         return step_id
-
-    def lead(self, step: EmailStep, default: str) -> timedelta:
-        """How far ahead of its due time ``step`` is drafted; ``default`` is the deployment's."""
-        return parse_lead(step.email.draft_ahead or self.draft_ahead or default)
-
-    def email_after_wait(self, wait_id: str) -> EmailStep | None:
-        """The email a wait leads to whatever happens (through gotos only), or None when a
-        branch, a choice, an exit or the end comes first: only then is it known ahead."""
-        current = self.next_step_id(wait_id)
-        for _ in range(MAX_STEPS):
-            if current is None:
-                return None
-            step = self.step(current)
-            if isinstance(step, EmailStep):
-                return step
-            if not isinstance(step, GotoStep):
-                return None
-            current = step.goto
-        return None
 
     @property
     def approval_deadline_duration(self) -> timedelta | None:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.definitions import registry
+from sequences.definitions import ahead, registry
 from sequences.definitions.document import (
     BranchStep,
     ChooseStep,
@@ -25,7 +25,7 @@ from sequences.definitions.document import (
 )
 from sequences.definitions.sandbox import SandboxError, evaluate_condition
 from sequences.deps import Deps
-from sequences.engine import lifecycle, outbox
+from sequences.engine import drafted, lifecycle, outbox
 from sequences.signals import adaptive, engagement
 from sequences.store import timeline
 from sequences.store.db import lock_rows
@@ -213,12 +213,12 @@ def _drafted_after(item: Finished, step_id: str) -> bool:
     defn = item.ctx.definition
     if item.entered or not isinstance(defn.step(item.step_id), WaitStep):
         return False
-    email = defn.email_after_wait(item.step_id)
+    email = ahead.email_after_wait(defn, item.step_id)
     return email is not None and email.id == step_id
 
 
 def _lead(deps: Deps, defn: SequenceDefinition, email: EmailStep) -> timedelta:
-    return deps.seqtime.real_duration(defn.lead(email, deps.settings.draft_ahead))
+    return deps.seqtime.real_duration(ahead.lead(defn, email, deps.settings.draft_ahead))
 
 
 def _until(ctx: RunContext, step_id: str) -> list[str]:
@@ -290,7 +290,7 @@ async def plan_move(
             return move
         if isinstance(step, EmailStep | WaitStep):
             move.schedule = (step.id, _due(deps, ctx, step, now, entries, sent_at))
-            email = defn.email_after_wait(step.id) if isinstance(step, WaitStep) else None
+            email = ahead.email_after_wait(defn, step.id) if isinstance(step, WaitStep) else None
             if email is not None and (lead := _lead(deps, defn, email)) > timedelta(0):
                 due = move.schedule[1]
                 move.ahead = (email.id, max(now, due - lead), due)
@@ -346,12 +346,12 @@ async def apply_moves(conn: AsyncConnection, moves: list[Move], now: datetime) -
     if scheduled:
         rows = [(m.enrollment_id, *m.schedule) for m in scheduled if m.schedule]
         reach = [(e, s) for (e, s, _), m in zip(rows, scheduled, strict=True) if m.reach]
-        reached = await outbox.reach_drafted(conn, reach, now) if reach else set()
+        reached = await drafted.reach_drafted(conn, reach, now) if reach else set()
         new = [(row, m) for row, m in zip(rows, scheduled, strict=True) if row[:2] not in reached]
         await outbox.schedule_many(conn, [r for r, _ in new], now, [m.woken_by for _, m in new])
         # A wait already ended by an event leads straight on: nothing to draft ahead of it.
-        ahead = [(m.enrollment_id, *m.ahead) for m in scheduled if m.ahead and not m.woken_by]
-        await outbox.schedule_ahead(conn, ahead, now)
+        drafting = [(m.enrollment_id, *m.ahead) for m in scheduled if m.ahead and not m.woken_by]
+        await drafted.schedule_ahead(conn, drafting, now)
         await conn.execute(
             update(ENROLLMENTS)
             .where(

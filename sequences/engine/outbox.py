@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, and_, case, exists, insert, or_, select, update
+from sqlalchemy import BindParameter, ColumnElement, and_, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.store.tables import DRAFTS, RUNS, RunPhase, RunState
+from sequences.store.tables import RUNS, RunPhase, RunState
 
 DRAFTING = (RunPhase.ahead, RunPhase.late)  # rows the drafting lane claims (review.ahead)
 
@@ -123,77 +123,6 @@ async def release(conn: AsyncConnection, claim: Claim, due_at: datetime, **value
         )
     )
     return result.rowcount == 1
-
-
-async def park_drafted(conn: AsyncConnection, claims: list[Claim], now: datetime) -> set[int]:
-    """Drafting-ahead rows whose copy is stored: ``ready`` until the flow reaches the step, or
-    due at once when it already has (the row's phase says which). Returns the ids still ours."""
-    reached = RUNS.c.phase != RunPhase.ahead
-    return await _update_held(
-        conn,
-        claims,
-        state=case((reached, RunState.due), else_=RunState.ready),
-        due_at=case((reached, now), else_=RUNS.c.send_at),
-        phase=case((reached, RunPhase.due), else_=RunPhase.ahead),
-        drafted_at=now,
-        claim_token=None,
-        claimed_until=None,
-        attempts=0,
-    )
-
-
-async def reach_drafted(
-    conn: AsyncConnection, pairs: list[tuple[str, str]], now: datetime
-) -> set[tuple[str, str]]:
-    """The flow reached these (enrollment, email step) pairs: a row drafting or drafted ahead
-    for one becomes the email's own row, due now (a row held for review or being drafted stays
-    so, and follows when it is done). Returns the pairs that had such a row."""
-    by_step: dict[str, list[str]] = {}
-    for enrollment_id, step_id in pairs:
-        by_step.setdefault(step_id, []).append(enrollment_id)
-    found: set[tuple[str, str]] = set()
-    waiting = (RunState.due, RunState.ready)
-    for step_id, ids in sorted(by_step.items()):
-        rows = await conn.execute(
-            update(RUNS)
-            .where(
-                RUNS.c.enrollment_id.in_(sorted(ids)),
-                RUNS.c.step_id == step_id,
-                RUNS.c.phase == RunPhase.ahead,
-                RUNS.c.state.in_([*waiting, RunState.held, RunState.claimed]),
-            )
-            .values(
-                phase=RunPhase.due,
-                send_at=now,
-                state=case((RUNS.c.state == RunState.ready, RunState.due), else_=RUNS.c.state),
-                due_at=case((RUNS.c.state.in_(waiting), now), else_=RUNS.c.due_at),
-            )
-            .returning(RUNS.c.enrollment_id)
-        )
-        found.update((r.enrollment_id, step_id) for r in rows)
-    return found
-
-
-async def redraft(
-    conn: AsyncConnection, enrollment_ids: list[str], now: datetime
-) -> list[tuple[str, str]]:
-    """New engagement came in: copy drafted ahead and not yet reached is written again. A draft
-    a reviewer approved stays as approved. Returns the (enrollment, step) pairs redrafting."""
-    if not enrollment_ids:
-        return []
-    rows = await conn.execute(
-        update(RUNS)
-        .where(
-            RUNS.c.enrollment_id.in_(sorted(set(enrollment_ids))),
-            RUNS.c.phase == RunPhase.ahead,
-            RUNS.c.state == RunState.ready,
-            RUNS.c.send_at > now,
-            ~exists(select(DRAFTS.c.id).where(DRAFTS.c.step_run_id == RUNS.c.id)),
-        )
-        .values(state=RunState.due, due_at=now, drafted_at=None)
-        .returning(RUNS.c.enrollment_id, RUNS.c.step_id)
-    )
-    return [(r.enrollment_id, r.step_id) for r in rows]
 
 
 async def hold(conn: AsyncConnection, claim: Claim, until: datetime) -> bool:
@@ -372,44 +301,20 @@ async def schedule_many(
         )
 
 
-async def schedule_ahead(
-    conn: AsyncConnection, rows: list[tuple[str, str, datetime, datetime]], now: datetime
-) -> None:
-    """Insert (enrollment, email step, draft at, send at) drafting-ahead rows."""
-    if rows:
-        await conn.execute(
-            insert(RUNS),
-            [
-                {
-                    "enrollment_id": e,
-                    "step_id": s,
-                    "due_at": draft_at,
-                    "state": RunState.due,
-                    "attempts": 0,
-                    "created_at": now,
-                    "woken_by": None,
-                    "phase": RunPhase.ahead,
-                    "send_at": send_at,
-                }
-                for e, s, draft_at, send_at in rows
-            ],
-        )
-
-
 async def finish_many(
     conn: AsyncConnection, claims: list[Claim], state: RunState = RunState.done
 ) -> set[int]:
     """Close many claimed rows; returns the ids still held (a lapsed claim is left alone)."""
-    return await _update_held(conn, claims, state=state, claim_token=None, claimed_until=None)
+    return await update_held(conn, claims, state=state, claim_token=None, claimed_until=None)
 
 
 async def extend_many(conn: AsyncConnection, claims: list[Claim], until: datetime) -> set[int]:
     """Renew many leases before side effects; returns the ids still ours."""
-    return await _update_held(conn, claims, claimed_until=until)
+    return await update_held(conn, claims, claimed_until=until)
 
 
-async def _update_held(conn: AsyncConnection, claims: list[Claim], **values: object) -> set[int]:
-    """Update the rows these claims still hold, one statement per claim token."""
+async def update_held(conn: AsyncConnection, claims: list[Claim], **values: object) -> set[int]:
+    """Update the rows these claims still hold, one statement per claim token; returns their ids."""
     by_token: dict[str, list[int]] = {}
     for claim in claims:
         by_token.setdefault(claim.token, []).append(claim.run_id)

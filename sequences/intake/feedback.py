@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sequences.definitions import registry
 from sequences.definitions.document import WaitStep
 from sequences.deps import Deps
-from sequences.engine import lifecycle, outbox
+from sequences.engine import drafted, lifecycle, outbox
 from sequences.errors import Conflict
 from sequences.signals import scores
 from sequences.store import timeline
@@ -126,7 +126,7 @@ async def _redraft(
             for enrollment_id, _, _ in targets.get(id(event), []):
                 if enrollment_id not in exited:
                     why.setdefault(enrollment_id, event.type)
-    redrafting = await outbox.redraft(conn, sorted(why), now)
+    redrafting = await drafted.redraft(conn, sorted(why), now)
     entries = [
         timeline.entry(e, now, "redraft", step, reason=f"{why[e]} since the copy was drafted ahead")
         for e, step in redrafting

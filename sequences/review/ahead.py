@@ -29,10 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.composer import COMPOSER_MODEL
 from agents.copy import Draft
+from sequences.definitions.ahead import email_after_wait
+from sequences.definitions.ahead import lead as drafting_lead
 from sequences.definitions.document import EmailStep, SequenceDefinition, WaitStep
 from sequences.delivery.outcomes import Job
 from sequences.deps import Deps
-from sequences.engine import outbox
+from sequences.engine import drafted, outbox
 from sequences.review import drafting, reviews, trail
 from sequences.store import timeline
 from sequences.store.db import lock_rows, transaction
@@ -116,7 +118,7 @@ async def _record(
                     **trail.attempts(job.calls),
                 )
             )
-    parked = await outbox.park_drafted(conn, [job.claim for job, _, _ in stored], now)
+    parked = await drafted.park_drafted(conn, [job.claim for job, _, _ in stored], now)
     for job, draft, skip in stored:
         if job.claim.run_id not in parked:
             continue  # the claim lapsed: whoever holds the row now drafts it
@@ -197,13 +199,17 @@ async def step_report(
     after_waits = {
         email.id
         for step in definition.steps
-        if isinstance(step, WaitStep) and (email := definition.email_after_wait(step.id))
+        if isinstance(step, WaitStep) and (email := email_after_wait(definition, step.id))
     }
     report: dict[str, dict[str, object]] = {}
     for step in definition.steps:
         if not isinstance(step, EmailStep):
             continue
-        lead = definition.lead(step, default_lead) if step.id in after_waits else timedelta(0)
+        lead = (
+            drafting_lead(definition, step, default_lead)
+            if step.id in after_waits
+            else timedelta(0)
+        )
         report[step.id] = {
             "draft_ahead": step.email.draft_ahead or definition.draft_ahead or default_lead,
             "known_ahead": step.id in after_waits,
