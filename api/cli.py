@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import uvloop
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -63,7 +64,7 @@ def serve(
     _ensure_data_dir()
     _preflight(settings, settings.redis_url)
     _logging(logging.INFO)
-    asyncio.run(serve_forever(settings, host=host, port=port, with_worker=worker))
+    uvloop.run(serve_forever(settings, host=host, port=port, with_worker=worker))
 
 
 @app.command("worker")
@@ -96,7 +97,7 @@ def run_worker() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await worker.close()
 
-    asyncio.run(main())
+    uvloop.run(main())
 
 
 @app.command()
@@ -231,7 +232,7 @@ def demo(
     from api.demo import run_demo
 
     _logging(logging.WARNING)
-    raise typer.Exit(code=asyncio.run(run_demo(contacts=contacts, day_seconds=day_seconds)))
+    raise typer.Exit(code=uvloop.run(run_demo(contacts=contacts, day_seconds=day_seconds)))
 
 
 @app.command()

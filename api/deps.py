@@ -13,7 +13,9 @@ from api.auth import Principal, Role, authenticate
 from sequences.deps import Deps
 
 
-def get_deps(request: Request) -> Deps:
+async def get_deps(request: Request) -> Deps:
+    """Async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+    hop per request for an attribute read."""
     deps: Deps = request.app.state.deps
     return deps
 

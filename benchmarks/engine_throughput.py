@@ -43,6 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 from benchmarks import postfix, scale_out
 from benchmarks.postfix import PostfixSink, SourceResult, measure_source, report_source
 from benchmarks.profiling import QueryCounter, report_profile
@@ -375,7 +377,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    asyncio.run(main_async(parse_args(argv)))
+    uvloop.run(main_async(parse_args(argv)))  # the loop `dripline worker` runs on
     return 0
 
 

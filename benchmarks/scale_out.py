@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import uvloop
+
 
 @dataclass
 class Phase:
@@ -99,4 +101,4 @@ def report(phases: list[Phase], ceiling: Any) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve())
+    uvloop.run(_serve())  # the loop `dripline worker` runs on

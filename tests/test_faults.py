@@ -143,3 +143,52 @@ async def _message_states(stack: Stack) -> dict[str, int]:
     grouped = select(MESSAGES.c.state, func.count()).group_by(MESSAGES.c.state)
     async with stack.deps.reader.connect() as conn:
         return {state: n for state, n in await conn.execute(grouped)}
+
+
+async def test_transaction_survives_connections_postgres_dropped(postgres_url: str) -> None:
+    """No pre-ping: a pooled connection the server killed fails its first statement, and
+    ``transaction`` runs the work again on a fresh connection, exactly once in effect."""
+    import asyncpg
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from sequences.store.db import make_engine, transaction
+
+    engine = make_engine(postgres_url, pool_size=2)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE hits (n int)"))
+            backend = await conn.scalar(text("SELECT pg_backend_pid()"))
+        admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+        try:
+            killed = await admin.fetchval("SELECT pg_terminate_backend($1, 10000)", backend)
+        finally:
+            await admin.close()
+        assert killed is True
+
+        attempts: list[int] = []
+
+        async def work(conn: AsyncConnection) -> int:
+            attempts.append(1)
+            await conn.execute(text("INSERT INTO hits VALUES (1)"))
+            return int(await conn.scalar(text("SELECT pg_backend_pid()")))
+
+        fresh = await transaction(engine, work)
+        assert len(attempts) == 2 and fresh != backend  # the dead one failed, a new one ran
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT count(*) FROM hits")) == 1
+
+        # A connection the caller holds is not swapped behind its back: the error surfaces.
+        async with engine.connect() as held:
+            pid = await held.scalar(text("SELECT pg_backend_pid()"))
+            await held.commit()
+            admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+            try:
+                await admin.fetchval("SELECT pg_terminate_backend($1, 10000)", pid)
+            finally:
+                await admin.close()
+            with pytest.raises(DBAPIError):
+                await transaction(held, work)
+    finally:
+        await engine.dispose()

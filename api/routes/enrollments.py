@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response
@@ -18,6 +20,8 @@ from sequences.engine import lifecycle, outbox
 from sequences.engine.bulk import Batch, enroll_many
 from sequences.engine.enrollments import Enrolled, enroll
 from sequences.errors import Conflict, DriplineError, NotFound
+from sequences.signals import scores
+from sequences.signals.engagement import Engagement
 from sequences.signals.engagement import load as load_engagement
 from sequences.store import contacts
 from sequences.store.db import transaction
@@ -81,15 +85,18 @@ async def create_enrollment(
     scoped = f"{principal.key_id}:{idempotency_key}" if idempotency_key else None
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
 
-    async def work(conn: AsyncConnection) -> Enrolled:
+    async def work(conn: AsyncConnection) -> tuple[Pinned, Enrolled]:
         pinned = await _pinned(conn, body.sequence)
-        return await _enroll_one(conn, deps, pinned, body.contact, scoped, request_hash)
+        return pinned, await _enroll_one(conn, deps, pinned, body.contact, scoped, request_hash)
 
-    enrolled = await transaction(deps.engine, work)  # replayed when it loses a deadlock
+    pinned, enrolled = await transaction(deps.engine, work)  # replayed when it loses a deadlock
     await deps.waker.wake_at(enrolled.wake)
     if enrolled.replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
+    answer = await written(deps, pinned, enrolled)
+    if answer is not None:
+        return answer
     async with deps.reader.connect() as conn:
         return await describe(conn, deps, enrolled.id)
 
@@ -188,17 +195,79 @@ async def describe(conn: AsyncConnection, deps: Deps, enrollment_id: str) -> dic
         .order_by(TIMELINE.c.id)
     )
     signals = await load_engagement(conn, deps, enrollment_id, row.contact_id, row.created_at)
+    return _shape(
+        row,
+        row.sequence,
+        {"step": next_run.step_id, "due_at": next_run.due_at.isoformat()} if next_run else None,
+        signals,
+        [
+            {"at": e.at.isoformat(), "kind": e.kind, "step": e.step_id, **(e.detail or {})}
+            for e in entries
+        ],
+    )
+
+
+async def written(deps: Deps, pinned: Pinned, enrolled: Enrolled) -> dict[str, Any] | None:
+    """A new enrollment described from what its transaction wrote, as ``describe`` would read
+    it back: the row, its first move's timeline entries and scheduled step, and the contact's
+    standing (read only for a contact that existed before). None when the first move ended
+    the enrollment or met a row drafted ahead: those are read back."""
+    move, person, at = enrolled.move, enrolled.contact, enrolled.at
+    if move is None or person is None or at is None or move.schedule is None:
+        return None
+    if move.end is not None or move.reach or enrolled.replayed:
+        return None
+    signals = Engagement()
+    if not person.created:
+        async with deps.reader.connect() as conn:
+            standings = await scores.contact_scores(
+                conn, [person.id], deps.clock.now(), scores.Decay.of(deps)
+            )
+        signals.standing = standings[person.id]
+    step, due = move.schedule
+    row = SimpleNamespace(
+        id=enrolled.id,
+        version=pinned.version,
+        email=person.email,
+        status=EnrollmentStatus.active,
+        exit_reason=None,
+        position=step,
+        created_at=at,
+        finished_at=None,
+    )
+    return _shape(
+        row,
+        pinned.definition.key,
+        {"step": step, "due_at": due.isoformat()},
+        signals,
+        [  # the details as the database hands them back: JSON
+            {
+                "at": e["at"].isoformat(),
+                "kind": e["kind"],
+                "step": e["step_id"],
+                **json.loads(json.dumps(e["detail"] or {})),
+            }
+            for e in move.entries
+        ],
+    )
+
+
+def _shape(
+    row: Any,
+    sequence: str,
+    next_run: dict[str, Any] | None,
+    signals: Engagement,
+    entries: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "id": row.id,
-        "sequence": row.sequence,
+        "sequence": sequence,
         "version": row.version,
         "email": row.email,
         "status": row.status,
         "exit_reason": row.exit_reason,
         "current_step": row.position,
-        "next_run": {"step": next_run.step_id, "due_at": next_run.due_at.isoformat()}
-        if next_run
-        else None,
+        "next_run": next_run,
         "created_at": row.created_at.isoformat(),
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
         "engagement": {
@@ -206,8 +275,5 @@ async def describe(conn: AsyncConnection, deps: Deps, enrollment_id: str) -> dic
             "affinities": signals.affinities,
             "by_step": signals.summary(),
         },
-        "timeline": [
-            {"at": e.at.isoformat(), "kind": e.kind, "step": e.step_id, **(e.detail or {})}
-            for e in entries
-        ],
+        "timeline": entries,
     }

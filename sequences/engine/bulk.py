@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sequences.definitions.document import EmailStep, WaitStep
 from sequences.definitions.registry import Pinned
 from sequences.deps import Deps
 from sequences.engine import lifecycle
@@ -57,7 +58,16 @@ async def enroll_many(
             chosen[person.id] = index
     ids = {index: new_id("enr") for index in chosen.values()}
     lock = active_lock(pinned)
-    inserted = await _insert(conn, pinned, lock, people, ids, now)
+    # An email or a wait first: the moves read nothing, so they are planned before the insert
+    # and each row is written at its step (no UPDATE after), as a single enrollment does.
+    placed = isinstance(pinned.definition.steps[0], EmailStep | WaitStep)
+    planned = {
+        index: await _first_move(conn, deps, pinned, people[index], eid, now, source)
+        for index, eid in sorted(ids.items())
+        if placed
+    }
+    positions = {m.enrollment_id: m.schedule[0] for m in planned.values() if m.schedule}
+    inserted = await _insert(conn, pinned, lock, people, ids, positions, now)
     shut_out = [
         p.id for i, p in enumerate(people) if outcomes[i] is None and ids.get(i) not in inserted
     ]
@@ -73,11 +83,13 @@ async def enroll_many(
             holder = first if first in inserted else active.get(person.id)
             outcomes[index] = _clash(lock, holder)
     moves = [
-        await _first_move(conn, deps, pinned, people[index], eid, now, source)
+        planned[index]
+        if placed
+        else await _first_move(conn, deps, pinned, people[index], eid, now, source)
         for index, eid in sorted(ids.items())
         if eid in inserted
     ]
-    wake = await apply_moves(conn, moves, now)
+    wake = await apply_moves(conn, moves, now, placed=placed)
     return Batch([o for o in outcomes if o is not None], wake)
 
 
@@ -129,12 +141,17 @@ async def _insert(
     lock: str,
     people: list[ContactState],
     ids: dict[int, str],
+    positions: dict[str, str],
     now: datetime,
 ) -> set[str]:
-    """Insert the enrollments; the ids of those the exclusive group let in."""
+    """Insert the enrollments (at ``positions`` where planned); the ids of those the exclusive
+    group let in."""
     if not ids:
         return set()
-    rows = [_row(pinned, lock, people[index].id, eid, now) for index, eid in ids.items()]
+    rows = [
+        _row(pinned, lock, people[index].id, eid, positions.get(eid), now)
+        for index, eid in ids.items()
+    ]
     inserted: set[str] = set()
     for start in range(0, len(rows), INSERT_CHUNK):
         statement = (
@@ -151,7 +168,9 @@ async def _insert(
     return inserted
 
 
-def _row(pinned: Pinned, lock: str, contact_id: int, eid: str, now: datetime) -> dict[str, Any]:
+def _row(
+    pinned: Pinned, lock: str, contact_id: int, eid: str, position: str | None, now: datetime
+) -> dict[str, Any]:
     return {
         "id": eid,
         "contact_id": contact_id,
@@ -159,6 +178,7 @@ def _row(pinned: Pinned, lock: str, contact_id: int, eid: str, now: datetime) ->
         "version_id": pinned.version_id,
         "version": pinned.version,
         "status": EnrollmentStatus.active,
+        "position": position,
         "active_lock": lock,
         "idempotency_key": None,
         "request_hash": None,

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sequences.definitions.document import EmailStep, WaitStep
 from sequences.definitions.registry import Pinned
 from sequences.deps import Deps
-from sequences.engine import lifecycle
-from sequences.engine.flow import RunContext, load_context, move_to
+from sequences.engine.flow import Move, RunContext, apply_moves, load_context, plan_move
 from sequences.errors import Conflict
 from sequences.store import timeline
 from sequences.store.contacts import ContactState
 from sequences.store.db import dialect_insert
-from sequences.store.tables import ENROLLMENTS, EnrollmentStatus, new_id
+from sequences.store.tables import ENROLLMENTS, SUPPRESSIONS, EnrollmentStatus, new_id
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,11 @@ class Enrolled:
     id: str
     replayed: bool  # the same Idempotency-Key and request as before: the earlier enrollment
     wake: list[datetime]
+    # A new enrollment: where its first move put it and the contact as upserted, which is all
+    # an answer describing it needs (api.routes.enrollments.written) without reading it back.
+    move: Move | None = None
+    contact: ContactState | None = None
+    at: datetime | None = None
 
 
 def active_lock(pinned: Pinned) -> str:
@@ -44,16 +50,25 @@ async def enroll(
     contact: ContactState | None = None,
 ) -> Enrolled:
     """``contact``: the contact as the caller just upserted it, which saves reading it back."""
-    if idempotency_key is not None:
-        replay = await _replay(conn, idempotency_key, request_hash)
-        if replay is not None:
-            return replay
-    reason = await lifecycle.is_suppressed(conn, email_key)
+    replay, reason = await _gate(conn, idempotency_key, email_key)
+    if replay is not None:
+        return _replayed(replay, request_hash)
     if reason is not None:
         raise Conflict("contact_suppressed", f"the address is suppressed ({reason})")
     await _check_reenroll(conn, pinned, contact_id)
     enrollment_id = new_id("enr")
     lock = active_lock(pinned)
+    entries = [
+        timeline.entry(enrollment_id, now, "enrolled", None, version=pinned.version, source=source)
+    ]
+    first = pinned.definition.steps[0]
+    # An email or a wait first: its move reads nothing, so it is planned before the insert and
+    # the row is written at its step (no UPDATE after). Control steps read engagement and may
+    # record a choice against the enrollment, so they are planned once it exists.
+    early: Move | None = None
+    if contact is not None and isinstance(first, EmailStep | WaitStep):
+        ctx = fresh_context(pinned, contact, enrollment_id, now)
+        early = await plan_move(conn, deps, ctx, first.id, now, entries)
     # No row back: the exclusive group's active index or the Idempotency-Key's unique one
     # already holds a row, committed (a concurrent writer's is waited for, not skipped).
     # ON CONFLICT instead of a savepoint around an IntegrityError: two round trips fewer.
@@ -66,6 +81,7 @@ async def enroll(
             version_id=pinned.version_id,
             version=pinned.version,
             status=EnrollmentStatus.active,
+            position=early.schedule[0] if early and early.schedule else None,
             active_lock=lock,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
@@ -77,18 +93,18 @@ async def enroll(
     )
     if inserted is None:
         return await _clash(conn, contact_id, lock, idempotency_key, request_hash)
-    ctx = (
+    if early is not None:
+        wake = await apply_moves(conn, [early], now, placed=early.schedule is not None)
+        return Enrolled(enrollment_id, False, wake, early, contact, now)
+    loaded = (
         fresh_context(pinned, contact, enrollment_id, now)
         if contact is not None
         else await load_context(conn, enrollment_id)
     )
-    assert ctx is not None
-    entries = [
-        timeline.entry(enrollment_id, now, "enrolled", None, version=pinned.version, source=source)
-    ]
-    first = pinned.definition.steps[0].id
-    wake = await move_to(conn, deps, ctx, first, now, entries)
-    return Enrolled(enrollment_id, False, wake)
+    assert loaded is not None
+    move = await plan_move(conn, deps, loaded, first.id, now, entries)
+    wake = await apply_moves(conn, [move], now)
+    return Enrolled(enrollment_id, False, wake, move, contact, now)
 
 
 def fresh_context(
@@ -110,16 +126,35 @@ def fresh_context(
     )
 
 
-async def _replay(conn: AsyncConnection, key: str, request_hash: str | None) -> Enrolled | None:
+async def _gate(conn: AsyncConnection, key: str | None, email_key: str) -> tuple[Any, str | None]:
+    """In one round trip: the enrollment this Idempotency-Key made before (id, request hash),
+    if any, and the address's suppression reason, if any."""
+    suppression = (
+        select(SUPPRESSIONS.c.reason)
+        .where(SUPPRESSIONS.c.email_key == email_key)
+        .scalar_subquery()
+        .label("reason")
+    )
+    if key is None:
+        return None, await conn.scalar(select(suppression))
+    earlier = select(ENROLLMENTS.c.id, ENROLLMENTS.c.request_hash).where(
+        ENROLLMENTS.c.idempotency_key == key
+    )
     row = (
         await conn.execute(
-            select(ENROLLMENTS.c.id, ENROLLMENTS.c.request_hash).where(
-                ENROLLMENTS.c.idempotency_key == key
+            select(
+                earlier.with_only_columns(ENROLLMENTS.c.id).scalar_subquery().label("id"),
+                earlier.with_only_columns(ENROLLMENTS.c.request_hash)
+                .scalar_subquery()
+                .label("request_hash"),
+                suppression,
             )
         )
-    ).first()
-    if row is None:
-        return None
+    ).one()
+    return (row if row.id is not None else None), row.reason
+
+
+def _replayed(row: Any, request_hash: str | None) -> Enrolled:
     if row.request_hash != request_hash:
         raise Conflict(
             "idempotency_key_reused",
@@ -128,6 +163,17 @@ async def _replay(conn: AsyncConnection, key: str, request_hash: str | None) -> 
             status=422,
         )
     return Enrolled(row.id, True, [])
+
+
+async def _replay(conn: AsyncConnection, key: str, request_hash: str | None) -> Enrolled | None:
+    row = (
+        await conn.execute(
+            select(ENROLLMENTS.c.id, ENROLLMENTS.c.request_hash).where(
+                ENROLLMENTS.c.idempotency_key == key
+            )
+        )
+    ).first()
+    return None if row is None else _replayed(row, request_hash)
 
 
 async def _clash(

@@ -339,8 +339,11 @@ def _due(
     return due
 
 
-async def apply_moves(conn: AsyncConnection, moves: list[Move], now: datetime) -> list[datetime]:
-    """Write many moves with a handful of statements; returns the new rows' due times."""
+async def apply_moves(
+    conn: AsyncConnection, moves: list[Move], now: datetime, *, placed: bool = False
+) -> list[datetime]:
+    """Write many moves with a handful of statements; returns the new rows' due times.
+    ``placed``: the enrollments were inserted at the step scheduled here (nothing to update)."""
     await timeline.record(conn, [e for m in moves for e in m.entries])
     scheduled = [m for m in moves if m.schedule is not None]
     if scheduled:
@@ -352,15 +355,16 @@ async def apply_moves(conn: AsyncConnection, moves: list[Move], now: datetime) -
         # A wait already ended by an event leads straight on: nothing to draft ahead of it.
         drafting = [(m.enrollment_id, *m.ahead) for m in scheduled if m.ahead and not m.woken_by]
         await drafted.schedule_ahead(conn, drafting, now)
-        await conn.execute(
-            update(ENROLLMENTS)
-            .where(
-                ENROLLMENTS.c.id == bindparam("enrollment"),
-                ENROLLMENTS.c.status == EnrollmentStatus.active,
+        if not placed:
+            await conn.execute(
+                update(ENROLLMENTS)
+                .where(
+                    ENROLLMENTS.c.id == bindparam("enrollment"),
+                    ENROLLMENTS.c.status == EnrollmentStatus.active,
+                )
+                .values(position=bindparam("step"), updated_at=now),
+                [{"enrollment": e, "step": s} for e, s, _ in rows],
             )
-            .values(position=bindparam("step"), updated_at=now),
-            [{"enrollment": e, "step": s} for e, s, _ in rows],
-        )
     ends: dict[tuple[EnrollmentStatus, str, str | None], list[str]] = {}
     for move in moves:
         if move.end is not None:

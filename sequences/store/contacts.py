@@ -105,32 +105,30 @@ class ContactState:
     email_key: str
     timezone: str | None
     attributes: dict[str, Any]
+    created: bool = False  # inserted by this upsert: nothing about it (scores, events) yet
 
 
 async def upsert_many(
     conn: AsyncConnection, items: list[ContactFields], *, now: datetime
 ) -> list[ContactState]:
-    """``upsert`` (merging attributes) for many contacts in three statements: insert the
-    missing, lock and read them all (id order, as ``LOCK_ORDER`` asks), update the changed.
-    One state per item, in order; an address given twice gets both merged in turn."""
+    """``upsert`` (merging attributes) for many contacts in three statements at most: insert
+    the missing (each new row comes back, already ours until commit), lock and read the others
+    (id order, as ``LOCK_ORDER`` asks), update the changed. One state per item, in order; an
+    address given twice gets both merged in turn."""
     first = {email_key(i.email): i for i in reversed(items)}  # a new contact is created as
-    await conn.execute(  # its first mention says, so only repeats and old contacts get updated
-        dialect_insert(conn, CONTACTS).on_conflict_do_nothing(index_elements=["email_key"]),
+    inserted = await conn.execute(  # its first mention says, so only repeats and old contacts
+        dialect_insert(conn, CONTACTS)  # get updated
+        .on_conflict_do_nothing(index_elements=["email_key"])
+        .returning(*_STATE),
         [_new_row(key, first[key], now) for key in sorted(first)],
     )
-    query = (
-        select(CONTACTS.c.id, CONTACTS.c.email, CONTACTS.c.email_key)
-        .add_columns(CONTACTS.c.timezone, CONTACTS.c.attributes)
-        .where(CONTACTS.c.email_key.in_(sorted(first)))
-        .order_by(CONTACTS.c.id)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    stored = {r.email_key: r for r in await conn.execute(query)}
-    states = {
-        k: ContactState(r.id, r.email, k, r.timezone, dict(r.attributes or {}))
-        for k, r in stored.items()
-    }
+    states = {r.email_key: _state(r, created=True) for r in inserted}
+    older = sorted(k for k in first if k not in states)
+    if older:
+        query = select(*_STATE).where(CONTACTS.c.email_key.in_(older)).order_by(CONTACTS.c.id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        states |= {r.email_key: _state(r, created=False) for r in await conn.execute(query)}
     changed: set[str] = set()
     result: list[ContactState] = []
     for item in items:
@@ -142,6 +140,7 @@ async def upsert_many(
             key,
             item.timezone if item.timezone is not None else old.timezone,
             bounded(item.email, {**old.attributes, **(item.attributes or {})}),
+            old.created,
         )
         if new != old:
             states[key] = new
@@ -149,6 +148,21 @@ async def upsert_many(
         result.append(new)
     await _write_changes(conn, [states[k] for k in sorted(changed)], now)
     return result
+
+
+_STATE = (
+    CONTACTS.c.id,
+    CONTACTS.c.email,
+    CONTACTS.c.email_key,
+    CONTACTS.c.timezone,
+    CONTACTS.c.attributes,
+)
+
+
+def _state(row: Any, *, created: bool) -> ContactState:
+    return ContactState(
+        row.id, row.email, row.email_key, row.timezone, dict(row.attributes or {}), created
+    )
 
 
 def _new_row(key: str, item: ContactFields, now: datetime) -> dict[str, Any]:

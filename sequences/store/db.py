@@ -57,7 +57,18 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip on every checkout (a third of a single enrollment's
+    # statements went to it). A connection PostgreSQL dropped fails its first statement instead;
+    # SQLAlchemy then invalidates it and every older pooled connection, and ``transaction``
+    # runs the work again on a fresh one when nothing can have been committed.
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=RECYCLE_SECONDS
+    )
+
+
+# Connections older than this are replaced at checkout (before a firewall or a proxy drops
+# them for being idle).
+RECYCLE_SECONDS = 1800
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -133,18 +144,29 @@ async def transaction(
     Given a connection the caller holds, each attempt is a transaction on it (no pool
     checkout per transaction, for callers that run many small ones).
 
+    A connection found dead before the commit (PostgreSQL restarted, the pooled connection is
+    stale) is also run again, on a new connection; one lost during the commit is not, since
+    its outcome is unknown.
+
     ``work`` must be replayable: everything it decides is read again inside the transaction,
     and side effects outside the database happen only after this returns.
     """
     for attempt in range(1, attempts + 1):
+        committing = False
         try:
             if isinstance(engine, AsyncConnection):
                 async with engine.begin():
-                    return await work(engine)
+                    result = await work(engine)
+                    committing = True
+                return result
             async with engine.begin() as conn:
-                return await work(conn)
+                result = await work(conn)
+                committing = True
+            return result
         except DBAPIError as error:
-            if attempt == attempts or not retryable(error):
+            held = isinstance(engine, AsyncConnection)  # no other connection to run it on
+            lost = error.connection_invalidated and not committing and not held
+            if attempt == attempts or not (retryable(error) or lost):
                 raise
             log.info("transaction retried", extra={"attempt": attempt, "code": error.orig})
             await asyncio.sleep(random.uniform(0, base_delay * 2**attempt))
