@@ -36,3 +36,5 @@ class Deps:
     fetcher: Fetcher | None = None  # the API's HTTPS client for the SNS handshake
     # Set on SIGTERM: finish the batch in hand, claim no more (in-flight sends are not cut off).
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Event batches run in this process at once: settings.event_transactions (api.routes.events).
+    event_gate: asyncio.Semaphore | None = None

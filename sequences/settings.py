@@ -61,6 +61,16 @@ class Settings(BaseSettings):
         "100,000 waits due in a minute need claims this large to keep p99 lateness under 1 s "
         "(benchmarks/timers.py); the drafting lane claims less when a model is configured.",
     )
+    event_transactions: int = Field(
+        1,
+        alias="DRIPLINE_EVENT_TRANSACTIONS",
+        gt=0,
+        description="Event batches (POST /v1/events, ESP webhooks) one API process runs at once; "
+        "the rest wait their turn. A batch holds row locks from its first statements to its "
+        "commit, so interleaving several in one process stretches each over the others' CPU "
+        "time, and the locks with it: one at a time took 1,995 -> 2,631 events/s and p95 "
+        "1.1 s -> 0.66 s (benchmarks/events_throughput.py, two processes).",
+    )
     parallel_batches: int = Field(
         4,
         alias="DRIPLINE_PARALLEL_BATCHES",

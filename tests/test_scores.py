@@ -181,3 +181,49 @@ async def test_one_id_twice_in_a_batch_counts_once(stack: Stack) -> None:
     assert (await post(stack, event, event)).json() == {"accepted": 1, "duplicates": 1}
     assert (await post(stack, event)).json() == {"accepted": 0, "duplicates": 1}
     assert (await contact(stack, "twice@example.com"))["score"] == pytest.approx(8.0, rel=0.02)
+
+
+async def test_event_batches_take_turns_and_all_land(stack: Stack) -> None:
+    """DRIPLINE_EVENT_TRANSACTIONS (1 by default): batches posted at once run their
+    transactions one after another in a process (short lock holds), and every one lands."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    open_now, most = set(), [0]
+    sync_engine = stack.deps.engine.sync_engine
+
+    def on_execute(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO EVENTS"):
+            open_now.add(id(conn))
+            most[0] = max(most[0], len(open_now))
+
+    def on_end(conn: Any) -> None:
+        open_now.discard(id(conn))
+
+    event.listen(sync_engine, "before_cursor_execute", on_execute)
+    event.listen(sync_engine, "commit", on_end)
+    event.listen(sync_engine, "rollback", on_end)
+    try:
+        answers = await asyncio.gather(
+            *(
+                post(
+                    stack,
+                    *(
+                        {"id": f"b{b}-{n}", "type": "converted", "email": f"p{n}@example.com"}
+                        for n in range(20)
+                    ),
+                )
+                for b in range(8)
+            )
+        )
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", on_execute)
+        event.remove(sync_engine, "commit", on_end)
+        event.remove(sync_engine, "rollback", on_end)
+    assert [a.status_code for a in answers] == [202] * 8
+    assert sum(a.json()["accepted"] for a in answers) == 160
+    assert most[0] == 1
+    async with stack.deps.reader.connect() as conn:
+        stored = await conn.scalar(select(func.count()).select_from(EVENTS))
+    assert stored == 160

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -60,7 +61,11 @@ async def store(deps: Deps, reported: list[Reported], *, source: str, where: str
         )
         return await feedback.ingest(conn, deps, incoming, now)
 
-    # Replayed whole when it loses a deadlock (an exit racing a send): never a 500.
-    outcome = await transaction(deps.engine, work)
+    if deps.event_gate is None:
+        deps.event_gate = asyncio.Semaphore(deps.settings.event_transactions)
+    # Batches take turns (settings.event_transactions): short transactions, short lock holds.
+    async with deps.event_gate:
+        # Replayed whole when it loses a deadlock (an exit racing a send): never a 500.
+        outcome = await transaction(deps.engine, work)
     await deps.waker.wake_at(outcome.wake)
     return {"accepted": outcome.accepted, "duplicates": outcome.duplicates}

@@ -70,6 +70,17 @@ Target = tuple[str, int, str | None]  # (enrollment, version, position)
 async def _act(
     conn: AsyncConnection, deps: Deps, events: list[Incoming], now: datetime
 ) -> list[datetime]:
+    suppressing = {e.contact_id: e for e in events if _suppression_reason(e) is not None}
+    acting = [e for e in events if e.contact_id not in suppressing]
+    held: set[str] = set()
+    if conn.dialect.name == "postgresql":
+        # What this batch will end, read without locks and locked exclusively first (id
+        # order); only then is everything it concerns share-locked and read again. Other
+        # batches queue only behind the few enrollments it ends, and none holds a share lock
+        # it must then upgrade (two batches doing that deadlock).
+        unlocked = await _concerned(conn, events, lock=False)
+        held = _ending(suppressing, unlocked, (await _plan(conn, acting, unlocked))[0])
+        await lock_rows(conn, ENROLLMENTS, sorted(held))
     targets = await _concerned(conn, events)
     await timeline.record(
         conn,
@@ -81,13 +92,10 @@ async def _act(
             for enrollment, _, _ in targets.get(id(e), [])
         ],
     )
-    suppressing = {e.contact_id: e for e in events if _suppression_reason(e) is not None}
-    acting = [e for e in events if e.contact_id not in suppressing]
     exits, waits = await _plan(conn, acting, targets)
-    # Every enrollment this batch may end, locked at once in id order (as the engine always
-    # does), so two batches ending overlapping enrollments cannot deadlock.
-    ending = {t[0] for e in suppressing.values() for t in targets.get(id(e), [])}
-    await lock_rows(conn, ENROLLMENTS, sorted(ending | {e for ids in exits.values() for e in ids}))
+    # Anything to end that appeared since (an enrollment made meanwhile): locked now, in id
+    # order; on SQLite this is the whole set (a writer holds the database anyway).
+    await lock_rows(conn, ENROLLMENTS, sorted(_ending(suppressing, targets, exits) - held))
     for contact_id, event in sorted(suppressing.items()):
         reason = _suppression_reason(event)
         assert reason is not None
@@ -135,6 +143,15 @@ async def _redraft(
     return redrafting
 
 
+def _ending(
+    suppressing: dict[int, Incoming], targets: dict[int, list[Target]], exits: dict[str, list[str]]
+) -> set[str]:
+    """The enrollments a batch ends: all of a suppressed contact's, and those ``exit_on``
+    names."""
+    ending = {t[0] for e in suppressing.values() for t in targets.get(id(e), [])}
+    return ending | {e for ids in exits.values() for e in ids}
+
+
 def _suppression_reason(event: Incoming) -> str | None:
     if event.type == "unsubscribed":
         return "unsubscribed"
@@ -145,14 +162,18 @@ def _suppression_reason(event: Incoming) -> str | None:
     return None
 
 
-async def _concerned(conn: AsyncConnection, events: list[Incoming]) -> dict[int, list[Target]]:
+async def _concerned(
+    conn: AsyncConnection, events: list[Incoming], *, lock: bool = True
+) -> dict[int, list[Target]]:
     """Per event, the active enrollments it is about: the one it names, or all of its
     contact's. One query for the batch.
 
-    On PostgreSQL they are locked (in id order, as sequences.store.db.LOCK_ORDER says) before
-    their positions are read: a worker moving one of them to a ``wait ... until`` either
-    committed first (the wait is seen and woken) or waits for this batch and then sees its
-    events (sequences.engine.flow checks for them)."""
+    On PostgreSQL (unless ``lock`` is false) they are share-locked (in id order, as
+    sequences.store.db.LOCK_ORDER says) before their positions are read: a worker moving one
+    of them to a ``wait ... until`` either committed first (the wait is seen and woken) or
+    waits for this batch and then sees its events (sequences.engine.flow checks for them).
+    Other batches are not kept out: most name some of the same contacts, and an exclusive
+    lock here made them queue behind each other for their whole transaction."""
     contact_ids = sorted({e.contact_id for e in events})
     query = select(
         ENROLLMENTS.c.id,
@@ -163,8 +184,8 @@ async def _concerned(conn: AsyncConnection, events: list[Incoming]) -> dict[int,
         ENROLLMENTS.c.status == EnrollmentStatus.active,
         ENROLLMENTS.c.contact_id.in_(contact_ids),
     )
-    if conn.dialect.name == "postgresql":
-        query = query.order_by(ENROLLMENTS.c.id).with_for_update(key_share=True)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.order_by(ENROLLMENTS.c.id).with_for_update(read=True)
     rows = await conn.execute(query)
     by_contact: dict[int, list[Target]] = {}
     for row in rows:
