@@ -192,3 +192,36 @@ async def test_transaction_survives_connections_postgres_dropped(postgres_url: s
                 await transaction(held, work)
     finally:
         await engine.dispose()
+
+
+async def test_a_bucket_is_enqueued_once_until_its_time_comes(redis_db: str) -> None:
+    """The waker remembers the buckets it enqueued: a bucket still ahead is not asked of Redis
+    again, and one whose time came (arq ran and dropped its job) is enqueued anew."""
+    from datetime import UTC, datetime, timedelta
+
+    from sequences.kit.queue import QUEUE_NAME, ArqWaker, bucket_of
+    from sequences.runtime import arq_pool
+
+    pool = await arq_pool(redis_db)
+    try:
+        waker = ArqWaker(pool)
+        ahead = datetime.now(UTC) + timedelta(minutes=5)
+        await waker.wake_at([ahead])
+        assert await pool.zcard(QUEUE_NAME) == 1
+        # Gone behind its back (job and queue entry): a remembered bucket is not asked again.
+        await pool.delete(QUEUE_NAME, f"arq:job:wake:{bucket_of(ahead)}")
+        await waker.wake_at([ahead, ahead + timedelta(milliseconds=1)])
+        assert await pool.zcard(QUEUE_NAME) == 0
+        await waker.wake_at([ahead + timedelta(seconds=1)])  # another bucket is enqueued
+        assert await pool.zcard(QUEUE_NAME) == 1
+
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        await waker.wake_at([past])
+        assert await pool.zcard(QUEUE_NAME) == 2
+        job = f"arq:job:wake:{bucket_of(past)}"
+        await pool.delete(job)
+        await pool.zrem(QUEUE_NAME, f"wake:{bucket_of(past)}")  # as arq leaves a job it ran
+        await waker.wake_at([past])  # its time has come: enqueued again
+        assert await pool.zcard(QUEUE_NAME) == 2
+    finally:
+        await pool.aclose()

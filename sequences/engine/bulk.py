@@ -26,7 +26,7 @@ from sequences.engine.flow import Move, apply_moves, plan_move
 from sequences.errors import Conflict
 from sequences.store import timeline
 from sequences.store.contacts import ContactState
-from sequences.store.db import dialect_insert
+from sequences.store.db import among, dialect_insert
 from sequences.store.tables import ENROLLMENTS, EnrollmentStatus, new_id
 
 # Rows per INSERT: 11 parameters each stays under PostgreSQL's 32,767 and SQLite's 32,766.
@@ -127,7 +127,7 @@ async def _finished_before(
         return {}
     rows = await conn.execute(
         select(ENROLLMENTS.c.contact_id, ENROLLMENTS.c.id).where(
-            ENROLLMENTS.c.contact_id.in_(sorted(contact_ids)),
+            among(conn, ENROLLMENTS.c.contact_id, sorted(contact_ids)),
             ENROLLMENTS.c.sequence_id == pinned.sequence_id,
             ENROLLMENTS.c.status != EnrollmentStatus.active,
         )
@@ -193,7 +193,7 @@ async def _active(conn: AsyncConnection, lock: str, contact_ids: list[int]) -> d
         return {}
     rows = await conn.execute(
         select(ENROLLMENTS.c.contact_id, ENROLLMENTS.c.id).where(
-            ENROLLMENTS.c.contact_id.in_(sorted(set(contact_ids))),
+            among(conn, ENROLLMENTS.c.contact_id, sorted(set(contact_ids))),
             ENROLLMENTS.c.active_lock == lock,
             ENROLLMENTS.c.status == EnrollmentStatus.active,
         )

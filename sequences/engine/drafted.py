@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.engine import outbox
 from sequences.engine.outbox import Claim
+from sequences.store.db import among
 from sequences.store.tables import DRAFTS, RUNS, RunPhase, RunState
 
 
@@ -47,7 +48,7 @@ async def reach_drafted(
         rows = await conn.execute(
             update(RUNS)
             .where(
-                RUNS.c.enrollment_id.in_(sorted(ids)),
+                among(conn, RUNS.c.enrollment_id, sorted(ids)),
                 RUNS.c.step_id == step_id,
                 RUNS.c.phase == RunPhase.ahead,
                 RUNS.c.state.in_([*waiting, RunState.held, RunState.claimed]),
@@ -74,7 +75,7 @@ async def redraft(
     rows = await conn.execute(
         update(RUNS)
         .where(
-            RUNS.c.enrollment_id.in_(sorted(set(enrollment_ids))),
+            among(conn, RUNS.c.enrollment_id, sorted(set(enrollment_ids))),
             RUNS.c.phase == RunPhase.ahead,
             RUNS.c.state == RunState.ready,
             RUNS.c.send_at > now,

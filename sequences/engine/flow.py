@@ -28,7 +28,7 @@ from sequences.deps import Deps
 from sequences.engine import drafted, lifecycle, outbox
 from sequences.signals import adaptive, engagement
 from sequences.store import timeline
-from sequences.store.db import lock_rows
+from sequences.store.db import among, lock_rows
 from sequences.store.tables import CONTACTS, ENROLLMENTS, EVENTS, EnrollmentStatus
 
 MAX_HOPS = 100  # a goto loop with no email or wait in it must not spin forever
@@ -72,7 +72,7 @@ async def load_contexts(conn: AsyncConnection, enrollment_ids: list[str]) -> dic
             CONTACTS.c.attributes,
         )
         .join(CONTACTS, CONTACTS.c.id == ENROLLMENTS.c.contact_id)
-        .where(ENROLLMENTS.c.id.in_(enrollment_ids))
+        .where(among(conn, ENROLLMENTS.c.id, enrollment_ids))
     )
     contexts: dict[str, RunContext] = {}
     for row in rows.all():
@@ -182,10 +182,12 @@ async def _woken_already(
             EVENTS.c.occurred_at >= since,
             EVENTS.c.type.in_(sorted({t for *_, until in waiting for t in until})),
             or_(
-                EVENTS.c.enrollment_id.in_([ctx.enrollment_id for _, ctx, _, _ in waiting]),
+                among(
+                    conn, EVENTS.c.enrollment_id, [ctx.enrollment_id for _, ctx, _, _ in waiting]
+                ),
                 and_(
                     EVENTS.c.enrollment_id.is_(None),
-                    EVENTS.c.contact_id.in_([ctx.contact_id for _, ctx, _, _ in waiting]),
+                    among(conn, EVENTS.c.contact_id, [ctx.contact_id for _, ctx, _, _ in waiting]),
                 ),
             ),
         )

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.engine import outbox
 from sequences.store import timeline
-from sequences.store.db import dialect_insert, lock_rows
+from sequences.store.db import among, dialect_insert, lock_rows
 from sequences.store.events import Incoming, store_events
 from sequences.store.tables import (
     CONTACTS,
@@ -48,7 +48,8 @@ async def end(
     rows = await conn.execute(
         update(ENROLLMENTS)
         .where(
-            ENROLLMENTS.c.id.in_(enrollment_ids), ENROLLMENTS.c.status == EnrollmentStatus.active
+            among(conn, ENROLLMENTS.c.id, enrollment_ids),
+            ENROLLMENTS.c.status == EnrollmentStatus.active,
         )
         .values(**values)
         .returning(ENROLLMENTS.c.id)
@@ -113,7 +114,7 @@ async def suppressed(conn: AsyncConnection, email_keys: set[str]) -> dict[str, s
     """The suppression reason of each of these addresses that has one."""
     rows = await conn.execute(
         select(SUPPRESSIONS.c.email_key, SUPPRESSIONS.c.reason).where(
-            SUPPRESSIONS.c.email_key.in_(email_keys)
+            among(conn, SUPPRESSIONS.c.email_key, email_keys)
         )
     )
     return {row.email_key: row.reason for row in rows}
@@ -125,7 +126,7 @@ async def _cancel_drafts(conn: AsyncConnection, enrollment_ids: list[str]) -> No
         await conn.execute(
             update(DRAFTS)
             .where(
-                DRAFTS.c.enrollment_id.in_(enrollment_ids),
+                among(conn, DRAFTS.c.enrollment_id, enrollment_ids),
                 DRAFTS.c.status == DraftStatus.pending,
             )
             .values(status=DraftStatus.cancelled)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import BindParameter, ColumnElement, and_, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sequences.store.db import among
 from sequences.store.tables import RUNS, RunPhase, RunState
 
 DRAFTING = (RunPhase.ahead, RunPhase.late)  # rows the drafting lane claims (review.ahead)
@@ -142,7 +143,7 @@ async def unhold(conn: AsyncConnection, run_ids: list[int], now: datetime) -> li
         return []
     rows = await conn.execute(
         update(RUNS)
-        .where(RUNS.c.id.in_(run_ids), RUNS.c.state == RunState.held)
+        .where(among(conn, RUNS.c.id, run_ids), RUNS.c.state == RunState.held)
         .values(state=RunState.due, due_at=now)
         .returning(RUNS.c.id)
     )
@@ -182,7 +183,11 @@ async def expire_claims(conn: AsyncConnection, now: datetime) -> int:
         return 0
     result = await conn.execute(
         update(RUNS)
-        .where(RUNS.c.id.in_(ids), RUNS.c.state == RunState.claimed, RUNS.c.claimed_until < now)
+        .where(
+            among(conn, RUNS.c.id, ids),
+            RUNS.c.state == RunState.claimed,
+            RUNS.c.claimed_until < now,
+        )
         .values(state=RunState.due, claim_token=None, claimed_until=None)
     )
     return result.rowcount
@@ -197,7 +202,9 @@ async def renew(conn: AsyncConnection, claims: list[Claim], until: datetime) -> 
     if not ids:
         return 0
     held = select(RUNS.c.id).where(
-        RUNS.c.id.in_(ids), RUNS.c.state == RunState.claimed, RUNS.c.claim_token.in_(tokens)
+        among(conn, RUNS.c.id, ids),
+        RUNS.c.state == RunState.claimed,
+        among(conn, RUNS.c.claim_token, tokens),
     )
     if conn.dialect.name == "postgresql":
         held = held.order_by(RUNS.c.id).with_for_update(skip_locked=True)
@@ -205,7 +212,7 @@ async def renew(conn: AsyncConnection, claims: list[Claim], until: datetime) -> 
     if not locked:
         return 0
     result = await conn.execute(
-        update(RUNS).where(RUNS.c.id.in_(locked)).values(claimed_until=until)
+        update(RUNS).where(among(conn, RUNS.c.id, locked)).values(claimed_until=until)
     )
     return result.rowcount
 
@@ -216,7 +223,7 @@ async def cancel_pending(conn: AsyncConnection, enrollment_ids: list[str]) -> No
         await conn.execute(
             update(RUNS)
             .where(
-                RUNS.c.enrollment_id.in_(enrollment_ids),
+                among(conn, RUNS.c.enrollment_id, enrollment_ids),
                 RUNS.c.state.in_([RunState.due, RunState.claimed, RunState.held, RunState.ready]),
             )
             .values(state=RunState.cancelled, claim_token=None, claimed_until=None)
@@ -249,7 +256,7 @@ async def wake_waits(
     woken: list[str] = []
     for (step_id, event_type), enrollment_ids in sorted(groups.items()):
         waiting = select(RUNS.c.id).where(
-            RUNS.c.enrollment_id.in_(sorted(enrollment_ids)),
+            among(conn, RUNS.c.enrollment_id, sorted(enrollment_ids)),
             RUNS.c.step_id == step_id,
             RUNS.c.state == RunState.due,
             RUNS.c.woken_by.is_(None),
@@ -261,7 +268,7 @@ async def wake_waits(
             continue
         rows = await conn.execute(
             update(RUNS)
-            .where(RUNS.c.id.in_(ids), RUNS.c.state == RunState.due)
+            .where(among(conn, RUNS.c.id, ids), RUNS.c.state == RunState.due)
             .values(due_at=now, woken_by=event_type)
             .returning(RUNS.c.enrollment_id)
         )
@@ -323,7 +330,9 @@ async def update_held(conn: AsyncConnection, claims: list[Claim], **values: obje
         rows = await conn.execute(
             update(RUNS)
             .where(
-                RUNS.c.id.in_(ids), RUNS.c.state == RunState.claimed, RUNS.c.claim_token == token
+                among(conn, RUNS.c.id, ids),
+                RUNS.c.state == RunState.claimed,
+                RUNS.c.claim_token == token,
             )
             .values(**values)
             .returning(RUNS.c.id)

@@ -20,7 +20,7 @@ from sequences.engine import drafted, lifecycle, outbox
 from sequences.errors import Conflict
 from sequences.signals import scores
 from sequences.store import timeline
-from sequences.store.db import lock_rows
+from sequences.store.db import among, lock_rows
 from sequences.store.events import Incoming, store_events
 from sequences.store.tables import (
     ENROLLMENTS,
@@ -182,7 +182,7 @@ async def _concerned(
         ENROLLMENTS.c.position,
     ).where(
         ENROLLMENTS.c.status == EnrollmentStatus.active,
-        ENROLLMENTS.c.contact_id.in_(contact_ids),
+        among(conn, ENROLLMENTS.c.contact_id, contact_ids),
     )
     if lock and conn.dialect.name == "postgresql":
         query = query.order_by(ENROLLMENTS.c.id).with_for_update(read=True)

@@ -18,6 +18,7 @@ from sequences.errors import Invalid
 from sequences.signals.bots import bot_reason
 from sequences.store import contacts
 from sequences.store.contacts import ContactRef
+from sequences.store.db import among
 from sequences.store.events import Incoming
 from sequences.store.tables import MESSAGES
 
@@ -96,7 +97,12 @@ async def find_messages(conn: AsyncConnection, refs: set[str]) -> dict[str, Foun
             MESSAGES.c.contact_id,
             MESSAGES.c.sent_at,
             MESSAGES.c.to_addr,
-        ).where(or_(MESSAGES.c.message_id.in_(list(bracketed)), MESSAGES.c.id.in_(list(refs))))
+        ).where(
+            or_(
+                among(conn, MESSAGES.c.message_id, list(bracketed)),
+                among(conn, MESSAGES.c.id, list(refs)),
+            )
+        )
     )
     found: dict[str, Found] = {}
     for row in rows:

@@ -13,6 +13,7 @@ from agents.copy import EngagementSummary, PastStep
 from sequences.deps import Deps
 from sequences.signals import scores
 from sequences.signals.scores import ContactScore
+from sequences.store.db import among
 from sequences.store.tables import EVENTS, LINKS, MESSAGES, MessageState
 
 
@@ -80,7 +81,9 @@ async def load_many(
     by_contact: dict[int, list[tuple[str, datetime]]] = {}
     for enrollment_id, contact_id, since in enrollments:
         by_contact.setdefault(contact_id, []).append((enrollment_id, since))
-    contact_level = and_(EVENTS.c.enrollment_id.is_(None), EVENTS.c.contact_id.in_(by_contact))
+    contact_level = and_(
+        EVENTS.c.enrollment_id.is_(None), among(conn, EVENTS.c.contact_id, by_contact)
+    )
     rows = await conn.execute(
         select(
             EVENTS.c.type,
@@ -92,7 +95,7 @@ async def load_many(
             MESSAGES.c.step_id,
         )
         .outerjoin(MESSAGES, MESSAGES.c.id == EVENTS.c.message_pk)
-        .where(or_(EVENTS.c.enrollment_id.in_(found), contact_level))
+        .where(or_(among(conn, EVENTS.c.enrollment_id, found), contact_level))
         .where(EVENTS.c.is_bot.is_(False))
         .order_by(EVENTS.c.occurred_at, EVENTS.c.id)
     )
@@ -135,7 +138,7 @@ async def summaries(
                 MESSAGES.c.sent_at,
             )
             .where(
-                MESSAGES.c.enrollment_id.in_(engagements),
+                among(conn, MESSAGES.c.enrollment_id, engagements),
                 MESSAGES.c.state.in_([MessageState.sent, MessageState.unknown]),
             )
             .order_by(MESSAGES.c.created_at)
@@ -145,7 +148,7 @@ async def summaries(
     offered: dict[str, list[str]] = {}
     if ids:
         for link in await conn.execute(
-            select(LINKS.c.message_pk, LINKS.c.url).where(LINKS.c.message_pk.in_(ids))
+            select(LINKS.c.message_pk, LINKS.c.url).where(among(conn, LINKS.c.message_pk, ids))
         ):
             offered.setdefault(link.message_pk, []).append(link.url)
     history: dict[str, list[PastStep]] = {e: [] for e in engagements}

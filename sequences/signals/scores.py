@@ -22,7 +22,7 @@ from agents.bandit import ArmStats, Goal
 from sequences.definitions import registry
 from sequences.deps import Deps
 from sequences.kit.durations import parse_duration
-from sequences.store.db import dialect_insert
+from sequences.store.db import among, dialect_insert
 from sequences.store.tables import (
     CONTACT_SCORES,
     ENROLLMENTS,
@@ -140,7 +140,9 @@ async def contact_scores(
     ids = sorted(set(contact_ids))
     if not ids:
         return {}
-    rows = await conn.execute(select(CONTACT_SCORES).where(CONTACT_SCORES.c.contact_id.in_(ids)))
+    rows = await conn.execute(
+        select(CONTACT_SCORES).where(among(conn, CONTACT_SCORES.c.contact_id, ids))
+    )
     found = {r.contact_id: _from_row(r).at(now, decay) for r in rows}
     return {i: found.get(i, ContactScore()) for i in ids}
 
@@ -176,7 +178,7 @@ async def _credited(
     rows = await conn.execute(
         select(MESSAGES.c.id, MESSAGES.c.contact_id, MESSAGES.c.enrollment_id)
         .where(
-            MESSAGES.c.contact_id.in_({e.contact_id for e in loose}),
+            among(conn, MESSAGES.c.contact_id, {e.contact_id for e in loose}),
             MESSAGES.c.state == MessageState.sent,
             MESSAGES.c.sent_at >= since,
         )
@@ -208,7 +210,7 @@ async def _sent(conn: AsyncConnection, pks: set[str]) -> dict[str, Sent]:
         )
         .join(ENROLLMENTS, ENROLLMENTS.c.id == MESSAGES.c.enrollment_id)
         .join(SEQUENCES, SEQUENCES.c.id == ENROLLMENTS.c.sequence_id)
-        .where(MESSAGES.c.id.in_(sorted(pks)))
+        .where(among(conn, MESSAGES.c.id, sorted(pks)))
     )
     return {
         r.id: Sent(r.id, r.contact_id, r.enrollment_id, r.step_id, r.variant, r.key, r.version_id)
@@ -252,7 +254,7 @@ async def _update_contacts(
         dialect_insert(conn, CONTACT_SCORES).on_conflict_do_nothing(index_elements=["contact_id"]),
         [{"contact_id": i, "score": 0.0, "affinities": {}, "as_of": now} for i in ids],
     )
-    query = select(CONTACT_SCORES).where(CONTACT_SCORES.c.contact_id.in_(ids))
+    query = select(CONTACT_SCORES).where(among(conn, CONTACT_SCORES.c.contact_id, ids))
     query = query.order_by(CONTACT_SCORES.c.contact_id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
@@ -297,7 +299,11 @@ async def _count_hits(
     if not pks:
         return
     columns = [MESSAGES.c[column] for column, _ in HITS.values()]
-    query = select(MESSAGES.c.id, *columns).where(MESSAGES.c.id.in_(pks)).order_by(MESSAGES.c.id)
+    query = (
+        select(MESSAGES.c.id, *columns)
+        .where(among(conn, MESSAGES.c.id, pks))
+        .order_by(MESSAGES.c.id)
+    )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     stored = {row.id: row for row in await conn.execute(query)}
@@ -325,13 +331,13 @@ async def _flip(conn: AsyncConnection, flips: dict[str, list[str]], now: datetim
     values = {
         # Typed as the column, so the value is bound as the column's UTC datetime.
         column: case(
-            (MESSAGES.c.id.in_(ids), literal(now, MESSAGES.c[column].type)),
+            (among(conn, MESSAGES.c.id, ids), literal(now, MESSAGES.c[column].type)),
             else_=MESSAGES.c[column],
         )
         for column, ids in flips.items()
         if ids
     }
-    await conn.execute(update(MESSAGES).where(MESSAGES.c.id.in_(pks)).values(values))
+    await conn.execute(update(MESSAGES).where(among(conn, MESSAGES.c.id, pks)).values(values))
 
 
 async def count_sends(conn: AsyncConnection, sends: list[tuple[str, str, str | None]]) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.errors import Invalid
-from sequences.store.db import dialect_insert
+from sequences.store.db import among, dialect_insert
 from sequences.store.tables import CONTACTS
 
 
@@ -125,7 +125,9 @@ async def upsert_many(
     states = {r.email_key: _state(r, created=True) for r in inserted}
     older = sorted(k for k in first if k not in states)
     if older:
-        query = select(*_STATE).where(CONTACTS.c.email_key.in_(older)).order_by(CONTACTS.c.id)
+        query = (
+            select(*_STATE).where(among(conn, CONTACTS.c.email_key, older)).order_by(CONTACTS.c.id)
+        )
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
         states |= {r.email_key: _state(r, created=False) for r in await conn.execute(query)}
@@ -233,7 +235,7 @@ async def _by_key(conn: AsyncConnection, keys: list[str]) -> dict[str, ContactRe
         return {}
     rows = await conn.execute(
         select(CONTACTS.c.id, CONTACTS.c.email, CONTACTS.c.email_key).where(
-            CONTACTS.c.email_key.in_(keys)
+            among(conn, CONTACTS.c.email_key, keys)
         )
     )
     return {r.email_key: ContactRef(r.id, r.email, r.email_key) for r in rows}
@@ -244,7 +246,7 @@ async def find_many(conn: AsyncConnection, contact_ids: set[int]) -> dict[int, C
         return {}
     rows = await conn.execute(
         select(CONTACTS.c.id, CONTACTS.c.email, CONTACTS.c.email_key).where(
-            CONTACTS.c.id.in_(sorted(contact_ids))
+            among(conn, CONTACTS.c.id, sorted(contact_ids))
         )
     )
     return {r.id: ContactRef(r.id, r.email, r.email_key) for r in rows}
