@@ -100,7 +100,7 @@ def report_profile(p: Profiled, n: int) -> None:
     )
     print(
         f"   per batch          {w['begins'] / n:.2f} transactions, {w['checkouts'] / n:.2f} "
-        f"pool checkouts (each with a pre-ping), {w['connects']} new connections"
+        f"pool checkouts, {w['connects']} new connections"
     )
     for failure, count in p.failures.items():
         print(f"   ! the server logged {count} x {failure}")

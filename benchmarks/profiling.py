@@ -296,7 +296,7 @@ def report_profile(profile: pstats.Stats, q: QueryCounter, n: int, rate: float) 
     total_statements = sum(q.statements.values())
     print(
         f"   per send: {total_statements / n:.2f} statements, {q.begins / n:.2f} transactions, "
-        f"{q.checkouts / n:.2f} pool checkouts (each with a pre-ping); "
+        f"{q.checkouts / n:.2f} pool checkouts; "
         f"{q.connects} new database connections during the drain"
     )
     report_statements(q.statements, n, "send")

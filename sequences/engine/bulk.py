@@ -25,11 +25,13 @@ from sequences.engine.enrollments import active_lock, fresh_context
 from sequences.engine.flow import Move, apply_moves, plan_move
 from sequences.errors import Conflict
 from sequences.store import timeline
+from sequences.store.arrays import insert_arrays
 from sequences.store.contacts import ContactState
 from sequences.store.db import among, dialect_insert
 from sequences.store.tables import ENROLLMENTS, EnrollmentStatus, new_id
 
-# Rows per INSERT: 11 parameters each stays under PostgreSQL's 32,767 and SQLite's 32,766.
+# Rows per INSERT on SQLite: 12 parameters each stays under its 32,766 (PostgreSQL takes one
+# array per column, whatever the number of rows).
 INSERT_CHUNK = 1000
 
 
@@ -152,6 +154,15 @@ async def _insert(
         _row(pinned, lock, people[index].id, eid, positions.get(eid), now)
         for index, eid in ids.items()
     ]
+    if conn.dialect.name == "postgresql":
+        # A literal, not a parameter: the planner must see it implies the index's own.
+        conflict = "ON CONFLICT (contact_id, active_lock) WHERE status = 'active' DO NOTHING"
+        return {
+            r.id
+            for r in await insert_arrays(
+                conn, ENROLLMENTS, rows, conflict=conflict, returning=("id",)
+            )
+        }
     inserted: set[str] = set()
     for start in range(0, len(rows), INSERT_CHUNK):
         statement = (

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import BindParameter, ColumnElement, and_, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sequences.store.arrays import insert_arrays
 from sequences.store.db import among
 from sequences.store.tables import RUNS, RunPhase, RunState
 
@@ -291,21 +292,22 @@ async def schedule_many(
     event that already ended a wait (None for most)."""
     if rows:
         woken = woken_by or [None] * len(rows)
-        await conn.execute(
-            insert(RUNS),
-            [
-                {
-                    "enrollment_id": e,
-                    "step_id": s,
-                    "due_at": d,
-                    "state": RunState.due,
-                    "attempts": 0,
-                    "created_at": now,
-                    "woken_by": w,
-                }
-                for (e, s, d), w in zip(rows, woken, strict=True)
-            ],
-        )
+        values = [
+            {
+                "enrollment_id": e,
+                "step_id": s,
+                "due_at": d,
+                "state": RunState.due,
+                "attempts": 0,
+                "created_at": now,
+                "woken_by": w,
+            }
+            for (e, s, d), w in zip(rows, woken, strict=True)
+        ]
+        if len(values) > 1 and conn.dialect.name == "postgresql":
+            await insert_arrays(conn, RUNS, values)
+        else:
+            await conn.execute(insert(RUNS), values)
 
 
 async def finish_many(

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.errors import Invalid
+from sequences.store.arrays import insert_arrays
 from sequences.store.db import among, dialect_insert
 from sequences.store.tables import CONTACTS
 
@@ -116,12 +117,22 @@ async def upsert_many(
     (id order, as ``LOCK_ORDER`` asks), update the changed. One state per item, in order; an
     address given twice gets both merged in turn."""
     first = {email_key(i.email): i for i in reversed(items)}  # a new contact is created as
-    inserted = await conn.execute(  # its first mention says, so only repeats and old contacts
-        dialect_insert(conn, CONTACTS)  # get updated
-        .on_conflict_do_nothing(index_elements=["email_key"])
-        .returning(*_STATE),
-        [_new_row(key, first[key], now) for key in sorted(first)],
-    )
+    rows = [_new_row(key, first[key], now) for key in sorted(first)]  # its first mention says,
+    if len(rows) > 1 and conn.dialect.name == "postgresql":  # so only repeats and old contacts
+        inserted: Any = await insert_arrays(  # get updated
+            conn,
+            CONTACTS,
+            rows,
+            conflict="ON CONFLICT (email_key) DO NOTHING",
+            returning=tuple(c.name for c in _STATE),
+        )
+    else:
+        inserted = await conn.execute(
+            dialect_insert(conn, CONTACTS)
+            .on_conflict_do_nothing(index_elements=["email_key"])
+            .returning(*_STATE),
+            rows,
+        )
     states = {r.email_key: _state(r, created=True) for r in inserted}
     older = sorted(k for k in first if k not in states)
     if older:
