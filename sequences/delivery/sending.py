@@ -17,7 +17,7 @@ import logging
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.copy import Draft
@@ -38,6 +38,7 @@ from sequences.review import drafting, reviews, trail
 from sequences.review.ahead import hold_late
 from sequences.review.drafting import Held
 from sequences.store import timeline
+from sequences.store.arrays import insert_many
 from sequences.store.db import lock_rows, transaction
 from sequences.store.tables import (
     ENROLLMENTS,
@@ -233,11 +234,10 @@ async def _record(
             for j, d in kept
             if j.message
         ]
-        if messages:
-            await conn.execute(insert(MESSAGES), messages)
-        links = [link for job, _ in kept if job.message for link in job.message.links]
-        if links:
-            await conn.execute(insert(LINKS), links)
+        await insert_many(conn, MESSAGES, messages)
+        await insert_many(
+            conn, LINKS, [link for j, _ in kept if j.message for link in j.message.links]
+        )
         await timeline.record(conn, [_drafted_entry(job, d, now) for job, d in kept])
         await reviews.record(conn, jobs, held, now)
         due = await advance_many(conn, deps, skipped, {}) if skipped else []

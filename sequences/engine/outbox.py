@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, and_, exists, insert, or_, select, update
+from sqlalchemy import BindParameter, ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.store.arrays import insert_arrays
+from sequences.store.arrays import insert_many
 from sequences.store.db import among
 from sequences.store.tables import RUNS, RunPhase, RunState
 
@@ -304,10 +304,7 @@ async def schedule_many(
             }
             for (e, s, d), w in zip(rows, woken, strict=True)
         ]
-        if len(values) > 1 and conn.dialect.name == "postgresql":
-            await insert_arrays(conn, RUNS, values)
-        else:
-            await conn.execute(insert(RUNS), values)
+        await insert_many(conn, RUNS, values)
 
 
 async def finish_many(

@@ -22,6 +22,7 @@ from agents.bandit import ArmStats, Goal
 from sequences.definitions import registry
 from sequences.deps import Deps
 from sequences.kit.durations import parse_duration
+from sequences.store.arrays import insert_arrays
 from sequences.store.db import among, dialect_insert
 from sequences.store.tables import (
     CONTACT_SCORES,
@@ -250,10 +251,17 @@ async def _update_contacts(
     ids = sorted({e.contact_id for e in counted})
     if not ids:
         return
-    await conn.execute(
-        dialect_insert(conn, CONTACT_SCORES).on_conflict_do_nothing(index_elements=["contact_id"]),
-        [{"contact_id": i, "score": 0.0, "affinities": {}, "as_of": now} for i in ids],
-    )
+    fresh = [{"contact_id": i, "score": 0.0, "affinities": {}, "as_of": now} for i in ids]
+    if len(fresh) > 1 and conn.dialect.name == "postgresql":
+        conflict = "ON CONFLICT (contact_id) DO NOTHING"
+        await insert_arrays(conn, CONTACT_SCORES, fresh, conflict=conflict)
+    else:
+        await conn.execute(
+            dialect_insert(conn, CONTACT_SCORES).on_conflict_do_nothing(
+                index_elements=["contact_id"]
+            ),
+            fresh,
+        )
     query = select(CONTACT_SCORES).where(among(conn, CONTACT_SCORES.c.contact_id, ids))
     query = query.order_by(CONTACT_SCORES.c.contact_id)
     if conn.dialect.name == "postgresql":

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Table, TextClause, text
+from sqlalchemy import JSON, Table, TextClause, insert, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeDecorator
@@ -66,6 +66,18 @@ def _statement(
     return found
 
 
+def _defaults(table: Table, given: tuple[str, ...]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for column in table.columns:
+        default = column.default
+        if column.name in given or default is None:
+            continue
+        assert default.is_scalar, f"{table.name}.{column.name}: only scalar defaults are applied"
+        if default.arg is not None:  # type: ignore[attr-defined]
+            found[column.name] = default.arg  # type: ignore[attr-defined]
+    return found
+
+
 async def insert_arrays(
     conn: AsyncConnection,
     table: Table,
@@ -81,11 +93,14 @@ async def insert_arrays(
     assert conn.dialect.name == "postgresql", "arrays are for PostgreSQL; SQLite inserts rows"
     if not rows:
         return []
-    columns = tuple(rows[0])
+    given = tuple(rows[0])
+    # Python-side column defaults are SQLAlchemy's to apply, and this statement is raw SQL.
+    defaults = _defaults(table, given)
+    columns = given + tuple(defaults)
     statement = _statement(table, columns, conn.dialect, conflict, returning)
     params = {}
     for i, name in enumerate(columns):
-        values = [row[name] for row in rows]
+        values = [defaults[name]] * len(rows) if name in defaults else [row[name] for row in rows]
         params[f"a{i}"] = (
             [None if v is None else json.dumps(v) for v in values]
             if _is_json(table.c[name])
@@ -93,3 +108,14 @@ async def insert_arrays(
         )
     result = await conn.execute(statement, params)
     return list(result) if returning else []
+
+
+async def insert_many(
+    conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert rows (each with the same keys): arrays on PostgreSQL, an ordinary INSERT for one
+    row or on SQLite."""
+    if len(rows) > 1 and conn.dialect.name == "postgresql":
+        await insert_arrays(conn, table, rows)
+    elif rows:
+        await conn.execute(insert(table), list(rows))

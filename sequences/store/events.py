@@ -3,15 +3,14 @@ an ESP webhook, the relay's 5xx). What an event then does is ``sequences.intake.
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sequences.store.arrays import insert_arrays
 from sequences.store.db import dialect_insert
 from sequences.store.tables import EVENTS
 
@@ -64,7 +63,7 @@ async def store_events(
     ]
     # Batch order is kept: it orders events that share a time, and a retried batch repeats it.
     if conn.dialect.name == "postgresql":
-        new = await _insert_arrays(conn, rows, now)
+        new = await _insert_arrays(conn, rows)
     else:
         # One cached statement over the rows (SQLAlchemy sends them as multi-row INSERTs).
         inserted = await conn.execute(
@@ -82,42 +81,15 @@ async def store_events(
     return kept
 
 
-# PostgreSQL: one array per column, unnested in batch order, so the driver sends eleven
-# parameters instead of eleven per event; building and processing the per-row parameters of a
-# multi-row INSERT was a large share of an event batch's CPU (benchmarks/events_throughput.py).
-_ARRAYS_INSERT = text(
-    "INSERT INTO events (event_key, contact_id, enrollment_id, message_pk, type, occurred_at,"
-    " received_at, properties, is_bot, verified, source)"
-    " SELECT k, c, e, m, t, o, CAST(:received AS timestamptz), CAST(p AS jsonb), b, v, s"
-    " FROM unnest(CAST(:keys AS varchar[]), CAST(:contacts AS integer[]),"
-    " CAST(:enrollments AS varchar[]), CAST(:messages AS varchar[]), CAST(:types AS varchar[]),"
-    " CAST(:occurred AS timestamptz[]), CAST(:properties AS text[]), CAST(:bots AS boolean[]),"
-    " CAST(:verified AS boolean[]), CAST(:sources AS varchar[]))"
-    " WITH ORDINALITY AS u(k, c, e, m, t, o, p, b, v, s, n) ORDER BY n"
-    " ON CONFLICT (event_key) DO NOTHING RETURNING event_key"
-)
-
-
-async def _insert_arrays(
-    conn: AsyncConnection, rows: list[dict[str, Any]], now: datetime
-) -> set[str]:
-    def column(name: str) -> list[Any]:
-        return [row[name] for row in rows]
-
-    result = await conn.execute(
-        _ARRAYS_INSERT,
-        {
-            "received": now,
-            "keys": column("event_key"),
-            "contacts": column("contact_id"),
-            "enrollments": column("enrollment_id"),
-            "messages": column("message_pk"),
-            "types": column("type"),
-            "occurred": column("occurred_at"),
-            "properties": [json.dumps(p) for p in column("properties")],
-            "bots": column("is_bot"),
-            "verified": column("verified"),
-            "sources": column("source"),
-        },
+async def _insert_arrays(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
+    """PostgreSQL: one array per column, unnested in batch order (see store.arrays): building
+    and processing per-row parameters was a large share of an event batch's CPU
+    (benchmarks/events_throughput.py)."""
+    inserted = await insert_arrays(
+        conn,
+        EVENTS,
+        rows,
+        conflict="ON CONFLICT (event_key) DO NOTHING",
+        returning=("event_key",),
     )
-    return {key for (key,) in result}
+    return {key for (key,) in inserted}

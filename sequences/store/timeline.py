@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sequences.store.arrays import insert_many
 from sequences.store.tables import TIMELINE
 
 
@@ -29,29 +28,19 @@ def entry(
     }
 
 
-# PostgreSQL: one array per column, unnested in the entries' order (so ids follow it), as the
-# events insert does (sequences.store.events): the driver sends five parameters instead of five
-# per entry, and building those per-row parameters was a large share of a batch's CPU.
-_ARRAYS_INSERT = text(
-    "INSERT INTO timeline (enrollment_id, at, kind, step_id, detail)"
-    " SELECT e, a, k, s, CAST(d AS jsonb)"
-    " FROM unnest(CAST(:enrollments AS varchar[]), CAST(:ats AS timestamptz[]),"
-    " CAST(:kinds AS varchar[]), CAST(:steps AS varchar[]), CAST(:details AS text[]))"
-    " WITH ORDINALITY AS u(e, a, k, s, d, n) ORDER BY n"
-)
-
-
 async def record(conn: AsyncConnection, entries: Sequence[Mapping[str, Any]]) -> None:
-    if len(entries) > 1 and conn.dialect.name == "postgresql":
-        await conn.execute(
-            _ARRAYS_INSERT,
+    """In the entries' order, so their ids follow it."""
+    await insert_many(
+        conn,
+        TIMELINE,
+        [
             {
-                "enrollments": [e["enrollment_id"] for e in entries],
-                "ats": [e["at"] for e in entries],
-                "kinds": [e["kind"] for e in entries],
-                "steps": [e.get("step_id") for e in entries],
-                "details": [json.dumps(e.get("detail") or {}) for e in entries],
-            },
-        )
-    elif entries:
-        await conn.execute(insert(TIMELINE), list(entries))
+                "enrollment_id": e["enrollment_id"],
+                "at": e["at"],
+                "kind": e["kind"],
+                "step_id": e.get("step_id"),
+                "detail": e.get("detail") or {},
+            }
+            for e in entries
+        ],
+    )
