@@ -193,7 +193,7 @@ def report_throughput(m: Measured, args: argparse.Namespace) -> None:
     p = m.posted
     print(f"2. Throughput: POST /v1/events, {BATCH} events per batch")
     print(
-        f"   server             uvicorn --workers {args.workers} (asyncio loop, h11; access log "
+        f"   server             uvicorn --workers {args.workers} (uvloop, httptools; access log "
         "off), API only: no worker in it"
     )
     print(
