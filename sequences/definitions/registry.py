@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.definitions.document import EmailStep, SequenceDefinition
@@ -80,14 +80,17 @@ async def apply(conn: AsyncConnection, defn: SequenceDefinition, now: datetime) 
     return Applied(defn.key, version, vid, created=True)
 
 
+# Built once (every enrollment and event batch asks): building the expression and its cache
+# key per call cost more than running the cached statement.
+_CURRENT = (
+    select(SEQUENCES.c.id, VERSIONS.c.id.label("vid"), VERSIONS.c.version)
+    .join(VERSIONS, VERSIONS.c.sequence_id == SEQUENCES.c.id)
+    .where(SEQUENCES.c.key == bindparam("key"), VERSIONS.c.version == SEQUENCES.c.current_version)
+)
+
+
 async def current(conn: AsyncConnection, key: str) -> Pinned | None:
-    row = (
-        await conn.execute(
-            select(SEQUENCES.c.id, VERSIONS.c.id.label("vid"), VERSIONS.c.version)
-            .join(VERSIONS, VERSIONS.c.sequence_id == SEQUENCES.c.id)
-            .where(SEQUENCES.c.key == key, VERSIONS.c.version == SEQUENCES.c.current_version)
-        )
-    ).first()
+    row = (await conn.execute(_CURRENT, {"key": key})).first()
     if row is None:
         return None
     return Pinned(row.id, row.vid, row.version, await load_version(conn, row.vid))

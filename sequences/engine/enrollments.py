@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.definitions.document import EmailStep, WaitStep
@@ -126,31 +126,31 @@ def fresh_context(
     )
 
 
+# Built once, as every single enrollment runs them: the suppression reason of an address, and
+# with it the enrollment an Idempotency-Key made before (id and request hash), if any.
+_SUPPRESSION = (
+    select(SUPPRESSIONS.c.reason)
+    .where(SUPPRESSIONS.c.email_key == bindparam("email_key"))
+    .scalar_subquery()
+    .label("reason")
+)
+_EARLIER = select(ENROLLMENTS.c.id, ENROLLMENTS.c.request_hash).where(
+    ENROLLMENTS.c.idempotency_key == bindparam("key")
+)
+_GATE = select(
+    _EARLIER.with_only_columns(ENROLLMENTS.c.id).scalar_subquery().label("id"),
+    _EARLIER.with_only_columns(ENROLLMENTS.c.request_hash).scalar_subquery().label("request_hash"),
+    _SUPPRESSION,
+)
+_SUPPRESSED = select(_SUPPRESSION)
+
+
 async def _gate(conn: AsyncConnection, key: str | None, email_key: str) -> tuple[Any, str | None]:
     """In one round trip: the enrollment this Idempotency-Key made before (id, request hash),
     if any, and the address's suppression reason, if any."""
-    suppression = (
-        select(SUPPRESSIONS.c.reason)
-        .where(SUPPRESSIONS.c.email_key == email_key)
-        .scalar_subquery()
-        .label("reason")
-    )
     if key is None:
-        return None, await conn.scalar(select(suppression))
-    earlier = select(ENROLLMENTS.c.id, ENROLLMENTS.c.request_hash).where(
-        ENROLLMENTS.c.idempotency_key == key
-    )
-    row = (
-        await conn.execute(
-            select(
-                earlier.with_only_columns(ENROLLMENTS.c.id).scalar_subquery().label("id"),
-                earlier.with_only_columns(ENROLLMENTS.c.request_hash)
-                .scalar_subquery()
-                .label("request_hash"),
-                suppression,
-            )
-        )
-    ).one()
+        return None, await conn.scalar(_SUPPRESSED, {"email_key": email_key})
+    row = (await conn.execute(_GATE, {"key": key, "email_key": email_key})).one()
     return (row if row.id is not None else None), row.reason
 
 

@@ -34,7 +34,7 @@ def bucket_of(due: datetime) -> int:
 # Redis each). A job arq ran is gone (keep_result=0), so a bucket whose time has come is
 # enqueued again: a row committed after its bucket's job ran still gets a job of its own.
 RECENT_BUCKETS = 4096
-PENDING_MARGIN_MS = 20
+PENDING_MARGIN_MS = 5
 
 
 class ArqWaker:
