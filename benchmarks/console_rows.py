@@ -167,7 +167,7 @@ class Tally:
         self.counts[(sequence, step, variant or "")][counter] += 1
 
     def arms(self, sequence: str) -> dict[tuple[str, str], ArmStats]:
-        """The counts as ``scores.arm_stats`` reads them from the table."""
+        """The counts as ``stepstats.arm_stats`` reads them from the table."""
         return {
             (step, variant): ArmStats(**counts)
             for (key, step, variant), counts in self.counts.items()

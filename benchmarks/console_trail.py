@@ -38,7 +38,7 @@ from sequences.deps import Deps
 from sequences.engine.flow import RunContext
 from sequences.engine.lifecycle import SUPPRESSING_EVENTS
 from sequences.kit.durations import parse_duration
-from sequences.signals import scores
+from sequences.signals import scores, stepstats
 from sequences.signals.engagement import Engagement
 from sequences.store import timeline
 from sequences.store.events import Incoming
@@ -283,10 +283,10 @@ class Trail:
         return declared or scores.link_topic(str(happening.properties.get("url", "")))
 
     def _credit(self, happening: Happening, received: datetime) -> None:
-        if happening.type not in scores.HITS:
+        if happening.type not in stepstats.HITS:
             return
         sent = self.sent.get(happening.message or "") or self._latest(received)
-        column, counter = scores.HITS[happening.type]
+        column, counter = stepstats.HITS[happening.type]
         if sent is not None and sent.row[column] is None:
             sent.row[column] = received
             self.counted.append((sent.step_id, sent.variant, counter))

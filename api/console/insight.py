@@ -23,7 +23,7 @@ from sequences.definitions import registry
 from sequences.errors import NotFound
 from sequences.review import ahead
 from sequences.review.costs import step_costs
-from sequences.signals import counts, scores
+from sequences.signals import counts, stepstats
 from sequences.store.tables import (
     CONTACTS,
     ENROLLMENTS,
@@ -59,7 +59,7 @@ async def sequence_page(
     if pinned is None:
         raise NotFound("unknown_sequence", f"no sequence '{key}'")
     defn = pinned.definition
-    stats = await scores.arm_stats(conn, key)
+    stats = await stepstats.arm_stats(conn, key)
     found = await funnels.funnels(conn, defn, pinned.sequence_id)
     at_step, ended = await _positions(conn, pinned.sequence_id)
     recent = await _recent(conn, pinned.sequence_id)

@@ -15,7 +15,7 @@ from sequences.definitions.refusals import DefinitionError, FieldError
 from sequences.errors import Conflict, NotFound
 from sequences.review import ahead
 from sequences.review.costs import step_costs
-from sequences.signals import counts, scores
+from sequences.signals import counts, stepstats
 from sequences.store.tables import ENROLLMENTS, SEQUENCES, VERSIONS
 
 router = APIRouter(prefix="/v1/sequences", tags=["sequences"])
@@ -125,7 +125,7 @@ async def get_sequence(key: str, conn: ReadConnDep, deps: DepsDep, _: Reader) ->
         "drafting": await ahead.step_report(
             conn, pinned.sequence_id, pinned.definition, deps.settings.draft_ahead
         ),
-        "performance": scores.performance(
-            await scores.arm_stats(conn, key), pinned.definition.adapt.goal
+        "performance": stepstats.performance(
+            await stepstats.arm_stats(conn, key), pinned.definition.adapt.goal
         ),
     }

@@ -28,7 +28,7 @@ from sequences.engine import lifecycle, outbox
 from sequences.engine.flow import Finished, advance_many
 from sequences.mail.mime import split_address
 from sequences.mail.smtp import Lane, NotStartedError, SendError, UnknownOutcomeError
-from sequences.signals import scores
+from sequences.signals import stepstats
 from sequences.store.db import lock_rows, transaction
 from sequences.store.tables import ENROLLMENTS, MESSAGES, EnrollmentStatus, MessageState
 
@@ -274,7 +274,7 @@ async def _mark_sent(deps: Deps, sent: list[tuple[Job, Accepted]], recorded: set
         due = await advance_many(conn, deps, finished, signals)
         await record_sent(conn, [a for _, a in sent if a.message_pk not in recorded])
         # Last: step stats rows are hot, so their locks are held for the shortest time.
-        await scores.count_sends(
+        await stepstats.count_sends(
             conn,
             [(j.ctx.sequence_key, j.step.id, j.message.variant) for j, _ in sent if j.message],
         )

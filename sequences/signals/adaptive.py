@@ -20,7 +20,7 @@ from agents.composer import compose
 from agents.copy import CopyRequest, Draft, VariantOption
 from sequences.definitions.document import ChooseStep, EmailStep, SequenceDefinition
 from sequences.deps import Deps
-from sequences.signals import scores
+from sequences.signals import stepstats
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def checked_variant(request: CopyRequest, draft: Draft) -> tuple[Draft | None, s
 
 
 async def load_stats(conn: AsyncConnection, sequence_keys: set[str]) -> dict[str, Stats]:
-    return {key: await scores.arm_stats(conn, key) for key in sorted(sequence_keys)}
+    return {key: await stepstats.arm_stats(conn, key) for key in sorted(sequence_keys)}
 
 
 def seed(deps: Deps, enrollment_id: str, step_id: str) -> int:
@@ -123,7 +123,7 @@ async def choose_next(
 ) -> tuple[str, str, dict[str, Any]]:
     """(target, reason, logged detail) for a ``choose`` step. Each candidate stands for the
     email it leads to, so its counts are that step's over all of its variants."""
-    candidates = choose_candidates(defn, step, await scores.arm_stats(conn, defn.key))
+    candidates = choose_candidates(defn, step, await stepstats.arm_stats(conn, defn.key))
     choice = chooser(
         candidates,
         affinities,
@@ -146,7 +146,7 @@ def choose_candidates(defn: SequenceDefinition, step: ChooseStep, stats: Stats) 
         Candidate(
             id=target,
             topics=defn.topics(defn.arm_step(target)),
-            stats=scores.step_total(stats, defn.arm_step(target)),
+            stats=stepstats.step_total(stats, defn.arm_step(target)),
         )
         for target in step.choose
     ]

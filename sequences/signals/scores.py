@@ -1,27 +1,27 @@
 """Scores: what feedback teaches, kept up to date event by event.
 
-Per contact, a decayed engagement score and topic affinities (``contact_scores``). Per sequence
-step and variant, sends and the messages that drew a human click, a reply or a conversion
-(``step_stats``): the Beta posteriors the bandit samples. Both are updated incrementally in the
-transaction that stores the events; no history is rescanned.
+Per contact, a decayed engagement score and topic affinities (``contact_scores``); per sequence
+step and variant, the counts the bandit samples (``step_stats``, kept by
+sequences.signals.stepstats). Both are updated incrementally in the transaction that stores the
+events; no history is rescanned.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, case, desc, literal, select, update
+from sqlalchemy import bindparam, desc, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agents.bandit import ArmStats, Goal
 from sequences.definitions import registry
 from sequences.deps import Deps
 from sequences.kit.durations import parse_duration
+from sequences.signals import stepstats
+from sequences.signals.stepstats import Sent
 from sequences.store.arrays import insert_arrays
 from sequences.store.db import among, dialect_insert
 from sequences.store.tables import (
@@ -29,7 +29,6 @@ from sequences.store.tables import (
     ENROLLMENTS,
     MESSAGES,
     SEQUENCES,
-    STEP_STATS,
     MessageState,
 )
 
@@ -47,12 +46,6 @@ EVENT_WEIGHTS = {
     "unsubscribed": -6.0,
 }
 SOFT_BOUNCE, HARD_BOUNCE = -1.0, -5.0
-# Event type -> (the message's first-time column, the step_stats counter it feeds).
-HITS = {
-    "clicked": ("clicked_at", "clicks"),
-    "replied": ("replied_at", "replies"),
-    "converted": ("converted_at", "conversions"),
-}
 MAX_TOPICS = 20  # a contact's strongest topics kept; the faintest are dropped first
 FAINT = 0.01
 
@@ -121,19 +114,6 @@ def _strongest(affinities: dict[str, float]) -> dict[str, float]:
     return {t: v for t, v in ranked if v >= FAINT}
 
 
-@dataclass(frozen=True)
-class Sent:
-    """A sent message, as the scores see it."""
-
-    pk: str
-    contact_id: int
-    enrollment_id: str
-    step_id: str
-    variant: str | None
-    sequence_key: str
-    version_id: int
-
-
 async def contact_scores(
     conn: AsyncConnection, contact_ids: Iterable[int], now: datetime, decay: Decay
 ) -> dict[int, ContactScore]:
@@ -163,7 +143,7 @@ async def update_for(
     sent = await _sent(conn, {pk for pk in credited.values()})
     topics = {id(e): await _topics(conn, e, sent.get(credited.get(id(e), ""))) for e in events}
     await _update_contacts(conn, Decay.of(deps), events, topics, now)
-    await _count_hits(conn, events, credited, sent, now)
+    await stepstats.count_hits(conn, events, credited, sent, now)
 
 
 async def _credited(
@@ -284,131 +264,4 @@ async def _update_contacts(
             | {"as_of": s.as_of}
             for i, s in sorted(current.items())
         ],
-    )
-
-
-async def _count_hits(
-    conn: AsyncConnection,
-    events: list[Incoming],
-    credited: dict[int, str],
-    sent: dict[str, Sent],
-    now: datetime,
-) -> None:
-    """A message counts once per kind: the first click, reply or conversion flips its column.
-
-    Two statements whatever the kinds: the messages read (locked in id order on PostgreSQL,
-    so batches never deadlock and the columns read stay true), then one UPDATE that sets the
-    columns still empty."""
-    wanted = {
-        column: {credited[id(e)] for e in events if e.type == kind and id(e) in credited}
-        for kind, (column, _) in HITS.items()
-    }
-    pks = sorted(set().union(*wanted.values()))
-    if not pks:
-        return
-    columns = [MESSAGES.c[column] for column, _ in HITS.values()]
-    query = (
-        select(MESSAGES.c.id, *columns)
-        .where(among(conn, MESSAGES.c.id, pks))
-        .order_by(MESSAGES.c.id)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    stored = {row.id: row for row in await conn.execute(query)}
-    flips = {
-        column: sorted(
-            pk for pk in wanted[column] if pk in stored and stored[pk]._mapping[column] is None
-        )
-        for column, _ in HITS.values()
-    }
-    await _flip(conn, flips, now)
-    bumps: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
-    for column, counter in HITS.values():
-        for pk in flips[column]:
-            if pk in sent:
-                key = (sent[pk].sequence_key, sent[pk].step_id, sent[pk].variant or "")
-                bumps[key][counter] = bumps[key].get(counter, 0) + 1
-    await bump(conn, bumps)
-
-
-async def _flip(conn: AsyncConnection, flips: dict[str, list[str]], now: datetime) -> None:
-    """Set each column to ``now`` on its messages, in one UPDATE (CASE per column)."""
-    pks = sorted({pk for ids in flips.values() for pk in ids})
-    if not pks:
-        return
-    values = {
-        # Typed as the column, so the value is bound as the column's UTC datetime.
-        column: case(
-            (among(conn, MESSAGES.c.id, ids), literal(now, MESSAGES.c[column].type)),
-            else_=MESSAGES.c[column],
-        )
-        for column, ids in flips.items()
-        if ids
-    }
-    await conn.execute(update(MESSAGES).where(among(conn, MESSAGES.c.id, pks)).values(values))
-
-
-async def count_sends(conn: AsyncConnection, sends: list[tuple[str, str, str | None]]) -> None:
-    """(sequence, step, variant) of each message just sent."""
-    bumps: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
-    for sequence_key, step_id, variant in sends:
-        key = (sequence_key, step_id, variant or "")
-        bumps[key]["sends"] = bumps[key].get("sends", 0) + 1
-    await bump(conn, bumps)
-
-
-async def bump(conn: AsyncConnection, bumps: dict[tuple[str, str, str], dict[str, int]]) -> None:
-    """Add to step_stats counters, creating rows as needed; keys in order against deadlocks."""
-    if not bumps:
-        return
-    counters = ("sends", "clicks", "replies", "conversions")
-    insert = dialect_insert(conn, STEP_STATS)
-    statement = insert.on_conflict_do_update(
-        index_elements=["sequence_key", "step_id", "variant"],
-        set_={c: STEP_STATS.c[c] + insert.excluded[c] for c in counters},
-    )
-    rows = [
-        {"sequence_key": s, "step_id": step, "variant": v} | {c: add.get(c, 0) for c in counters}
-        for (s, step, v), add in sorted(bumps.items())
-    ]
-    await conn.execute(statement, rows)
-
-
-async def arm_stats(conn: AsyncConnection, sequence_key: str) -> dict[tuple[str, str], ArmStats]:
-    """(step, variant or '') -> counts for one sequence."""
-    rows = await conn.execute(select(STEP_STATS).where(STEP_STATS.c.sequence_key == sequence_key))
-    return {
-        (r.step_id, r.variant): ArmStats(
-            sends=r.sends, clicks=r.clicks, replies=r.replies, conversions=r.conversions
-        )
-        for r in rows
-    }
-
-
-def performance(stats: dict[tuple[str, str], ArmStats], goal: Goal) -> dict[str, Any]:
-    """Per step, per variant ('-' for none): the counts and the posterior means of each rate
-    and of the goal's value, as the bandit sees them."""
-    view: dict[str, Any] = {}
-    for (step_id, variant), s in sorted(stats.items()):
-        rates = {
-            f"{metric}_rate": round(a / (a + b), 4)
-            for metric in ("clicks", "replies", "conversions")
-            for a, b in [s.posterior(metric)]
-        }
-        view.setdefault(step_id, {})[variant or "-"] = {
-            **s.model_dump(),
-            **rates,
-            "value": round(s.mean(goal), 4),
-        }
-    return view
-
-
-def step_total(stats: dict[tuple[str, str], ArmStats], step_id: str) -> ArmStats:
-    """A step's counts over all its variants."""
-    parts = [s for (step, _), s in stats.items() if step == step_id]
-    return ArmStats(
-        sends=sum(p.sends for p in parts),
-        clicks=sum(p.clicks for p in parts),
-        replies=sum(p.replies for p in parts),
-        conversions=sum(p.conversions for p in parts),
     )
