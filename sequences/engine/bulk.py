@@ -17,12 +17,11 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.definitions.document import EmailStep, WaitStep
 from sequences.definitions.registry import Pinned
 from sequences.deps import Deps
 from sequences.engine import lifecycle
 from sequences.engine.enrollments import active_lock, fresh_context
-from sequences.engine.flow import Move, apply_moves, plan_move
+from sequences.engine.flow import Move, apply_moves, plan_move, plans_alone
 from sequences.errors import Conflict
 from sequences.store import timeline
 from sequences.store.arrays import insert_arrays
@@ -60,9 +59,8 @@ async def enroll_many(
             chosen[person.id] = index
     ids = {index: new_id("enr") for index in chosen.values()}
     lock = active_lock(pinned)
-    # An email or a wait first: the moves read nothing, so they are planned before the insert
-    # and each row is written at its step (no UPDATE after), as a single enrollment does.
-    placed = isinstance(pinned.definition.steps[0], EmailStep | WaitStep)
+    # Planned before the insert where the first step allows, so each row is written at its step.
+    placed = plans_alone(pinned.definition.steps[0])
     planned = {
         index: await _first_move(conn, deps, pinned, people[index], eid, now, source)
         for index, eid in sorted(ids.items())

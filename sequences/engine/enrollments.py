@@ -9,10 +9,16 @@ from typing import Any
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sequences.definitions.document import EmailStep, WaitStep
 from sequences.definitions.registry import Pinned
 from sequences.deps import Deps
-from sequences.engine.flow import Move, RunContext, apply_moves, load_context, plan_move
+from sequences.engine.flow import (
+    Move,
+    RunContext,
+    apply_moves,
+    load_context,
+    plan_move,
+    plans_alone,
+)
 from sequences.errors import Conflict
 from sequences.store import timeline
 from sequences.store.contacts import ContactState
@@ -62,11 +68,8 @@ async def enroll(
         timeline.entry(enrollment_id, now, "enrolled", None, version=pinned.version, source=source)
     ]
     first = pinned.definition.steps[0]
-    # An email or a wait first: its move reads nothing, so it is planned before the insert and
-    # the row is written at its step (no UPDATE after). Control steps read engagement and may
-    # record a choice against the enrollment, so they are planned once it exists.
-    early: Move | None = None
-    if contact is not None and isinstance(first, EmailStep | WaitStep):
+    early: Move | None = None  # planned before the insert, so the row is written at its step
+    if contact is not None and plans_alone(first):
         ctx = fresh_context(pinned, contact, enrollment_id, now)
         early = await plan_move(conn, deps, ctx, first.id, now, entries)
     # No row back: the exclusive group's active index or the Idempotency-Key's unique one
@@ -93,17 +96,16 @@ async def enroll(
     )
     if inserted is None:
         return await _clash(conn, contact_id, lock, idempotency_key, request_hash)
-    if early is not None:
-        wake = await apply_moves(conn, [early], now, placed=early.schedule is not None)
-        return Enrolled(enrollment_id, False, wake, early, contact, now)
-    loaded = (
-        fresh_context(pinned, contact, enrollment_id, now)
-        if contact is not None
-        else await load_context(conn, enrollment_id)
-    )
-    assert loaded is not None
-    move = await plan_move(conn, deps, loaded, first.id, now, entries)
-    wake = await apply_moves(conn, [move], now)
+    move = early
+    if move is None:
+        loaded = (
+            fresh_context(pinned, contact, enrollment_id, now)
+            if contact is not None
+            else await load_context(conn, enrollment_id)
+        )
+        assert loaded is not None
+        move = await plan_move(conn, deps, loaded, first.id, now, entries)
+    wake = await apply_moves(conn, [move], now, placed=early is not None)
     return Enrolled(enrollment_id, False, wake, move, contact, now)
 
 
@@ -166,13 +168,7 @@ def _replayed(row: Any, request_hash: str | None) -> Enrolled:
 
 
 async def _replay(conn: AsyncConnection, key: str, request_hash: str | None) -> Enrolled | None:
-    row = (
-        await conn.execute(
-            select(ENROLLMENTS.c.id, ENROLLMENTS.c.request_hash).where(
-                ENROLLMENTS.c.idempotency_key == key
-            )
-        )
-    ).first()
+    row = (await conn.execute(_EARLIER, {"key": key})).first()
     return None if row is None else _replayed(row, request_hash)
 
 

@@ -21,6 +21,7 @@ from sequences.definitions.document import (
     ExitStep,
     GotoStep,
     SequenceDefinition,
+    Step,
     WaitStep,
 )
 from sequences.definitions.sandbox import SandboxError, evaluate_condition
@@ -234,16 +235,11 @@ def _concerns(row: Any, ctx: RunContext) -> bool:
     return bool(row.contact_id == ctx.contact_id)
 
 
-async def move_to(
-    conn: AsyncConnection,
-    deps: Deps,
-    ctx: RunContext,
-    target: str | None,
-    now: datetime,
-    entries: list[dict[str, Any]],
-) -> list[datetime]:
-    """Resolve control steps from ``target`` on, then schedule the email or wait it lands on."""
-    return await apply_moves(conn, [await plan_move(conn, deps, ctx, target, now, entries)], now)
+def plans_alone(step: Step) -> bool:
+    """An email or a wait: a move onto it reads nothing from the database, so an enrollment's
+    first move can be planned before its row exists and the row written at its step. Control
+    steps read engagement and may record a choice against the enrollment."""
+    return isinstance(step, EmailStep | WaitStep)
 
 
 @dataclass

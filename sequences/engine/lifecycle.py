@@ -106,10 +106,6 @@ def may_send(
     return and_(exists(active), ~exists(barred))
 
 
-async def is_suppressed(conn: AsyncConnection, email_key: str) -> str | None:
-    return (await suppressed(conn, {email_key})).get(email_key)
-
-
 async def suppressed(conn: AsyncConnection, email_keys: set[str]) -> dict[str, str]:
     """The suppression reason of each of these addresses that has one."""
     rows = await conn.execute(
