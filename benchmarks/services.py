@@ -113,6 +113,17 @@ async def in_own_database(
         flush_redis(args.redis_url)
 
 
+# Settings a benchmark run takes from its own environment, to compare one value against another.
+TUNABLE = frozenset(
+    {
+        "SMTP_POOL_SIZE",
+        "DRIPLINE_CLAIM_BATCH",
+        "DRIPLINE_PARALLEL_BATCHES",
+        "DRIPLINE_EVENT_TRANSACTIONS",
+    }
+)
+
+
 def settings_env(
     db: Database, redis_url: str, data_dir: str, *, smtp: tuple[str, int] | None = None
 ) -> dict[str, str]:
@@ -128,7 +139,7 @@ def settings_env(
     }
     if smtp is not None:
         env |= {"SMTP_HOST": smtp[0], "SMTP_PORT": str(smtp[1])}
-    return env
+    return env | {k: v for k, v in os.environ.items() if k in TUNABLE}
 
 
 # --------------------------------------------------------------------------- the API server

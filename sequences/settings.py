@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     smtp_local_hostname: str | None = Field(
         None, alias="SMTP_LOCAL_HOSTNAME", description="The name we greet the relay with (EHLO)."
     )
-    smtp_pool_size: int = Field(8, alias="SMTP_POOL_SIZE")
+    smtp_pool_size: int = Field(16, alias="SMTP_POOL_SIZE", gt=0)
     smtp_rate_per_second: float = Field(2000.0, alias="SMTP_RATE_PER_SECOND")
 
     dkim_selector: str = Field("dripline", alias="DKIM_SELECTOR")

@@ -195,3 +195,66 @@ async def test_capture_records_mail_from_and_acceptance_times(tmp_path: Path) ->
             await client.close()
         [transaction] = slow.transactions()
     assert transaction.accepted_at - transaction.mail_at >= 0.2  # RCPT waited in between
+
+
+async def test_dot_lines_and_stray_line_ends_arrive_as_written(
+    capture: CaptureServer, mailer: SmtpMailer
+) -> None:
+    """The mailer prepares DATA itself: a line starting with "." goes doubled and comes out
+    single at the relay, a lone "." line does not end the message early, and lone LF or CR
+    line ends travel as CRLF."""
+    _, data = message("zoe@example.test")
+    head, _, body = data.partition(b"\r\n\r\n")
+    odd = b".starts with a dot\r\n.\r\n..two\r\nlone lf\nlone cr\rlast, no line end"
+    await mailer.send(SENDER, "zoe@example.test", head + b"\r\n\r\n" + odd + b"\r\n" + body)
+    await mailer.send(SENDER, "zoe@example.test", b".")  # a message of a single dot
+    first, second = capture.messages()
+    wanted = odd.replace(b"lone lf\n", b"lone lf\r\n").replace(b"lone cr\r", b"lone cr\r\n")
+    assert first.raw == head + b"\r\n\r\n" + wanted + b"\r\n" + body
+    assert second.raw == b".\r\n"
+
+
+class _RefusingData:
+    """An aiosmtpd handler that takes MAIL and RCPT, then refuses every message's content."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.seen = 0
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        self.seen += 1
+        return self.code
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "code"),
+    [
+        ("554 5.6.0 Message refused", PermanentSendError, 554),
+        ("451 4.3.0 Queue full", TemporarySendError, 451),
+    ],
+)
+async def test_a_refused_message_raises_at_the_data_stage(
+    reply: str, error: type[Exception], code: int
+) -> None:
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    handler = _RefusingData(reply)
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        client = SmtpMailer("127.0.0.1", port, pool_size=1, timeout=5, local_hostname="t")
+        try:
+            for attempt in (1, 2):
+                with pytest.raises(error) as caught:
+                    await client.send(SENDER, "zoe@example.test", message("zoe@example.test")[1])
+                assert isinstance(caught.value, PermanentSendError | TemporarySendError)
+                assert (caught.value.code, caught.value.stage) == (code, "data")
+                assert handler.seen == attempt
+            assert client.connections_opened == 1  # RSET after the refusal kept it usable
+        finally:
+            await client.close()
+    finally:
+        controller.stop()

@@ -211,7 +211,11 @@ def _relaxed_header(name: bytes, value: bytes) -> bytes:
 def _relaxed_body(body: bytes) -> bytes:
     # RFC 6376 3.4.4 strips trailing WSP, then collapses runs; collapsing first leaves at most
     # one trailing space per line, which a plain replace removes at C speed. Same result.
-    body = _WSP_TO_COLLAPSE.sub(b" ", body).replace(b" \r\n", _CRLF)
+    # Two substring tests at C speed skip the regex scan for a body that has nothing to
+    # collapse: ours, encoded 7bit or quoted-printable, never does.
+    if b"\t" in body or b"  " in body:
+        body = _WSP_TO_COLLAPSE.sub(b" ", body)
+    body = body.replace(b" \r\n", _CRLF)
     end = len(body)
     while body.endswith(_CRLF, 0, end):
         end -= 2

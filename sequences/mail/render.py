@@ -135,10 +135,11 @@ class LayoutRenderer:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        compiled = _CompiledLayout(
-            template=self._env.from_string(_compile_mjml(layout, source)),
-            version=digest[:_VERSION_CHARS],
-        )
+        template = self._env.from_string(_compile_mjml(layout, source))
+        # Jinja copies a template's globals into every render's context; as the ChainMap over
+        # the environment's it is, iterating them took ~3% of a send. The globals never change.
+        template.globals = dict(template.globals)
+        compiled = _CompiledLayout(template=template, version=digest[:_VERSION_CHARS])
         self.compile_count += 1
         self._cache[key] = compiled
         logger.info("compiled layout %s version %s", layout, compiled.version)

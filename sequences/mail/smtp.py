@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 # Replies that mean the server is closing the session: the connection is useless afterwards.
 _CLOSING_CODES = frozenset({421})
+_START_INPUT = 354
+_COMPLETED = 250
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 class SendError(Exception):
@@ -143,6 +147,7 @@ class SmtpMailer:
         """
         if self._closed:
             raise RuntimeError("SmtpMailer is closed")
+        wire = _wire(data)
         async with self._slots:
             conn = await self._checkout()
             if start is not None:
@@ -154,7 +159,7 @@ class SmtpMailer:
                 stage = "rcpt"
                 await conn.client.rcpt(recipient)
                 stage = "data"
-                reply = await conn.client.data(data)
+                reply = await _data(conn.client, wire, self._timeout)
                 keep = True
                 return reply.message
             except aiosmtplib.SMTPResponseException as exc:
@@ -239,6 +244,42 @@ class SmtpMailer:
         self.connections_opened += 1
         logger.debug("opened SMTP connection to %s:%s", self._host, self._port)
         return _Connection(client=client, last_used=time.monotonic())
+
+
+def _wire(data: bytes) -> bytes:
+    """The DATA payload as SMTP carries it (RFC 5321 4.5.2): CRLF line ends, a "." that starts
+    a line doubled, the "." line that ends the message. aiosmtplib's ``data()`` runs two regex
+    substitutions over every line for this (~10% of a send's CPU); a message we built already
+    has CRLF line ends, which three counts confirm at C speed, and stuffing is one replace."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = _LINE_END.sub(b"\r\n", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    if data.startswith(b"."):
+        data = b"." + data
+    return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
+
+async def _data(client: aiosmtplib.SMTP, wire: bytes, limit: float) -> aiosmtplib.SMTPResponse:
+    """DATA, then the prepared payload (``_wire``), then the relay's verdict on it; each reply
+    within ``limit`` seconds, as aiosmtplib's own commands."""
+    start = await client.execute_command(b"DATA", timeout=limit)
+    if start.code != _START_INPUT:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    try:
+        # No await between the write and read_response: the reply cannot arrive unexpected.
+        protocol.write(wire)
+        reply = await protocol.read_response(timeout=limit)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        client.close()  # half a message may be on the wire: the session is unusable
+        raise
+    if reply.code != _COMPLETED:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return reply
 
 
 def _classify(code: int | None, message: str, stage: str) -> SendError:
