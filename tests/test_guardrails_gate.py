@@ -137,6 +137,31 @@ def test_the_recipients_own_address_may_be_quoted_but_no_other() -> None:
     assert_passes(allowed_links(own, request), "allowed_links")
     other = make_draft("Write to deals@acme.io for a better price.")
     assert_fails(allowed_links(other, request), "allowed_links", "acme.io")
+    # In any case and more than once, ASCII or not (the two ways the address is blanked out).
+    twice = make_draft("Sent to DANA@Acme.IO, and a copy to dana@acme.io.")
+    assert_passes(allowed_links(twice, request), "allowed_links")
+    accented = make_request(contact={"first_name": "Zoë", "email": "zoë@acme.io"})
+    assert_passes(
+        allowed_links(make_draft("Zoë, it goes to ZOË@ACME.IO."), accented), "allowed_links"
+    )
+    assert_fails(
+        allowed_links(make_draft("Zoë, it goes to zoe@acme.io."), accented), "allowed_links"
+    )
+
+
+@pytest.mark.parametrize(
+    ("sentence", "offer"),
+    [
+        ("Get 20% OFF today.", "% off"),  # upper case: the word check reads lower-cased text
+        ("Ask us for a plan extension.", "trial extension"),
+        ("A di\u017fcount for your team.", "discount"),  # a long s: not ASCII, scanned in full
+        ("Zo\u00eb, your team gets a discount.", "discount"),
+    ],
+)
+def test_an_offer_is_found_in_any_case_and_script(sentence: str, offer: str) -> None:
+    assert_fails(
+        no_unbacked_offers(make_draft(sentence), make_request()), "no_unbacked_offers", offer
+    )
 
 
 def test_control_characters_in_the_copy_fail() -> None:
