@@ -70,6 +70,7 @@ def serve(
 @app.command("worker")
 def run_worker() -> None:
     """Run a worker against REDIS_URL and DATABASE_URL (scale out with more of these)."""
+    from sequences.runtime import settle_heap
     from sequences.worker import build_worker, request_stop
 
     settings = Settings()
@@ -89,6 +90,7 @@ def run_worker() -> None:
     async def main() -> None:
         # arq binds the worker to the loop it is built in, so build it inside the running loop.
         worker = build_worker(settings, redis_url=redis_url, smtp=smtp)
+        settle_heap()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, request_stop, worker, signum)

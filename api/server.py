@@ -15,6 +15,7 @@ from agents.devserver import QuietServer
 from api.app import create_app
 from sequences.embedded import Embedded, Endpoints
 from sequences.mail.capture import RejectRule
+from sequences.runtime import settle_heap
 from sequences.settings import Settings
 from sequences.worker import build_worker, stop_worker
 
@@ -64,6 +65,7 @@ async def running(
 
 async def serve_forever(settings: Settings, *, host: str, port: int, with_worker: bool) -> None:
     async with running(settings, host=host, port=port, with_worker=with_worker) as run:
+        settle_heap()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, setattr, run.server, "should_exit", True)

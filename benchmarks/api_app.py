@@ -23,6 +23,7 @@ from fastapi import APIRouter, FastAPI, Request
 
 from api.app import create_app
 from benchmarks.profiling import QueryCounter
+from sequences.runtime import settle_heap
 from sequences.settings import Settings
 
 PROFILE_ENV = "DRIPLINE_BENCH_PROFILE"
@@ -36,6 +37,7 @@ def create() -> FastAPI:
     out = os.environ.get(PROFILE_ENV)
     if out:
         app.include_router(_profile_router(out))
+    settle_heap()  # as `dripline serve` does
     return app
 
 

@@ -230,7 +230,7 @@ async def drain(deps: Any, sink: Sink, n: int, offset: int, *, profile: bool) ->
 async def measure_engine(
     sink: Sink, n: int, admin_url: str, redis_url: str, *, profile: bool, workers: int = 1
 ) -> tuple[list[EngineResult], list[scale_out.Phase]]:
-    from sequences.runtime import open_deps
+    from sequences.runtime import open_deps, settle_heap
     from sequences.settings import Settings
 
     db = await create_database(admin_url)
@@ -245,6 +245,7 @@ async def measure_engine(
                 if deps.signers is None or deps.limiter is None:
                     raise RuntimeError("open_deps built no DKIM signers or rate limiter")
                 await warm_up(deps)
+                settle_heap()  # as `dripline worker` does
                 results = [await drain(deps, sink, n, 0, profile=False)]
                 if profile:
                     results.append(await drain(deps, sink, n, n, profile=True))

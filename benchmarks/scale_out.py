@@ -68,7 +68,7 @@ async def run_phase(env: dict[str, str], processes: int) -> tuple[float, float, 
 async def _serve() -> None:
     """The child: a worker's dependencies, then run_due until nothing is due."""
     from sequences.runner import run_due
-    from sequences.runtime import open_deps
+    from sequences.runtime import open_deps, settle_heap
     from sequences.settings import Settings
 
     settings = Settings()
@@ -78,6 +78,7 @@ async def _serve() -> None:
     async with open_deps(
         settings, redis_url=settings.redis_url, smtp=smtp, run_migrations=False
     ) as deps:
+        settle_heap()  # as `dripline worker` does
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         total, cpu = 0, time.process_time()

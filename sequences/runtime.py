@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
@@ -25,6 +26,20 @@ from sequences.settings import Settings
 from sequences.store import migrate
 from sequences.store.db import dialect_insert, make_engine, read_only
 from sequences.store.tables import META
+
+# Young-generation collections every 50,000 allocations instead of 700: a send batch or an
+# event batch allocates tens of thousands of short-lived objects, and the default thresholds
+# ran ~450 collections per 1,000 sends (0.4 s of a 5 s drain in the send benchmark).
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def settle_heap() -> None:
+    """For a long-running API or worker process, once it is set up: what exists now (modules,
+    compiled statements, templates) is frozen out of the collector's scans, and young
+    collections run less often. Not for tests or one-off commands, which build many apps."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def clock_anchor(engine: AsyncEngine, day_seconds: float, now: datetime) -> SequenceTime:
