@@ -133,3 +133,28 @@ def test_cli_errors_are_messages(cli_env: Path, monkeypatch: pytest.MonkeyPatch)
     assert down.exit_code == 2
     assert "cannot use the database at postgresql+asyncpg://nobody:***@127.0.0.1:1/x" in down.output
     assert "secret" not in down.output
+
+
+def test_a_settled_process_collects_less_often_and_keeps_what_it_frees() -> None:
+    """settle_heap, as `dripline serve` and `dripline worker` call it once set up: the
+    collector's thresholds change and the objects alive then are frozen out of its scans;
+    cyclic garbage made afterwards is still collected. Run in a child, so this test process
+    keeps the default collector."""
+    script = """
+import gc, weakref
+from sequences.runtime import GC_THRESHOLDS, settle_heap
+settle_heap()
+assert gc.get_threshold() == GC_THRESHOLDS, gc.get_threshold()
+assert gc.get_freeze_count() > 10_000, gc.get_freeze_count()
+class Node: pass
+a, b = Node(), Node()
+a.other, b.other = b, a
+gone = weakref.ref(a)
+del a, b
+gc.collect()
+assert gone() is None
+print("settled")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "settled"
