@@ -120,6 +120,7 @@ TUNABLE = frozenset(
         "DRIPLINE_CLAIM_BATCH",
         "DRIPLINE_PARALLEL_BATCHES",
         "DRIPLINE_EVENT_TRANSACTIONS",
+        "DRIPLINE_DB_POOL_SIZE",
     }
 )
 

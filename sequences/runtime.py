@@ -90,7 +90,7 @@ async def open_deps(
 ) -> AsyncIterator[Deps]:
     """Everything one process needs, closed again on exit. ``smtp`` makes it able to send."""
     clock = clock or SystemClock()
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
     if settings.resolved_database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     if run_migrations:

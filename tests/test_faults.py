@@ -194,6 +194,50 @@ async def test_transaction_survives_connections_postgres_dropped(postgres_url: s
         await engine.dispose()
 
 
+async def test_a_process_keeps_as_many_connections_as_it_has_work_in_flight(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """``DRIPLINE_DB_POOL_SIZE`` connections stay open between requests: a second wave of as
+    many concurrent transactions opens none. With a pool smaller than the work in flight, every
+    checkout past it opened a connection and closed it on return (~15 a second in the single
+    enrollment benchmark)."""
+    import asyncio
+
+    from sqlalchemy import event, text
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from sequences.store.db import make_engine, transaction
+
+    settings = make_settings(tmp_path, postgres_url, DRIPLINE_DB_POOL_SIZE=4)
+    engine = make_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    opened: list[int] = []
+    event.listen(engine.sync_engine, "connect", lambda *_: opened.append(1))
+
+    async def four_at_once() -> None:
+        release, holding = asyncio.Event(), []
+
+        async def hold(conn: AsyncConnection) -> None:
+            await conn.execute(text("SELECT 1"))
+            holding.append(1)
+            await release.wait()
+
+        async def all_holding() -> bool:
+            return len(holding) == 4
+
+        tasks = [asyncio.create_task(transaction(engine, hold)) for _ in range(4)]
+        await eventually(all_holding)
+        release.set()
+        await asyncio.gather(*tasks)
+
+    try:
+        await four_at_once()
+        assert len(opened) == 4
+        await four_at_once()
+        assert len(opened) == 4  # the second wave found them all in the pool
+    finally:
+        await engine.dispose()
+
+
 async def test_a_bucket_is_enqueued_once_until_its_time_comes(redis_db: str) -> None:
     """The waker remembers the buckets it enqueued: a bucket still ahead is not asked of Redis
     again, and one whose time came (arq ran and dropped its job) is enqueued anew."""
