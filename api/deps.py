@@ -56,7 +56,7 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
             raise HTTPException(
                 401, "missing bearer API key", headers={"WWW-Authenticate": "Bearer"}
             )
-        async with deps.reader.connect() as conn:
+        async with deps.lookups.connect() as conn:
             principal = await authenticate(conn, secret)
         if principal is None:
             raise HTTPException(

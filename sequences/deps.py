@@ -24,6 +24,7 @@ class Deps:
     settings: Settings
     engine: AsyncEngine
     reader: AsyncEngine  # the same pool, for read-only work (see sequences.store.db.read_only)
+    lookups: AsyncEngine  # the same pool, for one read statement (sequences.store.db.lookups)
     redis: Redis
     clock: Clock
     seqtime: SequenceTime

@@ -24,7 +24,7 @@ from sequences.review.checkpoints import open_checkpointer
 from sequences.review.modelbudget import ModelBudget
 from sequences.settings import Settings
 from sequences.store import migrate
-from sequences.store.db import dialect_insert, make_engine, read_only
+from sequences.store.db import dialect_insert, lookups, make_engine, read_only
 from sequences.store.tables import META
 
 # Young-generation collections every 50,000 allocations instead of 700: a send batch or an
@@ -105,6 +105,7 @@ async def open_deps(
         settings=settings,
         engine=engine,
         reader=read_only(engine),
+        lookups=lookups(engine),
         redis=pool,
         clock=clock,
         seqtime=await clock_anchor(engine, settings.day_seconds, clock.now()),
