@@ -238,6 +238,28 @@ async def test_a_process_keeps_as_many_connections_as_it_has_work_in_flight(
         await engine.dispose()
 
 
+async def test_a_lookup_runs_outside_a_transaction_and_leaves_the_pool_as_it_was(
+    postgres_url: str,
+) -> None:
+    """``lookups`` (the API key's SELECT) runs in autocommit: each statement is its own
+    transaction, so now() moves with the statement. The same pooled connection taken through
+    the engine afterwards is in a transaction again, where now() stays at its start."""
+    from sqlalchemy import text
+
+    from sequences.store.db import lookups, make_engine, read_only
+
+    engine = make_engine(postgres_url, pool_size=1)
+    moved = text("SELECT pg_sleep(0.01), now() = statement_timestamp() AS same")
+    try:
+        for used, in_autocommit in ((lookups(engine), True), (read_only(engine), False)):
+            async with used.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                same = (await conn.execute(moved)).one().same
+            assert same is in_autocommit
+    finally:
+        await engine.dispose()
+
+
 async def test_a_bucket_is_enqueued_once_until_its_time_comes(redis_db: str) -> None:
     """The waker remembers the buckets it enqueued: a bucket still ahead is not asked of Redis
     again, and one whose time came (arq ran and dropped its job) is enqueued anew."""
