@@ -242,20 +242,20 @@ async def test_a_lookup_runs_outside_a_transaction_and_leaves_the_pool_as_it_was
     postgres_url: str,
 ) -> None:
     """``lookups`` (the API key's SELECT) runs in autocommit: each statement is its own
-    transaction, so now() moves with the statement. The same pooled connection taken through
-    the engine afterwards is in a transaction again, where now() stays at its start."""
+    transaction, so now() moves from one statement to the next. The same pooled connection
+    taken through the engine afterwards is in a transaction again, where now() stays put."""
     from sqlalchemy import text
 
     from sequences.store.db import lookups, make_engine, read_only
 
     engine = make_engine(postgres_url, pool_size=1)
-    moved = text("SELECT pg_sleep(0.01), now() = statement_timestamp() AS same")
     try:
         for used, in_autocommit in ((lookups(engine), True), (read_only(engine), False)):
             async with used.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-                same = (await conn.execute(moved)).one().same
-            assert same is in_autocommit
+                first = await conn.scalar(text("SELECT now()"))
+                await conn.execute(text("SELECT pg_sleep(0.01)"))
+                second = await conn.scalar(text("SELECT now()"))
+            assert (second > first) is in_autocommit
     finally:
         await engine.dispose()
 
