@@ -144,3 +144,20 @@ def test_expressions_survive_mjml_parsing(tmp_path: Path) -> None:
     rendered = render(LayoutRenderer(tmp_path), "literal")
     assert SENDER in rendered.html
     assert "</b>" not in rendered.html
+
+
+def test_line_indentation_is_dropped_unless_the_layout_keeps_whitespace(tmp_path: Path) -> None:
+    """MJML indents every line of its output; the compiled layout drops that (a quarter of the
+    HTML) and keeps the line breaks, so words and inline tags stay apart as they were. A
+    layout with a <pre> keeps its output whole."""
+    basic = render(LayoutRenderer()).html
+    lines = basic.split("\n")
+    assert len(lines) > 100 and not any(line[:1] in (" ", "\t") for line in lines)
+    assert "Hi Zoë," in basic and "Keep my workspace" in basic
+    pre = MINI.replace(
+        "<mj-text>{{ p }}</mj-text>", "<mj-text><pre>  {{ p }}\n    indented</pre></mj-text>"
+    )
+    (tmp_path / "pre.mjml").write_text(pre, encoding="utf-8")
+    kept = render(LayoutRenderer(tmp_path), "pre").html
+    assert "\n    indented</pre>" in kept
+    assert any(line.startswith("  ") for line in kept.split("\n"))
