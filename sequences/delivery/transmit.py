@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.delivery.outcomes import Job, failed
@@ -243,12 +243,36 @@ async def _begin(conn: AsyncConnection, jobs: list[Job], settle: list[Accepted])
     return {row.id for row in started}
 
 
+# PostgreSQL: the same as one statement over arrays, in message id order; an UPDATE per
+# message is as many executions for the server to run and for asyncpg to encode.
+_SENT_ARRAYS = text(
+    "UPDATE messages SET state = :sent, sent_at = u.at, last_reply = u.reply, attempts = u.tries"
+    " FROM unnest(CAST(:pks AS varchar[]), CAST(:ats AS timestamptz[]),"
+    " CAST(:replies AS varchar[]), CAST(:tries AS integer[])) AS u(pk, at, reply, tries)"
+    " WHERE messages.id = u.pk AND messages.state IN (:sending, :unknown)"
+).bindparams(
+    sent=MessageState.sent.value,
+    sending=MessageState.sending.value,
+    unknown=MessageState.unknown.value,
+)
+
+
 async def record_sent(conn: AsyncConnection, accepted: list[Accepted]) -> None:
     """Mark messages sent at their relay's acceptance (their enrollments locked before)."""
-    if accepted:
+    ordered = sorted(accepted, key=lambda a: a.message_pk)
+    if len(ordered) > 1 and conn.dialect.name == "postgresql":
+        await conn.execute(
+            _SENT_ARRAYS,
+            {
+                "pks": [a.message_pk for a in ordered],
+                "ats": [a.at for a in ordered],
+                "replies": [a.reply for a in ordered],
+                "tries": [a.attempts for a in ordered],
+            },
+        )
+    elif ordered:
         rows = [
-            {"pk": a.message_pk, "reply": a.reply, "tries": a.attempts, "at": a.at}
-            for a in sorted(accepted, key=lambda a: a.message_pk)
+            {"pk": a.message_pk, "reply": a.reply, "tries": a.attempts, "at": a.at} for a in ordered
         ]
         await conn.execute(_SENT, rows)
 

@@ -250,18 +250,35 @@ async def _update_contacts(
     for event in sorted(counted, key=lambda e: e.occurred_at):
         when = min(event.occurred_at, now)
         current[event.contact_id].add(when, weight(event), topics[id(event)], decay)
-    await conn.execute(
-        update(CONTACT_SCORES)
-        .where(CONTACT_SCORES.c.contact_id == bindparam("cid"))
-        .values(
-            score=bindparam("score"),
-            affinities=bindparam("affinities"),
-            events=bindparam("events"),
-            as_of=bindparam("as_of"),
-        ),
-        [
-            {"cid": i, "score": s.score, "affinities": s.affinities, "events": s.events}
-            | {"as_of": s.as_of}
-            for i, s in sorted(current.items())
-        ],
+    rows = [
+        {"cid": i, "score": s.score, "affinities": s.affinities, "events": s.events}
+        | {"as_of": s.as_of}
+        for i, s in sorted(current.items())
+    ]
+    if len(rows) > 1 and conn.dialect.name == "postgresql":
+        # One statement for the batch (the rows exist and are locked, so each "conflicts"):
+        # an UPDATE per row is as many executions for PostgreSQL to plan and run.
+        await insert_arrays(
+            conn,
+            CONTACT_SCORES,
+            [{"contact_id": r.pop("cid")} | r for r in rows],
+            conflict=_WRITE_BACK,
+        )
+        return
+    await conn.execute(_UPDATE_SCORE, rows)
+
+
+_UPDATE_SCORE = (
+    update(CONTACT_SCORES)
+    .where(CONTACT_SCORES.c.contact_id == bindparam("cid"))
+    .values(
+        score=bindparam("score"),
+        affinities=bindparam("affinities"),
+        events=bindparam("events"),
+        as_of=bindparam("as_of"),
     )
+)
+_WRITE_BACK = (
+    "ON CONFLICT (contact_id) DO UPDATE SET score = EXCLUDED.score, affinities = "
+    "EXCLUDED.affinities, events = EXCLUDED.events, as_of = EXCLUDED.as_of"
+)
