@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from sequences.store import migrate
-from sequences.store.arrays import insert_arrays, insert_many
+from sequences.store.arrays import insert_arrays, insert_many, update_arrays
 from sequences.store.db import make_engine
 from sequences.store.tables import CONTACT_SCORES, CONTACTS, TIMELINE
 
@@ -77,5 +77,50 @@ async def test_rows_land_in_order_with_defaults(database_url: str) -> None:
                     returning=("email_key",),
                 )
                 assert [r.email_key for r in back] == ["new@example.com"]  # the other clashed
+    finally:
+        await engine.dispose()
+
+
+async def test_rows_are_updated_by_key_where_the_condition_holds(postgres_url: str) -> None:
+    """update_arrays sets each row's columns on the row with its key, JSON included, and only
+    where ``where`` holds; rows not named are untouched. One statement whatever the count."""
+    engine = make_engine(postgres_url)
+    try:
+        await migrate.upgrade(engine)
+        then = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+        later = datetime(2026, 12, 7, 13, 30, 0, 250000, tzinfo=UTC)
+        async with engine.begin() as conn:
+            people = [
+                {"email": f"p{n}@example.com", "email_key": f"p{n}@example.com"}
+                | {"timezone": "UTC", "attributes": {"n": n}, "created_at": then}
+                | {"updated_at": then}
+                for n in range(4)
+            ]
+            ids = [r.id for r in await insert_arrays(conn, CONTACTS, people, returning=("id",))]
+            statements: list[str] = []
+            event.listen(
+                conn.sync_connection, "before_cursor_execute", lambda *a: statements.append(a[2])
+            )
+            await update_arrays(
+                conn,
+                CONTACTS,
+                "id",
+                [
+                    {"id": i, "attributes": {"n": n, "seen": "Zoë"}, "updated_at": later}
+                    for n, i in enumerate(ids[:3])
+                ],
+                where="timezone = :zone AND id <> :spared",
+                zone="UTC",
+                spared=ids[1],
+            )
+            sent = list(statements)
+            rows = (await conn.execute(select(CONTACTS).order_by(CONTACTS.c.id))).all()
+        assert len(sent) == 1 and sent[0].startswith("UPDATE contacts SET")
+        assert [(r.attributes, r.updated_at) for r in rows] == [
+            ({"n": 0, "seen": "Zoë"}, later),
+            ({"n": 1}, then),  # excluded by the condition
+            ({"n": 2, "seen": "Zoë"}, later),
+            ({"n": 3}, then),  # not named
+        ]
     finally:
         await engine.dispose()

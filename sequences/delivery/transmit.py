@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, or_, select, text, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sequences.delivery.outcomes import Job, failed
@@ -29,6 +29,7 @@ from sequences.engine.flow import Finished, advance_many
 from sequences.mail.mime import split_address
 from sequences.mail.smtp import Lane, NotStartedError, SendError, UnknownOutcomeError
 from sequences.signals import stepstats
+from sequences.store.arrays import update_arrays
 from sequences.store.db import lock_rows, transaction
 from sequences.store.tables import ENROLLMENTS, MESSAGES, EnrollmentStatus, MessageState
 
@@ -243,32 +244,20 @@ async def _begin(conn: AsyncConnection, jobs: list[Job], settle: list[Accepted])
     return {row.id for row in started}
 
 
-# PostgreSQL: the same as one statement over arrays, in message id order; an UPDATE per
-# message is as many executions for the server to run and for asyncpg to encode.
-_SENT_ARRAYS = text(
-    "UPDATE messages SET state = :sent, sent_at = u.at, last_reply = u.reply, attempts = u.tries"
-    " FROM unnest(CAST(:pks AS varchar[]), CAST(:ats AS timestamptz[]),"
-    " CAST(:replies AS varchar[]), CAST(:tries AS integer[])) AS u(pk, at, reply, tries)"
-    " WHERE messages.id = u.pk AND messages.state IN (:sending, :unknown)"
-).bindparams(
-    sent=MessageState.sent.value,
-    sending=MessageState.sending.value,
-    unknown=MessageState.unknown.value,
-)
+_SENDING = {"sending": MessageState.sending.value, "unknown": MessageState.unknown.value}
 
 
 async def record_sent(conn: AsyncConnection, accepted: list[Accepted]) -> None:
     """Mark messages sent at their relay's acceptance (their enrollments locked before)."""
     ordered = sorted(accepted, key=lambda a: a.message_pk)
     if len(ordered) > 1 and conn.dialect.name == "postgresql":
-        await conn.execute(
-            _SENT_ARRAYS,
-            {
-                "pks": [a.message_pk for a in ordered],
-                "ats": [a.at for a in ordered],
-                "replies": [a.reply for a in ordered],
-                "tries": [a.attempts for a in ordered],
-            },
+        rows = [
+            {"id": a.message_pk, "state": MessageState.sent.value, "sent_at": a.at}
+            | {"last_reply": a.reply, "attempts": a.attempts}
+            for a in ordered
+        ]
+        await update_arrays(
+            conn, MESSAGES, "id", rows, where="state IN (:sending, :unknown)", **_SENDING
         )
     elif ordered:
         rows = [

@@ -29,6 +29,7 @@ from sequences.deps import Deps
 from sequences.engine import drafted, lifecycle, outbox
 from sequences.signals import adaptive, engagement
 from sequences.store import timeline
+from sequences.store.arrays import update_arrays
 from sequences.store.db import among, lock_rows
 from sequences.store.tables import CONTACTS, ENROLLMENTS, EVENTS, EnrollmentStatus
 
@@ -354,15 +355,7 @@ async def apply_moves(
         drafting = [(m.enrollment_id, *m.ahead) for m in scheduled if m.ahead and not m.woken_by]
         await drafted.schedule_ahead(conn, drafting, now)
         if not placed:
-            await conn.execute(
-                update(ENROLLMENTS)
-                .where(
-                    ENROLLMENTS.c.id == bindparam("enrollment"),
-                    ENROLLMENTS.c.status == EnrollmentStatus.active,
-                )
-                .values(position=bindparam("step"), updated_at=now),
-                [{"enrollment": e, "step": s} for e, s, _ in rows],
-            )
+            await _move_positions(conn, [(e, s) for e, s, _ in rows], now)
     ends: dict[tuple[EnrollmentStatus, str, str | None], list[str]] = {}
     for move in moves:
         if move.end is not None:
@@ -371,6 +364,31 @@ async def apply_moves(
         await lifecycle.end(conn, ids, status=status, reason=reason, now=now, step_id=step_id)
     ahead_due = [m.ahead[1] for m in scheduled if m.ahead and not m.woken_by]
     return [m.schedule[1] for m in scheduled if m.schedule] + ahead_due
+
+
+_POSITION = (
+    update(ENROLLMENTS)
+    .where(
+        ENROLLMENTS.c.id == bindparam("enrollment"),
+        ENROLLMENTS.c.status == EnrollmentStatus.active,
+    )
+    .values(position=bindparam("step"), updated_at=bindparam("now"))
+)
+
+
+async def _move_positions(
+    conn: AsyncConnection, moved: list[tuple[str, str]], now: datetime
+) -> None:
+    """Each active enrollment to its step: one statement over arrays on PostgreSQL."""
+    if len(moved) > 1 and conn.dialect.name == "postgresql":
+        rows = [{"id": e, "position": s, "updated_at": now} for e, s in moved]
+        where = "status = :active"
+        await update_arrays(conn, ENROLLMENTS, "id", rows, where=where, active=_ACTIVE)
+    elif moved:
+        await conn.execute(_POSITION, [{"enrollment": e, "step": s, "now": now} for e, s in moved])
+
+
+_ACTIVE = EnrollmentStatus.active.value
 
 
 def _decide(

@@ -1,4 +1,5 @@
-"""Many-row INSERTs on PostgreSQL as one array per column, unnested in the rows' order.
+"""Many-row INSERTs and UPDATEs on PostgreSQL as one array per column, unnested in the rows'
+order.
 
 SQLAlchemy sends a many-row INSERT as multi-row VALUES with a bind parameter per value, and
 builds and processes those parameters in Python on every execution: for 500 enrollments, their
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeDecorator
 
 _STATEMENTS: dict[tuple[str, tuple[str, ...], str, tuple[str, ...]], TextClause] = {}
+_UPDATES: dict[tuple[str, str, tuple[str, ...], str], TextClause] = {}
 
 
 def _sql_type(column: Any, dialect: Dialect) -> str:
@@ -34,6 +36,38 @@ def _is_json(column: Any) -> bool:
     return isinstance(kind, JSON)
 
 
+def _unnest(picked: list[Any], dialect: Dialect) -> tuple[str, list[str]]:
+    """``unnest(...)`` of one array parameter per column (``:a0``, ``:a1``...), and the values
+    it yields, cast back to the columns' types (JSON travels as text: asyncpg has no array
+    codec for jsonb)."""
+    arrays = ", ".join(
+        f"CAST(:a{i} AS text[])" if _is_json(c) else f"CAST(:a{i} AS {_sql_type(c, dialect)}[])"
+        for i, c in enumerate(picked)
+    )
+    values = [
+        f"CAST(v{i} AS {_sql_type(c, dialect)})" if _is_json(c) else f"v{i}"
+        for i, c in enumerate(picked)
+    ]
+    return f"unnest({arrays})", values
+
+
+def _params(
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[Mapping[str, Any]],
+    defaults: Mapping[str, Any],
+) -> dict[str, Any]:
+    params = {}
+    for i, name in enumerate(columns):
+        values = [defaults[name]] * len(rows) if name in defaults else [row[name] for row in rows]
+        params[f"a{i}"] = (
+            [None if v is None else json.dumps(v) for v in values]
+            if _is_json(table.c[name])
+            else values
+        )
+    return params
+
+
 def _statement(
     table: Table,
     columns: tuple[str, ...],
@@ -46,19 +80,11 @@ def _statement(
     if found is not None:
         return found
     picked = [table.c[name] for name in columns]
-    # JSON travels as text and is cast per row: asyncpg has no array codec for jsonb.
-    arrays = ", ".join(
-        f"CAST(:a{i} AS text[])" if _is_json(c) else f"CAST(:a{i} AS {_sql_type(c, dialect)}[])"
-        for i, c in enumerate(picked)
-    )
-    values = ", ".join(
-        f"CAST(v{i} AS {_sql_type(c, dialect)})" if _is_json(c) else f"v{i}"
-        for i, c in enumerate(picked)
-    )
+    unnest, values = _unnest(picked, dialect)
     names = ", ".join(f"v{i}" for i in range(len(picked)))
     sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {values}"
-        f" FROM unnest({arrays}) WITH ORDINALITY AS u({names}, n) ORDER BY n"
+        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {', '.join(values)}"
+        f" FROM {unnest} WITH ORDINALITY AS u({names}, n) ORDER BY n"
         + (f" {conflict}" if conflict else "")
         + (f" RETURNING {', '.join(returning)}" if returning else "")
     )
@@ -98,16 +124,40 @@ async def insert_arrays(
     defaults = _defaults(table, given)
     columns = given + tuple(defaults)
     statement = _statement(table, columns, conn.dialect, conflict, returning)
-    params = {}
-    for i, name in enumerate(columns):
-        values = [defaults[name]] * len(rows) if name in defaults else [row[name] for row in rows]
-        params[f"a{i}"] = (
-            [None if v is None else json.dumps(v) for v in values]
-            if _is_json(table.c[name])
-            else values
-        )
-    result = await conn.execute(statement, params)
+    result = await conn.execute(statement, _params(table, columns, rows, defaults))
     return list(result) if returning else []
+
+
+async def update_arrays(
+    conn: AsyncConnection,
+    table: Table,
+    key: str,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    where: str = "",
+    **bound: Any,
+) -> None:
+    """Set, on PostgreSQL, each row's other columns where ``key`` equals the row's; ``where``
+    (SQL naming the table's columns, with ``:name`` parameters given in ``bound``) narrows it
+    further. Rows each have the same keys. An UPDATE per row (what an executemany sends) is as
+    many executions for the server to run and for the driver to encode."""
+    assert conn.dialect.name == "postgresql", "arrays are for PostgreSQL; SQLite updates rows"
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    assert key in columns, f"each row needs its {key}"
+    found = _UPDATES.get(cache := (table.name, key, columns, where))
+    if found is None:
+        unnest, values = _unnest([table.c[name] for name in columns], conn.dialect)
+        names = ", ".join(f"v{i}" for i in range(len(columns)))
+        value = dict(zip(columns, values, strict=True))
+        sets = ", ".join(f"{name} = {value[name]}" for name in columns if name != key)
+        sql = (
+            f"UPDATE {table.name} SET {sets} FROM {unnest} AS u({names})"
+            f" WHERE {table.name}.{key} = {value[key]}" + (f" AND ({where})" if where else "")
+        )
+        found = _UPDATES[cache] = text(sql)
+    await conn.execute(found, _params(table, columns, rows, {}) | bound)
 
 
 async def insert_many(
