@@ -20,7 +20,7 @@ from sequences.store import contacts
 from sequences.store.contacts import ContactRef
 from sequences.store.db import among
 from sequences.store.events import Incoming
-from sequences.store.tables import MESSAGES
+from sequences.store.tables import CONTACTS, MESSAGES
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Found:
     contact_id: int
     sent_at: datetime | None
     to_addr: str = ""  # the address the message went to
+    contact: ContactRef | None = None  # its contact, where the lookup read it too
 
 
 async def resolve(
@@ -59,7 +60,11 @@ async def resolve(
         conn, [r.email for r in reported if r.email is not None], now=now
     )
     ids = {r.contact_id for r in reported if r.contact_id is not None}
-    by_id = await contacts.find_many(conn, ids | {m.contact_id for m in messages.values()})
+    # The messages' contacts came with them; only the others are read.
+    by_id = {m.contact.id: m.contact for m in messages.values() if m.contact is not None}
+    by_id |= await contacts.find_many(
+        conn, (ids | {m.contact_id for m in messages.values()}) - by_id.keys()
+    )
     resolved: list[Incoming] = []
     errors: list[dict[str, str]] = []
     for number, event in enumerate(reported):
@@ -97,7 +102,11 @@ async def find_messages(conn: AsyncConnection, refs: set[str]) -> dict[str, Foun
             MESSAGES.c.contact_id,
             MESSAGES.c.sent_at,
             MESSAGES.c.to_addr,
-        ).where(
+            CONTACTS.c.email,
+            CONTACTS.c.email_key,
+        )
+        .outerjoin(CONTACTS, CONTACTS.c.id == MESSAGES.c.contact_id)
+        .where(
             or_(
                 among(conn, MESSAGES.c.message_id, list(bracketed)),
                 among(conn, MESSAGES.c.id, list(refs)),
@@ -106,7 +115,10 @@ async def find_messages(conn: AsyncConnection, refs: set[str]) -> dict[str, Foun
     )
     found: dict[str, Found] = {}
     for row in rows:
-        hit = Found(row.id, row.enrollment_id, row.contact_id, row.sent_at, row.to_addr)
+        contact = (
+            None if row.email_key is None else ContactRef(row.contact_id, row.email, row.email_key)
+        )
+        hit = Found(row.id, row.enrollment_id, row.contact_id, row.sent_at, row.to_addr, contact)
         for ref in (row.id, bracketed.get(row.message_id)):
             if ref in refs:
                 found[ref] = hit
