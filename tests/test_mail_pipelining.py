@@ -64,8 +64,8 @@ class Relay:
                     to = command.split(":", 1)[1].strip("<> ")
                     refusal = self.refuse.get(to)
                     recipients += refusal is None
-                    answer = refusal or "250 2.1.5 Recipient OK"
-                    pending.append((verb, answer.encode() + b"\r\n"))
+                    said = refusal or "250 2.1.5 Recipient OK"
+                    pending.append((verb, said.encode() + b"\r\n"))
                 elif verb == "DATA":
                     go = recipients > 0 or self.start_anyway
                     reply = b"354 Go ahead\r\n" if go else b"554 5.5.1 No valid recipients\r\n"
