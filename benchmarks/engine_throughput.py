@@ -34,10 +34,11 @@ import asyncio
 import cProfile
 import os
 import pstats
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -228,8 +229,15 @@ async def drain(deps: Any, sink: Sink, n: int, offset: int, *, profile: bool) ->
 
 
 async def measure_engine(
-    sink: Sink, n: int, admin_url: str, redis_url: str, *, profile: bool, workers: int = 1
-) -> tuple[list[EngineResult], list[scale_out.Phase]]:
+    sink: Sink,
+    n: int,
+    admin_url: str,
+    redis_url: str,
+    *,
+    profile: bool,
+    workers: int = 1,
+    relay_delay_ms: float = 0.0,
+) -> tuple[list[EngineResult], list[scale_out.Phase], list[scale_out.Phase]]:
     from sequences.runtime import open_deps, settle_heap
     from sequences.settings import Settings
 
@@ -259,10 +267,51 @@ async def measure_engine(
                     )
                     await verify(deps, sink, before, n, offset + n)
                     phases.append(scale_out.Phase(processes, n, seconds, cpu, ran))
-                return results, phases
+                remote: list[scale_out.Phase] = []
+                for hide in (False, True) if relay_delay_ms > 0 else ():
+                    offset = n * (len(results) + len(phases) + len(remote))
+                    await seed(deps, n, offset)
+                    before = sink.count()
+                    async with slow_relay_process(sink, relay_delay_ms, hide) as port:
+                        far = env | {"REDIS_URL": redis_url, "SMTP_PORT": str(port)}
+                        seconds, cpu, ran = await scale_out.run_phase(far, 1)
+                    await verify(deps, sink, before, n, offset + n)
+                    remote.append(scale_out.Phase(1, n, seconds, cpu, ran))
+                return results, phases, remote
     finally:
         await drop_database(db)
         flush_redis(redis_url)
+
+
+@asynccontextmanager
+async def slow_relay_process(sink: Sink, delay_ms: float, hide: bool) -> AsyncIterator[int]:
+    """benchmarks.slow_relay in front of the sink; yields the port it listens on."""
+    args = [sink.host, str(sink.port), str(delay_ms)] + (["--hide-pipelining"] if hide else [])
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.slow_relay", *args, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None
+        line = (await child.stdout.readline()).decode()
+        if not line.startswith("port "):
+            raise RuntimeError(f"the slow relay did not start: {line!r}")
+        yield int(line.split()[1])
+    finally:
+        child.terminate()
+        await child.wait()
+
+
+def report_remote(phases: list[scale_out.Phase], delay_ms: float) -> None:
+    print(
+        f"4. A relay {delay_ms:g} ms away (benchmarks.slow_relay holds each chunk {delay_ms / 2:g}"
+        " ms each way: simulated latency; the sends, the relay and the checks are real)"
+    )
+    for phase, how in zip(phases, ("PIPELINING offered", "PIPELINING hidden"), strict=True):
+        print(
+            f"   {how:<18} {phase.rate:,.0f} sends/s ({phase.messages} in {phase.seconds:.2f} s,"
+            f" one worker process); worker CPU {phase.cpu / phase.messages * 1000:.2f} ms per send"
+        )
+    print(f"   pipelined / not    {phases[0].rate / phases[1].rate:.2f}x")
 
 
 # ------------------------------------------------------------------------------- reporting
@@ -338,6 +387,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="then drain N more in 1 and in this many worker processes (1: skip)",
     )
     parser.add_argument(
+        "--relay-delay-ms",
+        type=float,
+        default=0.0,
+        help="then drain N more through a relay this far away, with and without PIPELINING",
+    )
+    parser.add_argument(
         "--sink",
         choices=["postfix", "aiosmtpd"],
         default="postfix",
@@ -360,14 +415,22 @@ async def main_async(args: argparse.Namespace) -> None:
         ceiling: Ceiling | None = None
         if not args.skip_sink:
             ceiling = await measure_ceiling(sink, n)
-        results, phases = await measure_engine(
-            sink, n, args.database_url, args.redis_url, profile=args.profile, workers=args.workers
+        results, phases, remote = await measure_engine(
+            sink,
+            n,
+            args.database_url,
+            args.redis_url,
+            profile=args.profile,
+            workers=args.workers,
+            relay_delay_ms=args.relay_delay_ms,
         )
         report_engine(results[0], ceiling)
         print(f"   {load_average()} (other work on the machine lowers every figure)")
         if phases:
             scale_out.report(phases, ceiling)
             print(f"   {load_average()}")
+        if remote:
+            report_remote(remote, args.relay_delay_ms)
         if args.profile:
             profile = results[1].profile
             assert profile is not None
