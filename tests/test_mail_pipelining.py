@@ -9,8 +9,12 @@ waited for each reply would never get one."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +44,8 @@ class Relay:
     commands: list[str] = field(default_factory=list)
     port: int = 0
 
+    starttls: ssl.SSLContext | None = None  # offered, and taken up when asked
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 relay.test ESMTP\r\n")
         pending: list[tuple[str, bytes]] = []
@@ -51,7 +57,12 @@ class Relay:
                 self.commands.append(verb)
                 if verb == "EHLO":
                     offers = b"250-PIPELINING\r\n" if self.pipelining else b""
+                    offers += b"250-STARTTLS\r\n" if self.starttls else b""
                     writer.write(b"250-relay.test\r\n" + offers + b"250 8BITMIME\r\n")
+                elif verb == "STARTTLS" and self.starttls is not None:
+                    writer.write(b"220 2.0.0 Ready to start TLS\r\n")
+                    await writer.drain()
+                    await writer.start_tls(self.starttls)
                 elif verb in ("RSET", "NOOP"):
                     writer.write(b"250 2.0.0 OK\r\n")
                     recipients = 0
@@ -200,3 +211,75 @@ async def test_an_address_cannot_add_a_command(relay: Relay) -> None:
     finally:
         await client.close()
     assert relay.commands.count("MAIL") == 1
+
+
+def _certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "relay.pem", tmp_path / "relay.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("how", ["implicit TLS", "STARTTLS"])
+async def test_pipelining_over_tls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The pipelined transaction's reader takes the place of aiosmtplib's on a TLS connection
+    too (port 465, or 587 after STARTTLS), and gives it back for the next message."""
+    cert, key = _certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this relay's certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    state = Relay(starttls=context if how == "STARTTLS" else None)
+    implicit = context if how == "implicit TLS" else None
+    server = await asyncio.start_server(state.handle, "127.0.0.1", 0, ssl=implicit)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        client = SmtpMailer(
+            "127.0.0.1",
+            port,
+            pool_size=1,
+            timeout=5,
+            local_hostname="t",
+            use_tls=implicit is not None,
+            starttls=implicit is None,
+        )
+        try:
+            for _ in range(2):
+                await client.send(SENDER, "zoe@example.test", MESSAGE)
+        finally:
+            await client.close()
+    assert state.batches == [["MAIL", "RCPT", "DATA"]] * 2
+    assert state.received == [MESSAGE] * 2
+    assert client.connections_opened == 1
+    assert ("STARTTLS" in state.commands) is (how == "STARTTLS")
