@@ -13,14 +13,13 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from cryptography import x509
+from certificates import self_signed
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
 
 from sequences.mail.tags import MESSAGE_TAG
 
@@ -58,18 +57,7 @@ def sendgrid_key() -> ec.EllipticCurvePrivateKey:
 def sns_identity() -> tuple[rsa.RSAPrivateKey, bytes]:
     """A self-signed certificate standing in for the one AWS serves at CERT_URL."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    certificate = self_signed(key, "sns.amazonaws.com", days=30)
     return key, certificate.public_bytes(serialization.Encoding.PEM)
 
 
