@@ -124,3 +124,29 @@ async def test_rows_are_updated_by_key_where_the_condition_holds(postgres_url: s
         ]
     finally:
         await engine.dispose()
+
+
+async def test_json_values_round_trip_through_the_engines_encoder(database_url: str) -> None:
+    """JSON parameters are encoded by orjson (store.db.json_text), one at a time and as arrays:
+    what is read back is what was written, integer keys coming back as strings as the stdlib's
+    encoder made them, text outside ASCII and deep nesting intact."""
+    engine = make_engine(database_url)
+    try:
+        await migrate.upgrade(engine)
+        now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+        details = [
+            {"n": n, "name": 'Zoë \u2603 "q" \\ \n', "deep": [[[{"x": 1.5}]]], 7: "seven"}
+            for n in range(3)
+        ]
+        rows = [
+            {"enrollment_id": "e", "at": now, "kind": "note", "step_id": None, "detail": d}
+            for d in details
+        ]
+        async with engine.begin() as conn:
+            await insert_many(conn, TIMELINE, rows)  # arrays on PostgreSQL
+            await insert_many(conn, TIMELINE, rows[:1])  # one row: the ordinary INSERT
+            read = (await conn.execute(select(TIMELINE.c.detail).order_by(TIMELINE.c.id))).all()
+        expected = [{k if isinstance(k, str) else str(k): v for k, v in d.items()} for d in details]
+        assert [r.detail for r in read] == expected + expected[:1]
+    finally:
+        await engine.dispose()

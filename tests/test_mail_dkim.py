@@ -15,9 +15,11 @@ from dkim.canonicalization import Relaxed
 from sequences.mail.dkim import (
     OVERSIGNED_HEADERS,
     DkimSigner,
+    Unsigned,
     _relaxed_body,
     dns_txt_record,
     generate_private_key_pem,
+    sign_all,
 )
 from sequences.mail.mime import OutgoingEmail, build_message
 
@@ -76,6 +78,31 @@ def test_signature_verifies_with_dkimpy(signer: DkimSigner, dnsfunc: DnsFunc) ->
     signed = signer.sign(message())
     assert signed.startswith(b"DKIM-Signature: ")
     assert dkim.verify(signed, dnsfunc=dnsfunc)
+
+
+def test_batch_signed_in_a_thread_verifies_and_keeps_order(
+    signer: DkimSigner, dnsfunc: DnsFunc
+) -> None:
+    """The send path prepares messages on the event loop and signs the batch in one thread
+    hand-off (sign_all): each result is the message it was given, signed exactly as sign()
+    signs it; a message whose signature fails is returned as its error, the others signed."""
+    subjects = [f"Message {i}" for i in range(3)]
+    built = [message(subject=s) for s in subjects]
+    prepared = [signer.prepare(m, timestamp=1_790_000_000) for m in built]
+    broken = Unsigned(
+        ed25519.Ed25519PrivateKey.generate(),  # type: ignore[arg-type]  # no RSA sign(): fails
+        b"x",
+        b"DKIM-Signature: b=",
+        b"",
+    )
+    results = sign_all([prepared[0], broken, prepared[1], prepared[2]])
+    assert isinstance(results[1], Exception)
+    signed = [results[0], results[2], results[3]]
+    for subject, unsigned, data in zip(subjects, built, signed, strict=True):
+        assert isinstance(data, bytes)
+        assert dkim.verify(data, dnsfunc=dnsfunc)
+        assert f"Subject: {subject}".encode() in data
+        assert data == signer.sign(unsigned, timestamp=1_790_000_000)
 
 
 def test_signed_header_list(signer: DkimSigner) -> None:

@@ -24,6 +24,7 @@ from sequences.definitions.sandbox import render_template
 from sequences.deps import Deps
 from sequences.engine import outbox
 from sequences.engine.flow import RunContext
+from sequences.mail.dkim import Unsigned
 from sequences.mail.mime import OutgoingEmail, build_message, make_message_id, split_address
 from sequences.mail.render import EmailCopy, LayoutRenderer, RenderedEmail
 from sequences.mail.tags import tag_headers
@@ -286,6 +287,14 @@ def message_row(
 
 
 def message_bytes(deps: Deps, ctx: RunContext, message: Outgoing) -> bytes:
+    """The message as sent, signed."""
+    data = unsigned_message(deps, ctx, message)
+    return data if isinstance(data, bytes) else data.signed(data.signature())
+
+
+def unsigned_message(deps: Deps, ctx: RunContext, message: Outgoing) -> bytes | Unsigned:
+    """The message's bytes; with DKIM configured, everything but the RSA signature (see
+    sequences.mail.dkim.sign_all)."""
     sender = ctx.definition.sender
     data = build_message(
         OutgoingEmail(
@@ -302,4 +311,4 @@ def message_bytes(deps: Deps, ctx: RunContext, message: Outgoing) -> bytes:
         )
     )
     signer = deps.signers.for_address(sender.from_) if deps.signers else None
-    return signer.sign(data) if signer else data
+    return signer.prepare(data) if signer else data

@@ -12,6 +12,7 @@ import hashlib
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -20,8 +21,10 @@ __all__ = [
     "OVERSIGNED_HEADERS",
     "SIGNED_HEADERS",
     "DkimSigner",
+    "Unsigned",
     "dns_txt_record",
     "generate_private_key_pem",
+    "sign_all",
 ]
 
 # Both List-Unsubscribe headers must be signed: Gmail/Yahoo ignore one-click unsubscribe
@@ -123,6 +126,14 @@ class DkimSigner:
 
     def sign(self, message: bytes, *, timestamp: int | None = None) -> bytes:
         """``message`` with a ``DKIM-Signature:`` header prepended."""
+        unsigned = self.prepare(message, timestamp=timestamp)
+        return unsigned.signed(unsigned.signature())
+
+    def prepare(self, message: bytes, *, timestamp: int | None = None) -> Unsigned:
+        """Everything but the RSA signature: canonicalised, hashed, the header written up to
+        ``b=``. The signature is left to :meth:`Unsigned.signature` (or :func:`sign_all`), so a
+        batch can be signed in a thread: OpenSSL's RSA releases the GIL, and the signatures
+        were a third of a send's CPU on the event loop."""
         message = _normalise_line_endings(message)
         fields, body = _split_message(message)
         body_hash = base64.b64encode(hashlib.sha256(_relaxed_body(body)).digest())
@@ -148,9 +159,35 @@ class DkimSigner:
         to_sign = b"".join(_relaxed_header(name, value) for name, value in signed)
         # The signature header itself is hashed last, with an empty b= and no trailing CRLF.
         to_sign += _relaxed_header(b"dkim-signature", unsigned_value).removesuffix(_CRLF)
-        signature = self._key.sign(to_sign, padding.PKCS1v15(), hashes.SHA256())
-        header = b"DKIM-Signature:" + unsigned_value + _fold_b(base64.b64encode(signature))
-        return header + _CRLF + message
+        return Unsigned(self._key, to_sign, b"DKIM-Signature:" + unsigned_value, message)
+
+
+@dataclass(frozen=True, slots=True)
+class Unsigned:
+    """A message ready for its signature: what the key signs and the header that carries it."""
+
+    key: rsa.RSAPrivateKey
+    to_sign: bytes
+    header: bytes  # "DKIM-Signature: v=1; ... b=" (the value to append)
+    message: bytes
+
+    def signature(self) -> bytes:
+        return self.key.sign(self.to_sign, padding.PKCS1v15(), hashes.SHA256())
+
+    def signed(self, signature: bytes) -> bytes:
+        return self.header + _fold_b(base64.b64encode(signature)) + _CRLF + self.message
+
+
+def sign_all(unsigned: Sequence[Unsigned]) -> list[bytes | Exception]:
+    """The signed messages, in order; a message whose signing failed gets its exception (for
+    a thread: one hand-off for a whole batch, not one per message)."""
+    out: list[bytes | Exception] = []
+    for item in unsigned:
+        try:
+            out.append(item.signed(item.signature()))
+        except Exception as error:  # one message's failure must not lose the others
+            out.append(error)
+    return out
 
 
 def _load_rsa_key(private_key_pem: bytes) -> rsa.RSAPrivateKey:

@@ -11,7 +11,6 @@ row) keep the ordinary statements.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +18,8 @@ from sqlalchemy import JSON, Table, TextClause, insert, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeDecorator
+
+from sequences.store.db import json_text
 
 _STATEMENTS: dict[tuple[str, tuple[str, ...], str, tuple[str, ...]], TextClause] = {}
 _UPDATES: dict[tuple[str, str, tuple[str, ...], str], TextClause] = {}
@@ -61,7 +62,7 @@ def _params(
     for i, name in enumerate(columns):
         values = [defaults[name]] * len(rows) if name in defaults else [row[name] for row in rows]
         params[f"a{i}"] = (
-            [None if v is None else json.dumps(v) for v in values]
+            [None if v is None else json_text(v) for v in values]
             if _is_json(table.c[name])
             else values
         )

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import JSON, ColumnElement, DateTime, Table, any_, bindparam, event, select
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
@@ -46,6 +47,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def json_text(value: Any) -> str:
+    """A JSON/JSONB parameter as text. orjson encodes in C what the stdlib's encoder does in
+    Python: an event batch writes several hundred JSON values (event properties, timeline
+    details, score affinities), and the stdlib's encoder was a tenth of its server CPU.
+    Non-string keys become strings, as with the stdlib's encoder."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -53,7 +62,12 @@ def is_sqlite(url: str) -> bool:
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine; SQLite gets WAL and a busy timeout so API and worker can share the file."""
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30},
+            json_serializer=json_text,
+            json_deserializer=orjson.loads,
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
@@ -62,7 +76,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # SQLAlchemy then invalidates it and every older pooled connection, and ``transaction``
     # runs the work again on a fresh one when nothing can have been committed.
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=RECYCLE_SECONDS
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=RECYCLE_SECONDS,
+        json_serializer=json_text,
+        json_deserializer=orjson.loads,
     )
 
 
