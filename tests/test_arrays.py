@@ -4,13 +4,14 @@ RETURNING; SQLite takes the ordinary statements."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from sqlalchemy import event, select
 
 from sequences.store import migrate
 from sequences.store.arrays import insert_arrays, insert_many, update_arrays
-from sequences.store.db import make_engine
+from sequences.store.db import json_text, make_engine
 from sequences.store.tables import CONTACT_SCORES, CONTACTS, TIMELINE
 
 
@@ -150,3 +151,15 @@ async def test_json_values_round_trip_through_the_engines_encoder(database_url: 
         assert [r.detail for r in read] == expected + expected[:1]
     finally:
         await engine.dispose()
+
+
+def test_json_text_writes_what_orjson_refuses_as_the_stdlib_would() -> None:
+    deep: list[object] = []
+    for _ in range(400):  # orjson's nesting limit is 254
+        deep = [deep]
+    assert json.loads(json_text(deep)) == deep
+    assert json_text({"big": 2**70}) == '{"big": 1180591620717411303424}'
+    assert json.loads(json_text({1: "a", "b": [1.5, None, True]})) == {
+        "1": "a",
+        "b": [1.5, None, True],
+    }
