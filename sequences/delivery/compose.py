@@ -289,7 +289,7 @@ def message_row(
 def message_bytes(deps: Deps, ctx: RunContext, message: Outgoing) -> bytes:
     """The message as sent, signed."""
     data = unsigned_message(deps, ctx, message)
-    return data if isinstance(data, bytes) else data.signed(data.signature())
+    return data if isinstance(data, bytes) else data.sign()
 
 
 def unsigned_message(deps: Deps, ctx: RunContext, message: Outgoing) -> bytes | Unsigned:

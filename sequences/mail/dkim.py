@@ -127,12 +127,11 @@ class DkimSigner:
 
     def sign(self, message: bytes, *, timestamp: int | None = None) -> bytes:
         """``message`` with a ``DKIM-Signature:`` header prepended."""
-        unsigned = self.prepare(message, timestamp=timestamp)
-        return unsigned.signed(unsigned.signature())
+        return self.prepare(message, timestamp=timestamp).sign()
 
     def prepare(self, message: bytes, *, timestamp: int | None = None) -> Unsigned:
         """Everything but the RSA signature: canonicalised, hashed, the header written up to
-        ``b=``. The signature is left to :meth:`Unsigned.signature` (or :func:`sign_all`), so a
+        ``b=``. The signature is left to :meth:`Unsigned.sign` (or :func:`sign_all`), so a
         batch can be signed in a thread: OpenSSL's RSA releases the GIL, and the signatures
         were a third of a send's CPU on the event loop."""
         message = _normalise_line_endings(message)
@@ -172,10 +171,9 @@ class Unsigned:
     header: bytes  # "DKIM-Signature: v=1; ... b=" (the value to append)
     message: bytes
 
-    def signature(self) -> bytes:
-        return self.key.sign(self.to_sign, padding.PKCS1v15(), hashes.SHA256())
-
-    def signed(self, signature: bytes) -> bytes:
+    def sign(self) -> bytes:
+        """The message with its ``DKIM-Signature:`` header prepended."""
+        signature = self.key.sign(self.to_sign, padding.PKCS1v15(), hashes.SHA256())
         return self.header + _fold_b(base64.b64encode(signature)) + _CRLF + self.message
 
 
@@ -185,7 +183,7 @@ def sign_all(unsigned: Sequence[Unsigned]) -> list[bytes | Exception]:
     out: list[bytes | Exception] = []
     for item in unsigned:
         try:
-            out.append(item.signed(item.signature()))
+            out.append(item.sign())
         except Exception as error:  # one message's failure must not lose the others
             out.append(error)
     return out
