@@ -162,8 +162,13 @@ async def test_a_draft_whose_slot_was_taken_meanwhile_waits_and_is_sent_as_it_is
             model.gate.set()
             done = await eventually(lambda: _completed(stack, slow), within=30)
 
-    [deferred] = [e for e in done["timeline"] if e["kind"] == "deferred"]
-    assert deferred["reason"] == "frequency cap" and deferred["kept"]["draft"]["subject"]
+    # The other email counts from when it was recorded until the relay accepts it, so on a
+    # slow machine the slot can still be taken when the first wait ends and the draft waits
+    # again (sequences.engine.pacing); the draft kept by the first wait is the one sent.
+    deferrals = [e for e in done["timeline"] if e["kind"] == "deferred"]
+    assert deferrals and {e["reason"] for e in deferrals} == {"frequency cap"}
+    deferred = deferrals[0]
+    assert deferred["kept"]["draft"]["subject"]
     [drafted] = [e for e in done["timeline"] if e["kind"] == "drafted"]
     assert drafted["model"] == HEURISTIC_MODEL
     mail = sorted(stack.mail_to(ADDRESS), key=accepted_at)
